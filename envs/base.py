@@ -1,0 +1,93 @@
+"""What every latentplay environment offers beside the Gymnasium API (collection relies on it)."""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from typing import Any, Protocol, runtime_checkable
+
+import mujoco
+import numpy as np
+
+OBS_TYPES = ("pixels", "state", "pixels_state")
+
+
+@runtime_checkable
+class EnvState(Protocol):
+    """A restorable snapshot; ``to_arrays`` gives fixed-shape arrays for ``gt/state/*``."""
+
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
+
+
+@runtime_checkable
+class GroundTruthEnv(Protocol):
+    """The unwrapped env's ground-truth side. Frames go to models; all of this stays in ``gt/``.
+
+    - ``render_rgb()``: ``(H, W, 3) uint8`` from the env's fixed camera (``camera_name``).
+    - ``render_segmentation()``: ``(H, W) uint8`` labels, 0 background (env docs give the rest).
+    - ``ground_truth()``: named arrays of fixed shape for the current instant.
+    - ``get_state()`` / ``set_state()``: a full snapshot; replaying from it is exact to the bit.
+    - ``state_from_arrays()``: rebuild a snapshot from its stored ``to_arrays()`` form.
+    """
+
+    camera_name: str
+    width: int
+    height: int
+
+    def render_rgb(self) -> np.ndarray: ...
+    def render_segmentation(self) -> np.ndarray: ...
+    def ground_truth(self) -> dict[str, np.ndarray]: ...
+    def get_state(self) -> Any: ...
+    def set_state(self, state: Any) -> None: ...
+    def state_from_arrays(self, arrays: dict[str, np.ndarray]) -> Any: ...
+
+
+def validate_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """float64 copy of ``action`` clipped to [-1, 1]; ValueError for a wrong shape or NaN/inf."""
+    try:
+        a = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"action {action!r} is not numeric; expected shape {shape}") from e
+    if a.shape != shape:
+        raise ValueError(f"action has shape {a.shape}; expected {shape} in [-1, 1]")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1]")
+    return np.clip(a, -1.0, 1.0)
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}; expected one of {list(choices)}")
+
+
+def set_fast_visuals(model: mujoco.MjModel) -> None:
+    """Software-rasterizer settings (ANCHORS.md: ~100x faster than MuJoCo's defaults):
+    no shadow map, no multisampling, coarse primitives, no light casting shadows. Call before
+    the first render: the GL context sizes its buffers from these."""
+    q = model.vis.quality
+    q.shadowsize, q.offsamples, q.numslices, q.numstacks, q.numquads = 0, 0, 8, 3, 1
+    model.light_castshadow[:] = 0
+
+
+_RENDERERS: weakref.WeakSet[mujoco.Renderer] = weakref.WeakSet()
+_CLOSE_AT_EXIT: list[bool] = []
+
+
+def make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """A ``mujoco.Renderer`` closed at interpreter exit before EGL is torn down (otherwise its
+    destructor prints EGL errors). mujoco registers ``eglTerminate`` with atexit when it makes
+    the first context; registering after it makes ours run first."""
+    r = mujoco.Renderer(model, height, width)
+    _RENDERERS.add(r)
+    if not _CLOSE_AT_EXIT:
+        atexit.register(_close_renderers)
+        _CLOSE_AT_EXIT.append(True)
+    return r
+
+
+def _close_renderers() -> None:
+    for r in list(_RENDERERS):
+        try:
+            r.close()
+        except Exception:  # best effort at shutdown
+            pass
