@@ -337,8 +337,8 @@ class ArmEnv(gym.Env):
                     break
             self._goal = goal
         self._elapsed = 0
-        self._apply_dynamics_params()  # also runs mj_forward
         self._update_goal_site()
+        self._apply_dynamics_params()  # also runs mj_forward
         return self._obs(), self._info(np.zeros(3, np.float32))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
@@ -487,6 +487,7 @@ class ArmEnv(gym.Env):
         return labels
 
     def _update_goal_site(self) -> None:
+        """Place the goal marker (call before mj_forward: site poses come from kinematics)."""
         self.model.site_pos[self._goal_site, :2] = self._goal
         self.model.site_rgba[self._goal_site, 3] = 0.6 if self.show_goal else 0.0
 
@@ -559,11 +560,12 @@ class ArmEnv(gym.Env):
         self._elapsed = int(state.elapsed_steps)
         if state.rng_state is not None:
             self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        self._update_goal_site()
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
         mujoco.mj_setState(self.model, self.data, np.asarray(state.physics), spec)
         self._apply_dynamics_params()  # mj_setConst + mj_forward, state kept
+        # mj_forward may touch the warm start; restore it so replays are exact.
         mujoco.mj_setState(self.model, self.data, np.asarray(state.physics), spec)
-        self._update_goal_site()
 
     # ------------------------------------------------------------------ interventions
     def _check_slot(self, i: int, *, active: bool | None = True) -> int:
