@@ -1,0 +1,343 @@
+"""Parallel, resumable rollout collection into HDF5 shards.
+
+Work is cut into shards of ``shard_episodes`` episodes. Each worker process (started with
+``forkserver``/``spawn``: forking after rendering hangs) owns one env and one policy, records
+whole episodes and writes whole shards; the parent only keeps the progress bar and meta.json.
+Episode ``e`` is seeded from ``(seed, e)`` alone, so the data do not depend on how many workers
+ran or how often the job was killed and resumed: a resumed run is byte-identical per episode
+to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import queue as queue_mod
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from latentplay.rollouts.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    Episode,
+    ShardWriter,
+    read_sidecar,
+    shard_name,
+    split_of,
+)
+from latentplay.utils.io import provenance, write_json_atomic
+
+# Keys of the spec that must match when a run is resumed.
+_RESUME_KEYS = ("env_id", "env_kwargs", "policy", "seed", "steps", "shard_episodes", "masks")
+
+
+@dataclass
+class CollectSpec:
+    """What to collect. Picklable: it travels to the worker processes."""
+
+    env_id: str
+    policy_factory: Callable[..., Any]  # action_space -> Policy (a Hydra partial, say)
+    episodes: int
+    steps: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    shard_episodes: int = 25
+    masks: bool = False
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    compression: str | None = "gzip"
+    compression_level: int | None = 1
+    policy_config: dict[str, Any] = field(default_factory=dict)  # recorded in meta.json
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "steps", "shard_episodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{name}={v!r}; expected a positive integer")
+        fr = np.asarray(self.split_fractions, np.float64)
+        if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
+            raise ValueError(
+                f"split_fractions={self.split_fractions}; expected (train, val, test) summing to 1"
+            )
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.episodes // self.shard_episodes)
+
+    def shard_range(self, shard: int) -> range:
+        lo = shard * self.shard_episodes
+        return range(lo, min(lo + self.shard_episodes, self.episodes))
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "env_id": self.env_id,
+            "env_kwargs": dict(self.env_kwargs),
+            "policy": self.policy_config,
+            "seed": self.seed,
+            "steps": self.steps,
+            "shard_episodes": self.shard_episodes,
+            "masks": self.masks,
+        }
+
+
+def episode_seeds(seed: int, episode: int) -> tuple[int, np.random.Generator]:
+    """(env reset seed, policy RNG) of an episode: from (seed, episode) only."""
+    ss = np.random.SeedSequence([seed, episode])
+    env_ss, policy_ss = ss.spawn(2)
+    return int(env_ss.generate_state(1)[0]), np.random.default_rng(policy_ss)
+
+
+# ---------------------------------------------------------------------------- worker side
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(spec: CollectSpec, queue: Any) -> None:
+    import gymnasium as gym
+
+    import latentplay.envs  # noqa: F401  (registers ids, picks the GL platform)
+
+    env = gym.make(spec.env_id, obs_type="pixels_state", **spec.env_kwargs)
+    _WORKER.update(env=env, policy=spec.policy_factory(action_space=env.action_space), queue=queue)
+
+
+def record_episode(env: Any, policy: Any, spec: CollectSpec, index: int) -> Episode:
+    """Run one episode of ``spec.steps`` steps; frames and ground truth side by side."""
+    u = env.unwrapped
+    env_seed, rng = episode_seeds(spec.seed, index)
+    obs, info = env.reset(seed=env_seed)
+    policy.reset(rng, info)
+    gt_keys = list(u.ground_truth())
+    frames, actions, rewards = [obs["pixels"]], [], []
+    per_frame = {k: [info[k]] for k in gt_keys}
+    per_step: dict[str, list] = {}
+    states = [u.get_state().to_arrays()]
+    masks = [u.render_segmentation()] if spec.masks else None
+    for _ in range(spec.steps):
+        action = policy.act(obs, info)
+        obs, reward, terminated, _, info = env.step(action)
+        frames.append(obs["pixels"])
+        actions.append(np.asarray(action, np.float32))
+        rewards.append(reward)
+        for k in gt_keys:
+            per_frame[k].append(info[k])
+        for k, v in info.items():
+            if k.startswith("reward_"):
+                per_step.setdefault(k, []).append(v)
+        states.append(u.get_state().to_arrays())
+        if masks is not None:
+            masks.append(u.render_segmentation())
+        if terminated:
+            raise RuntimeError(
+                f"{spec.env_id} terminated at step {len(actions)} of {spec.steps}: the dataset "
+                "stores fixed-length episodes; use an env that does not terminate"
+            )
+    return Episode(
+        index=index,
+        seed=env_seed,
+        split=split_of(index, spec.seed, spec.split_fractions),
+        policy=getattr(getattr(policy, "current", policy), "name", type(policy).__name__),
+        frames=np.stack(frames),
+        actions=np.stack(actions),
+        rewards=np.asarray(rewards, np.float64),
+        per_frame={k: np.stack(v) for k, v in per_frame.items()},
+        per_step={k: np.asarray(v) for k, v in per_step.items()},
+        state={k: np.stack([s[k] for s in states]) for k in states[0]},
+        masks=None if masks is None else np.stack(masks),
+    )
+
+
+def _write_shard(spec: CollectSpec, shard: int, shard_dir: str) -> dict[str, Any]:
+    env, policy, queue = _WORKER["env"], _WORKER["policy"], _WORKER["queue"]
+    writer = ShardWriter(Path(shard_dir), shard, spec.compression, spec.compression_level)
+    try:
+        for index in spec.shard_range(shard):
+            writer.add(record_episode(env, policy, spec, index))
+            queue.put(spec.steps + 1)  # frames written (to the temporary shard)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+# ---------------------------------------------------------------------------- parent side
+@dataclass
+class CollectResult:
+    out: Path
+    episodes: int
+    frames: int
+    seconds: float
+    shards_written: int
+    shards_reused: int
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def _meta(spec: CollectSpec, shards: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for s in shards:
+        for idx, sp in zip(s["episode_index"], s["splits"], strict=True):
+            splits[sp].append(idx)
+    n = sum(s["episodes"] for s in shards)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **spec.identity(),
+        "episodes": spec.episodes,
+        "complete": n == spec.episodes,
+        "episodes_written": n,
+        "split_fractions": list(spec.split_fractions),
+        **extra,
+        "shards": shards,
+        "splits": {k: sorted(v) for k, v in splits.items()},
+    }
+
+
+def _env_description(spec: CollectSpec) -> dict[str, Any]:
+    """Camera, resolution, fps, spaces and ground-truth keys, read from the env itself."""
+    import gymnasium as gym
+
+    import latentplay.envs  # noqa: F401
+
+    env = gym.make(spec.env_id, obs_type="pixels_state", **spec.env_kwargs)
+    try:
+        env.reset(seed=0)
+        u = env.unwrapped
+        pixels = env.observation_space["pixels"]
+        return {
+            "camera": u.camera_name,
+            "height": int(pixels.shape[0]),
+            "width": int(pixels.shape[1]),
+            "fps": env.metadata.get("render_fps"),
+            "action_space": {
+                "shape": list(env.action_space.shape),
+                "low": env.action_space.low.tolist(),
+                "high": env.action_space.high.tolist(),
+            },
+            "ground_truth_keys": sorted(u.ground_truth()),
+            "state_keys": sorted(u.get_state().to_arrays()),
+        }
+    finally:
+        env.close()
+
+
+def collect(
+    spec: CollectSpec,
+    out: str | Path,
+    workers: int = 1,
+    resume: bool = False,
+    start_method: str = "forkserver",
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> CollectResult:
+    """Collect ``spec.episodes`` episodes into the dataset folder ``out``.
+
+    ``resume=True`` continues a killed run: complete shards (sidecar present, size right) are
+    kept, anything partial is redone. Without it, a folder that already holds shards is an
+    error, so nothing is overwritten by accident.
+    """
+    if workers < 1:
+        raise ValueError(f"workers={workers}; expected >= 1")
+    if start_method not in ("forkserver", "spawn"):
+        raise ValueError(
+            f"start_method={start_method!r}; expected 'forkserver' or 'spawn' (forking after "
+            "MuJoCo rendered hangs)"
+        )
+    out = Path(out)
+    shard_dir = out / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    _check_resume(spec, out, resume)
+    done: dict[int, dict[str, Any]] = {}
+    for s in range(spec.n_shards):
+        info = read_sidecar(shard_dir / f"{shard_name(s)}.json")
+        if info is not None and info["episode_index"] == list(spec.shard_range(s)):
+            done[s] = info
+    todo = [s for s in range(spec.n_shards) if s not in done]
+    for stale in shard_dir.glob(".*.tmp"):  # temporary files of a killed run
+        stale.unlink(missing_ok=True)
+
+    extra = {
+        **_env_description(spec),
+        **provenance(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config or {},
+    }
+    write_json_atomic(out / "meta.json", _meta(spec, [done[s] for s in sorted(done)], extra))
+
+    frames_total = sum(len(spec.shard_range(s)) for s in todo) * (spec.steps + 1)
+    bar = tqdm(
+        total=frames_total, unit="frame", desc=f"collect {spec.env_id}", disable=not progress
+    )
+    t0 = time.perf_counter()
+    if todo:
+        ctx = mp.get_context(start_method)
+        queue = ctx.Queue()
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)),
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(spec, queue),
+        ) as pool:
+            pending = {pool.submit(_write_shard, spec, s, str(shard_dir)): s for s in todo}
+            while pending:
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(queue, bar)
+                for fut in finished:
+                    s = pending.pop(fut)
+                    done[s] = fut.result()  # a worker's exception surfaces here
+                    meta = _meta(spec, [done[k] for k in sorted(done)], extra)
+                    write_json_atomic(out / "meta.json", meta)
+            _drain(queue, bar)
+    seconds = time.perf_counter() - t0
+    bar.close()
+    written = sum(len(spec.shard_range(s)) for s in todo)
+    return CollectResult(
+        out=out,
+        episodes=sum(d["episodes"] for d in done.values()),
+        frames=written * (spec.steps + 1),
+        seconds=seconds,
+        shards_written=len(todo),
+        shards_reused=spec.n_shards - len(todo),
+    )
+
+
+def _drain(queue: Any, bar: tqdm) -> None:
+    n = 0
+    while True:
+        try:
+            n += queue.get_nowait()
+        except queue_mod.Empty:
+            break
+    if n:
+        bar.update(n)
+
+
+def _check_resume(spec: CollectSpec, out: Path, resume: bool) -> None:
+    meta_path = out / "meta.json"
+    has_shards = any((out / "shards").glob("shard-*.h5"))
+    if not meta_path.is_file():
+        if has_shards and not resume:
+            raise FileExistsError(f"{out}/shards holds shards but no meta.json; choose another out")
+        return
+    if not resume:
+        raise FileExistsError(
+            f"out={str(out)!r} already holds a dataset; pass resume=true to continue it, or "
+            "choose another out"
+        )
+    old = json.loads(meta_path.read_text())
+    new = spec.identity()
+    diff = {k: (old.get(k), new[k]) for k in _RESUME_KEYS if _norm(old.get(k)) != _norm(new[k])}
+    if diff:
+        lines = ", ".join(f"{k}: stored {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {out}: the run differs from the stored one ({lines})")
+
+
+def _norm(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str, sort_keys=True))

@@ -1,0 +1,88 @@
+"""``ClipDataset``: fixed-length clips of frames for training world models (torch Dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from latentplay.rollouts.format import EpisodeReader
+
+
+class ClipDataset(Dataset):
+    """Clips of ``clip_length`` frames from one split of a collected dataset.
+
+    A clip starting at frame ``s`` holds frames ``s, s + frame_skip, ..., s + (clip_length - 1)
+    * frame_skip``; clip starts are ``stride`` frames apart. Items are ``frames: (T, 3, H, W)
+    uint8`` tensors: frames only, as world models must learn without labels. Ground truth comes
+    only when asked for (``with_gt=True``, for evaluation): items are then ``(frames, gt)`` with
+    ``gt`` holding every per-frame array at the clip's frames, and ``actions`` /
+    ``rewards`` / ``reward_*`` of the steps between consecutive clip frames as
+    ``(T - 1, frame_skip, ...)``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = "train",
+        clip_length: int = 8,
+        stride: int = 1,
+        frame_skip: int = 1,
+        with_gt: bool = False,
+        verify: bool = True,
+    ) -> None:
+        for name, v in (
+            ("clip_length", clip_length),
+            ("stride", stride),
+            ("frame_skip", frame_skip),
+        ):
+            if not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{name}={v!r}; expected a positive integer")
+        self.reader = EpisodeReader(root, verify=verify)
+        self.split, self.clip_length = split, clip_length
+        self.stride, self.frame_skip, self.with_gt = stride, frame_skip, with_gt
+        span = (clip_length - 1) * frame_skip + 1
+        index = []
+        for ep in self.reader.indices(split):
+            n_frames = self.reader.episodes[ep][2] + 1
+            index.extend((ep, s) for s in range(0, n_frames - span + 1, stride))
+        if not index:
+            raise ValueError(
+                f"{root}: no clip of {clip_length} frames with frame_skip={frame_skip} fits in "
+                f"split {split!r} ({len(self.reader.indices(split))} episodes)"
+            )
+        self.index = np.asarray(index, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def frame_ids(self, start: int) -> np.ndarray:
+        return start + self.frame_skip * np.arange(self.clip_length)
+
+    def __getitem__(self, i: int) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+        ep, start = (int(x) for x in self.index[i])
+        ids = self.frame_ids(start)
+        frames = self.reader.frames(ep, slice(ids[0], ids[-1] + 1, self.frame_skip))
+        clip = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
+        if not self.with_gt:
+            return clip
+        return clip, self._gt(ep, ids)
+
+    def _gt(self, ep: int, ids: np.ndarray) -> dict[str, Any]:
+        gt = self.reader.ground_truth(ep)
+        n_steps = len(gt["actions"])
+        out: dict[str, Any] = {"episode": ep, "frame_ids": ids}
+        steps = ids[:-1, None] + np.arange(self.frame_skip)  # (T-1, frame_skip)
+        for k, v in gt.items():
+            if k == "attrs":
+                continue
+            if k == "state":
+                out["state"] = {sk: sv[ids] for sk, sv in v.items()}
+            elif len(v) == n_steps:  # per step: actions, rewards, reward terms
+                out[k] = v[steps]
+            else:  # per frame
+                out[k] = v[ids]
+        return out

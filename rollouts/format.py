@@ -1,0 +1,287 @@
+"""On-disk episode format: HDF5 shards of frames with ground truth apart, indexed by meta.json.
+
+Layout of a dataset folder::
+
+    meta.json                 env, camera, resolution, fps, policy, seed, provenance, shards
+                              (file, episodes, sha256, bytes), splits
+    shards/shard-00000.h5     /frames/<episode>           (T+1, H, W, 3) uint8, one chunk per
+                                                          episode, compressed
+                              /gt/<episode>/actions       (T, A) float32 env actions
+                              /gt/<episode>/rewards       (T,)
+                              /gt/<episode>/<key>         (T+1, ...) ground truth per frame
+                              /gt/<episode>/reward_*      (T,) reward terms
+                              /gt/<episode>/state/<key>   (T+1, ...) full env state per frame
+                              /gt/<episode>/masks         (T+1, H, W) uint8 (optional)
+    shards/shard-00000.json   sidecar: written last, marks the shard complete
+
+Episodes are named by their global index (``000123``); attributes hold seed, length, split.
+Frames are what models learn from; everything under ``gt/`` is for evaluation only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from latentplay.utils.io import atomic_path, sha256_file, write_json_atomic
+
+FORMAT = "latentplay-rollouts"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(RuntimeError):
+    """A dataset folder or shard that cannot be read as it should."""
+
+
+class CorruptShardError(DatasetError):
+    """A shard that is missing, truncated or fails its checksum. Names the file."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+
+
+def episode_key(index: int) -> str:
+    return f"{index:06d}"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def split_of(episode: int, seed: int, fractions: tuple[float, float, float]) -> str:
+    """Deterministic split of an episode: a hash of (seed, episode), not its position."""
+    u = np.random.default_rng([seed, episode, 0x5EED]).random()
+    edges = np.cumsum(fractions)
+    return SPLITS[int(np.searchsorted(edges, u, side="right").clip(0, 2))]
+
+
+@dataclass
+class Episode:
+    """One recorded episode in memory (what a worker hands to :class:`ShardWriter`)."""
+
+    index: int
+    seed: int
+    split: str
+    policy: str
+    frames: np.ndarray  # (T+1, H, W, 3) uint8
+    actions: np.ndarray  # (T, A) float32
+    rewards: np.ndarray  # (T,)
+    per_frame: dict[str, np.ndarray]  # (T+1, ...) ground truth
+    per_step: dict[str, np.ndarray]  # (T, ...) reward terms
+    state: dict[str, np.ndarray]  # (T+1, ...) env state arrays
+    masks: np.ndarray | None = None  # (T+1, H, W) uint8
+
+
+class ShardWriter:
+    """Writes episodes into ``<dir>/<name>.h5`` atomically, then its sidecar ``<name>.json``.
+
+    Until :meth:`close` the data lives in a hidden temporary file; a crash leaves no visible
+    shard. The sidecar (episode list, sha256, size) is the shard's commit marker.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        index: int,
+        compression: str | None = "gzip",
+        compression_level: int | None = 1,
+    ) -> None:
+        self.directory = Path(directory)
+        self.index = index
+        self.path = self.directory / f"{shard_name(index)}.h5"
+        self.sidecar = self.directory / f"{shard_name(index)}.json"
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._file = h5py.File(self._tmp, "w")
+        self._file.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION})
+        self._frames = self._file.create_group("frames")
+        self._gt = self._file.create_group("gt")
+        self.compression = compression
+        self.compression_opts = compression_level if compression == "gzip" else None
+        self.episodes: list[dict[str, Any]] = []
+
+    def add(self, ep: Episode) -> None:
+        key = episode_key(ep.index)
+        t1 = ep.frames.shape[0]
+        ds = self._frames.create_dataset(
+            key,
+            data=ep.frames,
+            chunks=ep.frames.shape,  # one chunk per episode
+            compression=self.compression,
+            compression_opts=self.compression_opts,
+        )
+        attrs = {"seed": ep.seed, "length": t1 - 1, "split": ep.split, "policy": ep.policy}
+        ds.attrs.update(attrs)
+        g = self._gt.create_group(key)
+        g.attrs.update(attrs)
+        g.create_dataset("actions", data=ep.actions)
+        g.create_dataset("rewards", data=ep.rewards)
+        for name, arr in {**ep.per_frame, **ep.per_step}.items():
+            g.create_dataset(name, data=arr)
+        sg = g.create_group("state")
+        for name, arr in ep.state.items():
+            sg.create_dataset(name, data=arr)
+        if ep.masks is not None:
+            g.create_dataset(
+                "masks",
+                data=ep.masks,
+                chunks=ep.masks.shape,
+                compression="gzip",
+                compression_opts=1,
+            )
+        self.episodes.append({"index": ep.index, "length": t1 - 1, "split": ep.split})
+
+    def close(self) -> dict[str, Any]:
+        """Finish the shard: rename it into place, then write its sidecar. Returns the sidecar."""
+        self._file.close()
+        self._atomic.__exit__(None, None, None)  # fsync + rename
+        info = {
+            "file": f"shards/{self.path.name}",
+            "episodes": len(self.episodes),
+            "episode_index": [e["index"] for e in self.episodes],
+            "lengths": [e["length"] for e in self.episodes],
+            "splits": [e["split"] for e in self.episodes],
+            "sha256": sha256_file(self.path),
+            "bytes": self.path.stat().st_size,
+        }
+        write_json_atomic(self.sidecar, info)
+        return info
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar of a complete shard, or None when the shard is not complete and valid."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    h5 = path.with_suffix(".h5")
+    if not h5.is_file() or h5.stat().st_size != info.get("bytes"):
+        return None
+    return info
+
+
+def verify_shard(root: Path, shard: dict[str, Any]) -> Path:
+    """Check a shard listed in meta.json exists, has its size and checksum; return its path."""
+    path = root / shard["file"]
+    if not path.is_file():
+        raise CorruptShardError(path, "listed in meta.json but missing")
+    size = path.stat().st_size
+    if size != shard["bytes"]:
+        raise CorruptShardError(
+            path, f"truncated or changed: {size} bytes, expected {shard['bytes']}"
+        )
+    digest = sha256_file(path)
+    if digest != shard["sha256"]:
+        raise CorruptShardError(
+            path, f"checksum mismatch: sha256 {digest}, expected {shard['sha256']}"
+        )
+    return path
+
+
+def load_meta(root: str | Path) -> dict[str, Any]:
+    root = Path(root)
+    path = root / "meta.json"
+    if not path.is_file():
+        raise DatasetError(f"{root} is not a latentplay dataset: no meta.json (collect one first)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from e
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise DatasetError(
+            f"{path}: format_version {meta['format_version']} is newer than this latentplay "
+            f"reads ({FORMAT_VERSION}); upgrade latentplay"
+        )
+    return meta
+
+
+def open_shard(path: Path) -> h5py.File:
+    """Open a shard read-only; a truncated or non-HDF5 file raises CorruptShardError."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise CorruptShardError(path, f"cannot be opened as HDF5 ({e})") from e
+
+
+class EpisodeReader:
+    """Random access to the episodes of a dataset folder (frames, and ground truth on request).
+
+    Checksums of every shard are verified when the reader is made (``verify=True``); file
+    handles are opened lazily and per process, so a reader can go to DataLoader workers.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = True) -> None:
+        self.root = Path(root)
+        self.meta = load_meta(self.root)
+        self._paths: list[Path] = []
+        self.episodes: list[tuple[int, str, int, str]] = []  # (shard, key, length, split)
+        for s, shard in enumerate(self.meta["shards"]):
+            path = verify_shard(self.root, shard) if verify else self.root / shard["file"]
+            self._paths.append(path)
+            for idx, length, split in zip(
+                shard["episode_index"], shard["lengths"], shard["splits"], strict=True
+            ):
+                self.episodes.append((s, episode_key(idx), int(length), split))
+        self._files: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def _file(self, shard: int) -> h5py.File:
+        if self._pid != os.getpid():  # forked into a worker: never share HDF5 handles
+            self._files, self._pid = {}, os.getpid()
+        if shard not in self._files:
+            self._files[shard] = open_shard(self._paths[shard])
+        return self._files[shard]
+
+    def indices(self, split: str | None = None) -> list[int]:
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split={split!r}; expected one of {list(SPLITS)} or None")
+        return [i for i, e in enumerate(self.episodes) if split is None or e[3] == split]
+
+    def frames(self, i: int, sl: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Frames of episode i, ``(T+1, H, W, 3) uint8`` (or the selected ones)."""
+        shard, key, *_ = self.episodes[i]
+        try:
+            return self._file(shard)["frames"][key][sl]
+        except (OSError, KeyError) as e:
+            raise CorruptShardError(self._paths[shard], f"episode {key}: {e}") from e
+
+    def ground_truth(self, i: int) -> dict[str, Any]:
+        """Everything under ``gt/<episode>``, loaded: evaluation only, never training input."""
+        shard, key, *_ = self.episodes[i]
+        try:
+            g = self._file(shard)["gt"][key]
+            out: dict[str, Any] = {k: g[k][()] for k in g if k != "state"}
+            out["state"] = {k: v[()] for k, v in g["state"].items()}
+            out["attrs"] = dict(g.attrs)
+        except (OSError, KeyError) as e:
+            raise CorruptShardError(self._paths[shard], f"episode {key} ground truth: {e}") from e
+        return out
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
