@@ -357,6 +357,10 @@ class ArmEnv(gym.Env):
             self._target = self._target + JOINT_STEP * a
             self.data.ctrl[:] = self._target
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        # mj_step leaves poses and contacts one substep stale (computed before integrating).
+        # Recompute the position stage so frames and ground truth are functions of the state:
+        # rendering a restored state then gives the same frame. The warm start is untouched.
+        mujoco.mj_fwdPosition(self.model, self.data)
         self._elapsed += 1
         info = self._info(a)
         reward = float(sum(v for k, v in info.items() if k.startswith("reward_")))

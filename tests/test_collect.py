@@ -1,0 +1,256 @@
+"""Collection end to end: shards, meta.json, splits, exact replay from stored state, resume."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from latentplay.agents.policies import RandomPolicy, ScriptedPushPolicy
+from latentplay.rollouts import ClipDataset, CorruptShardError, DatasetError, EpisodeReader
+from latentplay.rollouts.collect import CollectSpec, collect
+from latentplay.rollouts.video import write_preview
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(**kw) -> CollectSpec:
+    base = dict(
+        env_id="latentplay/Push-v0",
+        policy_factory=functools.partial(ScriptedPushPolicy),
+        episodes=6,
+        steps=12,
+        shard_episodes=2,
+        seed=5,
+        env_kwargs={"width": 32, "height": 32},
+    )
+    base.update(kw)
+    return CollectSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ds") / "push"
+    collect(_spec(masks=True), out, workers=2, progress=False)
+    return out
+
+
+def test_meta_describes_the_dataset(dataset: Path) -> None:
+    meta = json.loads((dataset / "meta.json").read_text())
+    assert meta["complete"] and meta["episodes_written"] == 6
+    assert meta["env_id"] == "latentplay/Push-v0" and meta["camera"] == "top"
+    assert (meta["width"], meta["height"], meta["fps"]) == (32, 32, 20)
+    assert len(meta["shards"]) == 3 and all(len(s["sha256"]) == 64 for s in meta["shards"])
+    assert meta["package_version"] and meta["git_commit"]
+    splits = meta["splits"]
+    assert sorted(splits["train"] + splits["val"] + splits["test"]) == list(range(6))
+
+
+def test_episode_contents_and_shapes(dataset: Path) -> None:
+    reader = EpisodeReader(dataset)
+    assert len(reader) == 6
+    frames = reader.frames(0)
+    assert frames.shape == (13, 32, 32, 3) and frames.dtype == np.uint8
+    gt = reader.ground_truth(0)
+    assert gt["actions"].shape == (12, 3) and gt["rewards"].shape == (12,)
+    assert gt["object_pos"].shape == (13, 4, 3) and gt["ee_pixel"].shape == (13, 2)
+    assert gt["masks"].shape == (13, 32, 32)
+    assert gt["state"]["physics"].shape[0] == 13
+    total = gt["reward_dist"] + gt["reward_near"] + gt["reward_ctrl"]
+    np.testing.assert_allclose(gt["rewards"], total)
+    reader.close()
+
+
+def test_stored_state_branches_exactly(dataset: Path) -> None:
+    """Restore the stored state at step k, replay the stored actions: the stored frames return."""
+    reader = EpisodeReader(dataset)
+    gt = reader.ground_truth(3)
+    frames = reader.frames(3)
+    env = gym.make("latentplay/Push-v0", width=32, height=32)
+    try:
+        u = env.unwrapped
+        env.reset(seed=0)
+        k = 4
+        u.set_state(u.state_from_arrays({n: v[k] for n, v in gt["state"].items()}))
+        np.testing.assert_array_equal(u.render_rgb(), frames[k])
+        for t in range(k, 12):
+            obs, *_ = env.step(gt["actions"][t])
+            np.testing.assert_array_equal(obs, frames[t + 1])
+    finally:
+        env.close()
+        reader.close()
+
+
+def test_same_episodes_whatever_the_worker_count(dataset: Path, tmp_path: Path) -> None:
+    collect(_spec(masks=True), tmp_path / "one", workers=1, progress=False)
+    a, b = EpisodeReader(dataset), EpisodeReader(tmp_path / "one")
+    for i in range(6):
+        np.testing.assert_array_equal(a.frames(i), b.frames(i))
+
+
+def test_existing_dataset_needs_resume(dataset: Path) -> None:
+    with pytest.raises(FileExistsError, match="resume=true"):
+        collect(_spec(masks=True), dataset, progress=False)
+
+
+def test_resume_refuses_another_run(dataset: Path) -> None:
+    with pytest.raises(ValueError, match="seed: stored 5 vs now 6"):
+        collect(_spec(masks=True, seed=6), dataset, resume=True, progress=False)
+
+
+def test_resume_of_a_complete_run_writes_nothing(dataset: Path) -> None:
+    result = collect(_spec(masks=True), dataset, resume=True, progress=False)
+    assert (result.shards_written, result.shards_reused, result.episodes) == (0, 3, 6)
+
+
+def test_corrupt_shards_are_named(dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    shard = copy / "shards" / "shard-00001.h5"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=r"shard-00001\.h5: checksum mismatch"):
+        EpisodeReader(copy)
+    shard.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(CorruptShardError, match=r"shard-00001\.h5: truncated"):
+        EpisodeReader(copy)
+    # Unverified readers still name the file when HDF5 cannot read it.
+    with pytest.raises(CorruptShardError, match=r"shard-00001\.h5"):
+        reader = EpisodeReader(copy, verify=False)
+        reader.frames(reader.indices()[2])
+    shard.unlink()
+    with pytest.raises(CorruptShardError, match=r"shard-00001\.h5: listed in meta\.json"):
+        EpisodeReader(copy)
+
+
+def test_not_a_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"no meta\.json"):
+        EpisodeReader(tmp_path)
+
+
+def test_clip_dataset_gives_frames_only_by_default(dataset: Path) -> None:
+    ds = ClipDataset(dataset, split=None, clip_length=4, stride=3, frame_skip=2)
+    # 13 frames, span (4-1)*2+1 = 7: starts 0, 3, 6 -> 3 clips per episode.
+    assert len(ds) == 6 * 3
+    clip = ds[1]
+    assert isinstance(clip, torch.Tensor)
+    assert clip.shape == (4, 3, 32, 32) and clip.dtype == torch.uint8
+    ep, start = ds.index[1]
+    frames = ds.reader.frames(int(ep))
+    np.testing.assert_array_equal(clip.numpy(), frames[start : start + 7 : 2].transpose(0, 3, 1, 2))
+
+
+def test_clip_dataset_ground_truth_on_request(dataset: Path) -> None:
+    ds = ClipDataset(dataset, split=None, clip_length=3, frame_skip=2, with_gt=True)
+    clip, gt = ds[0]
+    assert clip.shape[0] == 3
+    assert gt["actions"].shape == (2, 2, 3)  # (T - 1, frame_skip, A)
+    assert gt["object_pos"].shape == (3, 4, 3)
+    full = ds.reader.ground_truth(int(ds.index[0][0]))
+    np.testing.assert_array_equal(gt["actions"].reshape(4, 3), full["actions"][:4])
+
+
+def test_clip_dataset_splits_partition(dataset: Path) -> None:
+    eps = {s: set(ClipDataset(dataset, split=s, clip_length=2).index[:, 0]) for s in ("train",)}
+    meta = json.loads((dataset / "meta.json").read_text())
+    reader = EpisodeReader(dataset)
+    train_ids = {int(reader.episodes[e][1]) for e in eps["train"]}
+    assert train_ids == set(meta["splits"]["train"])
+    with pytest.raises(ValueError, match="clip_length"):
+        ClipDataset(dataset, clip_length=0)
+    with pytest.raises(ValueError, match="no clip of 99 frames"):
+        ClipDataset(dataset, clip_length=99)
+
+
+def test_preview_files(dataset: Path) -> None:
+    paths = write_preview(dataset, episodes=4, scale=2, fmt="mp4")
+    assert [p.name for p in paths] == ["preview.mp4", "preview.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    import imageio.v3 as iio
+
+    video = iio.imread(paths[0])
+    assert video.shape[0] == 13 and video.shape[-1] == 3
+
+
+def test_scripted_policy_touches_objects_in_most_episodes() -> None:
+    env = gym.make("latentplay/PushMulti-v0")
+    policy = ScriptedPushPolicy(env.action_space)
+    touched = 0
+    try:
+        for ep in range(10):
+            obs, info = env.reset(seed=ep)
+            policy.reset(np.random.default_rng(ep), info)
+            contact = False
+            for _ in range(50):
+                obs, *_, info = env.step(policy.act(obs, info))
+                contact |= bool(info["contact_arm_object"].any())
+            touched += contact
+    finally:
+        env.close()
+    assert touched >= 5, f"only {touched}/10 episodes touched an object"
+
+
+def test_random_policy_is_temporally_correlated() -> None:
+    space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    policy = RandomPolicy(space, correlation=0.9, scale=0.3)  # small scale: clipping is rare
+    policy.reset(np.random.default_rng(0), {})
+    a = np.stack([policy.act(None, {}) for _ in range(4000)])
+    lag1 = np.mean([np.corrcoef(a[:-1, d], a[1:, d])[0, 1] for d in range(3)])
+    assert lag1 == pytest.approx(0.9, abs=0.03)
+
+
+def test_collect_is_resumable_after_sigkill(tmp_path: Path) -> None:
+    """SIGKILL the whole collection mid-run, resume it: same episodes as an uninterrupted run."""
+    out = tmp_path / "killed"
+    args = [
+        sys.executable,
+        str(ROOT / "scripts" / "collect.py"),
+        "env=push",
+        "policy=random",
+        "+policy.delay=0.002",
+        "policy._target_=slow_policy.SlowRandomPolicy",
+        "episodes=24",
+        "steps=15",
+        "shard_episodes=2",
+        "workers=2",
+        "env.kwargs.width=32",
+        "env.kwargs.height=32",
+        "preview.episodes=0",
+        "progress=false",
+        f"out={out}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent / "helpers")}
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((out / "shards").glob("*.json"))) < 3:
+        assert proc.poll() is None, "collection ended before it could be killed"
+        assert time.monotonic() < deadline, "collection made no progress"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # parent, forkserver and workers at once
+    proc.wait()
+    killed_at = len(list((out / "shards").glob("*.json")))
+    assert killed_at < 12, "the run finished before the kill: make it slower"
+
+    subprocess.run([*args, "resume=true"], env=env, check=True, stdout=subprocess.DEVNULL)
+    ref = tmp_path / "ref"
+    subprocess.run([*args[:-1], f"out={ref}"], env=env, check=True, stdout=subprocess.DEVNULL)
+
+    resumed, reference = EpisodeReader(out), EpisodeReader(ref)  # verifies every checksum
+    assert len(resumed) == len(reference) == 24
+    assert [e[1] for e in resumed.episodes] == [e[1] for e in reference.episodes]
+    for i in range(24):
+        np.testing.assert_array_equal(resumed.frames(i), reference.frames(i))
+    assert not list((out / "shards").glob(".*")), "temporary files were left behind"
