@@ -19,6 +19,7 @@ parameters, RNG) and the interventions :meth:`ArmEnv.move_object`, :meth:`ArmEnv
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -128,7 +129,8 @@ class ArmEnv(gym.Env):
     ``contact_arm_object`` (4,), ``contact_object_object`` (4, 4), ``goal`` (2,), ``goal_pixel``.
     :meth:`render_segmentation` labels pixels 0 background, 1 arm, 2 + i object slot i.
 
-    **Timing**: MuJoCo timestep 5 ms, ``frame_skip=10`` substeps, so 20 steps per second.
+    **Timing**: MuJoCo timestep 10 ms (as Gymnasium's Pusher), ``frame_skip=5`` substeps: 20 steps
+    per second. Contacts use a 20 ms time constant (twice the timestep, as MuJoCo advises).
 
     **Version history**: v0 (initial).
     """
@@ -149,7 +151,7 @@ class ArmEnv(gym.Env):
         render_mode: str | None = None,
         show_goal: bool = False,
         render_quality: str = "fast",
-        frame_skip: int = 10,
+        frame_skip: int = 5,
     ) -> None:
         n_objects = self.default_objects if n_objects is None else int(n_objects)
         min_objects = 0 if self.task == "reach" else 1
@@ -286,14 +288,16 @@ class ArmEnv(gym.Env):
 
     # ------------------------------------------------------------------ kinematics
     def _ik(self, target: np.ndarray) -> np.ndarray:
-        """Joint angles placing the wrist at target[:2] with the paddle at world angle target[2]."""
-        rel = target[:2] - self._base_xy
-        r = np.clip(np.hypot(*rel), 0.02, 2 * LINK - 1e-4)
-        cos_elbow = np.clip((r * r - 2 * LINK * LINK) / (2 * LINK * LINK), -1.0, 1.0)
-        elbow = np.arccos(cos_elbow)  # elbow always bends the same way: no flips
-        shoulder = np.arctan2(rel[1], rel[0]) - np.arctan2(
-            LINK * np.sin(elbow), LINK + LINK * np.cos(elbow)
-        )
+        """Joint angles placing the wrist at target[:2] with the paddle at world angle target[2].
+
+        Two equal links: the elbow always bends the same way (no flips); scalar math, it runs
+        every step.
+        """
+        dx, dy = target[0] - self._base_xy[0], target[1] - self._base_xy[1]
+        r = min(max(math.hypot(dx, dy), 0.02), 2 * LINK - 1e-4)
+        cos_elbow = min(max((r * r - 2 * LINK * LINK) / (2 * LINK * LINK), -1.0), 1.0)
+        elbow = math.acos(cos_elbow)
+        shoulder = math.atan2(dy, dx) - math.atan2(LINK * math.sin(elbow), LINK * (1 + cos_elbow))
         return np.array([shoulder, elbow, target[2] - shoulder - elbow])
 
     def _ee(self) -> np.ndarray:
@@ -445,14 +449,17 @@ class ArmEnv(gym.Env):
         return arm_obj, obj_obj
 
     def _reward_terms(self, action: np.ndarray) -> dict[str, float]:
-        ee = self._ee()[:2]
-        ctrl = -CTRL_COST * float(np.sum(np.square(action)))
+        ee = self.data.site_xpos[self._ee_site]
+        goal = self._goal
+        ctrl = -CTRL_COST * float(action @ action)
         if self.task == "reach":
-            return {"reward_dist": -float(np.linalg.norm(ee - self._goal)), "reward_ctrl": ctrl}
-        obj = self.data.qpos[self._obj_qadr[0] : self._obj_qadr[0] + 2]
+            dist = math.hypot(ee[0] - goal[0], ee[1] - goal[1])
+            return {"reward_dist": -dist, "reward_ctrl": ctrl}
+        q = self._obj_qadr[0]
+        ox, oy = self.data.qpos[q], self.data.qpos[q + 1]
         return {
-            "reward_dist": -float(np.linalg.norm(obj - self._goal)),
-            "reward_near": -NEAR_WEIGHT * float(np.linalg.norm(ee - obj)),
+            "reward_dist": -math.hypot(ox - goal[0], oy - goal[1]),
+            "reward_near": -NEAR_WEIGHT * math.hypot(ee[0] - ox, ee[1] - oy),
             "reward_ctrl": ctrl,
         }
 

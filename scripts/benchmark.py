@@ -1,0 +1,61 @@
+"""Speed benchmarks, each measured beside its anchor in the same run (docs/BENCHMARKS.md).
+
+    python scripts/benchmark.py envs      # steps/s at 64x64 vs Gymnasium Pusher-v5
+    python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers
+
+Prints a Markdown table and writes JSON (``--out``, default benchmarks/<kind>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+import latentplay.envs  # noqa: F401  (GL platform before mujoco is imported)
+from latentplay.envs import ENV_IDS
+from latentplay.utils import bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("kind", choices=["envs", "collect"])
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/<kind>.json)")
+    p.add_argument("--repeats", type=int, default=None, help="runs per row; the median is kept")
+    p.add_argument("--size", type=int, default=64, help="frame size for `envs`")
+    p.add_argument("--steps", type=int, default=2000, help="timed steps per run for `envs`")
+    p.add_argument("--episodes", type=int, default=400, help="episodes per run for `collect`")
+    p.add_argument("--env", default="latentplay/Push-v0", help="env id for `collect`")
+    args = p.parse_args(argv)
+    command = "python scripts/benchmark.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
+
+    if args.kind == "envs":
+        rows = bench.bench_envs(ENV_IDS, args.size, args.steps, args.repeats or 5)
+        columns = [
+            ("name", "env", ""),
+            ("steps_per_s", "steps/s (median)", ".0f"),
+            ("min", "min", ".0f"),
+            ("max", "max", ".0f"),
+            ("x_pusher_shipped", "x Pusher shipped", ".1f"),
+            ("x_pusher_tuned", "x Pusher tuned", ".2f"),
+        ]
+    else:
+        rows = bench.bench_collect(args.env, (1, 2), args.episodes, repeats=args.repeats or 3)
+        columns = [
+            ("name", "run", ""),
+            ("frames_per_s", "frames/s (median)", ".0f"),
+            ("min", "min", ".0f"),
+            ("max", "max", ".0f"),
+            ("x_one_worker", "x 1 worker", ".2f"),
+            ("bytes_per_frame", "bytes/frame on disk", ".0f"),
+        ]
+    print(bench.table(rows, columns))
+    path = bench.save(args.out or f"benchmarks/{args.kind}.json", args.kind, rows, command)
+    print(f"\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Benchmarks measured side by side with their anchors in one run (scripts/benchmark.py).
+
+Each figure is the median of several repeats; ratios are taken against anchors measured in the
+same process, so machine speed cancels out. Results print as a table and go to JSON with the
+machine, versions and environment they were measured under.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentplay.utils.io import provenance, write_json_atomic
+
+
+def _step_rate(env: Any, steps: int, seed: int, render: bool) -> float:
+    """Steps/s over ``steps`` timed steps (resets are not timed), with a frame each step."""
+    rng = np.random.default_rng(seed)
+    acts = rng.uniform(-1, 1, (steps, *env.action_space.shape)).astype(np.float32)
+    env.reset(seed=seed)
+    spent = 0.0
+    for a in acts:
+        t0 = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(a)
+        if render:
+            env.render()
+        spent += time.perf_counter() - t0
+        if terminated or truncated:
+            env.reset()
+    return steps / spent
+
+
+def measure(
+    name: str,
+    make: Callable[[], Any],
+    steps: int,
+    repeats: int,
+    render: bool = False,
+    warmup: int = 20,
+) -> dict[str, Any]:
+    """Median steps/s of a freshly made env over ``repeats`` runs of ``steps`` steps."""
+    env = make()
+    try:
+        _step_rate(env, warmup, seed=0, render=render)  # GL context, caches
+        rates = [_step_rate(env, steps, seed=r + 1, render=render) for r in range(repeats)]
+    finally:
+        env.close()
+    return {
+        "name": name,
+        "steps_per_s": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "repeats": repeats,
+        "steps": steps,
+    }
+
+
+def _pusher(size: int, tuned: bool) -> Any:
+    import gymnasium as gym
+
+    env = gym.make("Pusher-v5", render_mode="rgb_array", width=size, height=size)
+    if tuned:  # before the first render: the GL context sizes its buffers from these
+        q = env.unwrapped.model.vis.quality
+        q.shadowsize, q.offsamples = 0, 0
+    return env
+
+
+def bench_envs(
+    env_ids: Sequence[str],
+    size: int = 64,
+    steps: int = 2000,
+    repeats: int = 5,
+    anchor_steps: int = 60,
+) -> list[dict[str, Any]]:
+    """Steps/s with a ``size`` x ``size`` frame per step: our envs and Gymnasium Pusher-v5 as
+    shipped and with shadows and multisampling off. Pusher renders through ``env.render()``;
+    ours return the frame as the observation."""
+    import gymnasium as gym
+
+    import latentplay.envs  # noqa: F401
+
+    rows = [
+        measure(
+            "Pusher-v5 (shipped)",
+            lambda: _pusher(size, False),
+            anchor_steps,
+            3,
+            render=True,
+            warmup=5,
+        ),
+        measure(
+            "Pusher-v5 (no shadows, no MSAA)",
+            lambda: _pusher(size, True),
+            steps // 4,
+            repeats,
+            render=True,
+        ),
+    ]
+    for env_id in env_ids:
+        make = lambda env_id=env_id: gym.make(env_id, width=size, height=size)  # noqa: E731
+        rows.append(measure(env_id, make, steps, repeats))
+    shipped, tuned = rows[0]["steps_per_s"], rows[1]["steps_per_s"]
+    for r in rows:
+        r["x_pusher_shipped"] = r["steps_per_s"] / shipped
+        r["x_pusher_tuned"] = r["steps_per_s"] / tuned
+    return rows
+
+
+def bench_collect(
+    env_id: str = "latentplay/Push-v0",
+    workers: Sequence[int] = (1, 2),
+    episodes: int = 400,
+    steps: int = 50,
+    repeats: int = 3,
+    shard_episodes: int = 25,
+    policy: str = "scripted",
+) -> list[dict[str, Any]]:
+    """Frames/s written to disk by whole ``collect`` runs (process start-up included), per
+    worker count; the median of ``repeats`` runs into fresh temporary folders."""
+    import functools
+
+    from latentplay.agents.policies import RandomPolicy, ScriptedPushPolicy
+    from latentplay.rollouts.collect import CollectSpec, collect
+
+    factory = {"scripted": ScriptedPushPolicy, "random": RandomPolicy}[policy]
+    spec = CollectSpec(
+        env_id=env_id,
+        policy_factory=functools.partial(factory),
+        episodes=episodes,
+        steps=steps,
+        shard_episodes=shard_episodes,
+    )
+    rows = []
+    for w in workers:
+        rates, sizes = [], []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="lp-bench-") as tmp:
+                t0 = time.perf_counter()
+                res = collect(spec, Path(tmp) / "ds", workers=w, progress=False)
+                wall = time.perf_counter() - t0
+                rates.append(res.frames / wall)
+                sizes.append(sum(p.stat().st_size for p in (Path(tmp) / "ds").rglob("*.h5")))
+        rows.append(
+            {
+                "name": f"{env_id} collect, {w} worker{'s' if w > 1 else ''}",
+                "workers": w,
+                "frames_per_s": statistics.median(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "frames": episodes * (steps + 1),
+                "bytes_per_frame": statistics.median(sizes) / (episodes * (steps + 1)),
+                "repeats": repeats,
+            }
+        )
+    base = rows[0]["frames_per_s"]
+    for r in rows:
+        r["x_one_worker"] = r["frames_per_s"] / base
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    import gymnasium
+    import mujoco
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "mujoco": mujoco.__version__,
+        "gymnasium": gymnasium.__version__,
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
+        "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"),
+        **provenance(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """Markdown table: columns are (key, header, format spec)."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
+    body = [
+        "| " + " | ".join(format(r[k], f) if f else str(r[k]) for k, _, f in columns) + " |"
+        for r in rows
+    ]
+    return "\n".join([head, sep, *body])
+
+
+def save(path: str | Path, kind: str, rows: list[dict[str, Any]], command: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        path, {"benchmark": kind, "command": command, "machine": machine(), "rows": rows}
+    )
+    return path
