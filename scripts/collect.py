@@ -12,10 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentplay.rollouts.collect import CollectSpec, collect
 from latentplay.rollouts.video import write_preview
+from latentplay.utils.config import require_complete
 
 
 @hydra.main(config_path="../configs", config_name="collect", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    require_complete(cfg)
     spec = CollectSpec(
         env_id=cfg.env.id,
         env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
