@@ -19,9 +19,23 @@ ENVS = sorted(p.stem for p in (CONFIGS / "env").glob("*.yaml"))
 POLICIES = sorted(p.stem for p in (CONFIGS / "policy").glob("*.yaml"))
 
 
-def _compose(*overrides: str):
+def _compose(*overrides: str, name: str = "collect"):
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("collect", overrides=list(overrides))
+        return compose(name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_train_policy_config_composes(env: str) -> None:
+    cfg = _compose(f"env={env}", name="train_policy")
+    require_complete(cfg)
+    assert cfg.out == f"runs/{env}_{cfg.algo}"
+
+
+def test_export_config_names_what_is_missing() -> None:
+    cfg = _compose(name="export")
+    with pytest.raises(ConfigError, match="data, dataset_id"):
+        require_complete(cfg)
+    require_complete(_compose("data=x", "dataset_id=a/b-v0", name="export"))
 
 
 def test_config_groups_are_found() -> None:
