@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The main job on the embedded default: a small Push dataset and preview videos.
+# The main job on the embedded default: a small Push dataset and preview videos
+# (resume=true: running it again keeps the data and rewrites the previews).
 demo: $(STAMP)
-	$(PY) scripts/collect.py env=push policy=scripted episodes=40 steps=50 workers=2 out=data/demo_push preview.episodes=16
+	$(PY) scripts/collect.py env=push policy=scripted episodes=40 steps=50 workers=2 out=data/demo_push resume=true preview.episodes=16
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
 test: $(STAMP)

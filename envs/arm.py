@@ -343,20 +343,22 @@ class ArmEnv(gym.Env):
         self._elapsed = 0
         self._update_goal_site()
         self._apply_dynamics_params()  # also runs mj_forward
-        return self._obs(), self._info(np.zeros(3, np.float32))
+        return self._obs(), self._info(self._reward_terms(np.zeros(3)))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         a = validate_action(action, (3,))
-        if self.control == "ee":
-            t = self._target.copy()
-            t[:2] = np.clip(t[:2] + EE_STEP * a[:2], -EE_LIMIT, EE_LIMIT)
-            t[2] = np.clip(t[2] + ROT_STEP * a[2], -PADDLE_LIMIT, PADDLE_LIMIT)
-            lag = t[:2] - self._ee()[:2]
-            dist = float(np.hypot(*lag))
+        if self.control == "ee":  # scalar math: this runs every step
+            x, y, phi = self._target
+            x = min(max(x + EE_STEP * a[0], -EE_LIMIT), EE_LIMIT)
+            y = min(max(y + EE_STEP * a[1], -EE_LIMIT), EE_LIMIT)
+            phi = min(max(phi + ROT_STEP * a[2], -PADDLE_LIMIT), PADDLE_LIMIT)
+            ee = self.data.site_xpos[self._ee_site]
+            dist = math.hypot(x - ee[0], y - ee[1])
             if dist > MAX_LAG:  # blocked arm: do not wind the target up
-                t[:2] = self._ee()[:2] + lag * (MAX_LAG / dist)
-            self._target = t
-            self.data.ctrl[:] = self._ik(t)
+                x = ee[0] + (x - ee[0]) * (MAX_LAG / dist)
+                y = ee[1] + (y - ee[1]) * (MAX_LAG / dist)
+            self._target = np.array([x, y, phi])
+            self.data.ctrl[:] = self._ik(self._target)
         else:
             self._target = self._target + JOINT_STEP * a
             self.data.ctrl[:] = self._target
@@ -366,9 +368,9 @@ class ArmEnv(gym.Env):
         # rendering a restored state then gives the same frame. The warm start is untouched.
         mujoco.mj_fwdPosition(self.model, self.data)
         self._elapsed += 1
-        info = self._info(a)
-        reward = float(sum(v for k, v in info.items() if k.startswith("reward_")))
-        return self._obs(), reward, False, False, info
+        terms = self._reward_terms(a)
+        info = self._info(terms)
+        return self._obs(), sum(terms.values()), False, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
@@ -463,9 +465,8 @@ class ArmEnv(gym.Env):
             "reward_ctrl": ctrl,
         }
 
-    def _info(self, action: np.ndarray) -> dict[str, Any]:
-        terms = self._reward_terms(action)
-        info: dict[str, Any] = dict(self.ground_truth())
+    def _info(self, terms: dict[str, float]) -> dict[str, Any]:
+        info: dict[str, Any] = self.ground_truth()
         info.update(terms)
         info["is_success"] = bool(-terms["reward_dist"] < SUCCESS_DIST)
         return info

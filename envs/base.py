@@ -50,9 +50,9 @@ def validate_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"action {action!r} is not numeric; expected shape {shape}") from e
     if a.shape != shape:
         raise ValueError(f"action has shape {a.shape}; expected {shape} in [-1, 1]")
-    if not np.all(np.isfinite(a)):
+    if not np.isfinite(a).all():
         raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1]")
-    return np.clip(a, -1.0, 1.0)
+    return a.clip(-1.0, 1.0)
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:

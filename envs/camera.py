@@ -31,17 +31,12 @@ class CameraProjection:
         mujoco.mju_quat2Mat(rot, model.cam_quat[cam_id])
         self.rot = rot.reshape(3, 3)  # columns: camera axes in world
 
-    def _pose(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.pos, self.rot
-
     def world_to_pixel(self, points: np.ndarray) -> np.ndarray:
         """points: (..., 3) world metres -> (..., 2) pixel (u, v). Points behind give NaN."""
-        p = np.asarray(points, np.float64)
-        pos, rot = self._pose()
-        cam = (p - pos) @ rot  # (..., 3) in camera axes
+        cam = (np.asarray(points, np.float64) - self.pos) @ self.rot  # (..., 3) camera axes
         depth = -cam[..., 2:3]
-        behind = depth[..., 0] <= 0
-        depth[behind] = np.nan  # no division warnings; NaN propagates to the result
+        if (depth <= 0).any():
+            depth = np.where(depth > 0, depth, np.nan)  # behind the camera: NaN, no warning
         uv = cam[..., :2] * (self.focal / depth)
         uv[..., 0] += 0.5 * self.width
         uv[..., 1] = 0.5 * self.height - uv[..., 1]
@@ -50,7 +45,7 @@ class CameraProjection:
     def pixel_to_world(self, uv: np.ndarray, z: float = 0.0) -> np.ndarray:
         """uv: (..., 2) pixels -> (..., 3) world points on the horizontal plane at height z."""
         uv = np.asarray(uv, np.float64)
-        pos, rot = self._pose()
+        pos, rot = self.pos, self.rot
         x = (uv[..., 0] - 0.5 * self.width) / self.focal
         y = -(uv[..., 1] - 0.5 * self.height) / self.focal
         ray = np.stack([x, y, -np.ones_like(x)], axis=-1) @ rot.T  # camera -> world directions
