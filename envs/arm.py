@@ -18,7 +18,6 @@ parameters, RNG) and the interventions :meth:`ArmEnv.move_object`, :meth:`ArmEnv
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -548,7 +547,7 @@ class ArmEnv(gym.Env):
             object_mass=self._mass.copy(),
             object_friction=self._friction.copy(),
             elapsed_steps=self._elapsed,
-            rng_state=copy.deepcopy(self.np_random.bit_generator.state),
+            rng_state=self.np_random.bit_generator.state,  # a fresh dict on every read
         )
 
     def state_from_arrays(self, arrays: dict[str, np.ndarray]) -> ArmState:
@@ -571,7 +570,7 @@ class ArmEnv(gym.Env):
         self._goal = np.array(state.goal, np.float64)
         self._elapsed = int(state.elapsed_steps)
         if state.rng_state is not None:
-            self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+            self.np_random.bit_generator.state = state.rng_state  # the setter copies
         self._update_goal_site()
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
         mujoco.mj_setState(self.model, self.data, np.asarray(state.physics), spec)

@@ -1,7 +1,8 @@
 """Speed benchmarks, each measured beside its anchor in the same run (docs/BENCHMARKS.md).
 
     python scripts/benchmark.py envs      # steps/s at 64x64 vs Gymnasium Pusher-v5
-    python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers
+    python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers; and
+                                          # AsyncVectorEnv stepping alone, for comparison
 
 Prints a Markdown table and writes JSON (``--out``, default benchmarks/<kind>.json).
 """
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     else:
         rows = bench.bench_collect(args.env, (1, 2), args.episodes, repeats=args.repeats or 3)
+        rows += bench.bench_vector_env(args.env, (1, 2), repeats=args.repeats or 3)
         columns = [
             ("name", "run", ""),
             ("frames_per_s", "frames/s (median)", ".0f"),

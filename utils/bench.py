@@ -166,6 +166,60 @@ def bench_collect(
     return rows
 
 
+def _vector_rate(env_id: str, n: int, steps: int) -> float:
+    import gymnasium as gym
+    from gymnasium.vector import AsyncVectorEnv
+
+    import latentplay.envs  # noqa: F401
+
+    def make() -> Any:
+
+        return gym.make(env_id, obs_type="pixels_state")
+
+    envs = AsyncVectorEnv([make] * n, context="forkserver")
+    try:
+        envs.reset(seed=0)
+        acts = np.random.default_rng(0).uniform(-1, 1, (steps, n, 3)).astype(np.float32)
+        for a in acts[:20]:
+            envs.step(a)
+        t0 = time.perf_counter()
+        for a in acts:
+            envs.step(a)
+        return steps * n / (time.perf_counter() - t0)
+    finally:
+        envs.close()
+
+
+def bench_vector_env(
+    env_id: str = "latentplay/Push-v0",
+    workers: Sequence[int] = (1, 2),
+    steps: int = 2000,
+    repeats: int = 3,
+) -> list[dict[str, Any]]:
+    """The design alternative: Gymnasium ``AsyncVectorEnv`` stepping with pixels and ground
+    truth sent to the parent each step, nothing written (an upper bound for collecting that
+    way). Compare with :func:`bench_collect`, which includes writing."""
+    rows = []
+    for n in workers:
+        rates = [_vector_rate(env_id, n, steps) for _ in range(repeats)]
+        rows.append(
+            {
+                "name": f"{env_id} AsyncVectorEnv({n}), stepping only",
+                "workers": n,
+                "frames_per_s": statistics.median(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "frames": steps * n,
+                "bytes_per_frame": 0,
+                "repeats": repeats,
+            }
+        )
+    base = rows[0]["frames_per_s"]
+    for r in rows:
+        r["x_one_worker"] = r["frames_per_s"] / base
+    return rows
+
+
 def machine() -> dict[str, Any]:
     import gymnasium
     import mujoco
