@@ -23,12 +23,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from latentplay.envs.base import OBS_TYPES, check_choice, make_renderer, validate_action
+from latentplay.envs.base import OBS_TYPES, MujocoCameraEnv, check_choice, validate_action
 from latentplay.envs.camera import CameraProjection
 
 ASSET = Path(__file__).parent / "assets" / "arm_table.xml"
@@ -90,7 +89,7 @@ class ArmState:
         return cls(**kw)
 
 
-class ArmEnv(gym.Env):
+class ArmEnv(MujocoCameraEnv):
     """Planar 3-joint arm with a wrist paddle on a walled table. Base class of the tasks.
 
     **Action** ``Box(-1, 1, (3,), float32)``; ``control="ee"`` (default):
@@ -136,6 +135,7 @@ class ArmEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
     camera_name: ClassVar[str] = "top"
+    render_camera: ClassVar[str] = "top"
     task: ClassVar[str] = "reach"
     default_objects: ClassVar[int] = 0
 
@@ -198,8 +198,6 @@ class ArmEnv(gym.Env):
             self._park(i)
 
         self.camera = CameraProjection(self.model, "top", self.width, self.height)
-        self._renderer: mujoco.Renderer | None = None
-        self._vopt = mujoco.MjvOption()
 
         self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
         pixels = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
@@ -229,14 +227,14 @@ class ArmEnv(gym.Env):
         self._obj_quat_idx = self._obj_qadr[:, None] + np.arange(3, 7)  # (4, 4)
         arm_bodies = {m.body(n).id for n in ("upper_arm", "forearm", "wrist", "base")}
         # Per-geom lookups: segmentation label, and contact entity (-1 arm, i object, -2 other).
-        self._label_of_geom = np.zeros(m.ngeom, np.uint8)
+        self.label_of_geom = np.zeros(m.ngeom, np.uint8)
         self._entity_of_geom = np.full(m.ngeom, -2, np.int64)
         for g in range(m.ngeom):
             if m.geom_bodyid[g] in arm_bodies:
-                self._label_of_geom[g] = LABEL_ARM
+                self.label_of_geom[g] = LABEL_ARM
                 self._entity_of_geom[g] = -1
         for i, g in enumerate(self._obj_geom):
-            self._label_of_geom[g] = 2 + i
+            self.label_of_geom[g] = 2 + i
             self._entity_of_geom[g] = i
 
     def _park(self, i: int) -> None:
@@ -280,10 +278,9 @@ class ArmEnv(gym.Env):
         m.body_inertia[self._obj_body] = self._base_inertia * scale[:, None]
         m.geom_friction[self._obj_geom, 0] = self._friction
         # mj_setConst recomputes invweight/subtree mass from qpos0 and overwrites data: keep it.
-        saved = self._physics_state()
+        saved = self.physics_state()
         mujoco.mj_setConst(m, self.data)
-        mujoco.mj_setState(m, self.data, saved, mujoco.mjtState.mjSTATE_INTEGRATION)
-        mujoco.mj_forward(m, self.data)
+        self.restore_physics(saved)
 
     # ------------------------------------------------------------------ kinematics
     def _ik(self, target: np.ndarray) -> np.ndarray:
@@ -370,17 +367,6 @@ class ArmEnv(gym.Env):
         terms = self._reward_terms(a)
         info = self._info(terms)
         return self._obs(), sum(terms.values()), False, False, info
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
-            return None
-        return self.render_rgb()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
     # ------------------------------------------------------------------ observation, info
     def _state_vector(self) -> np.ndarray:
@@ -471,32 +457,6 @@ class ArmEnv(gym.Env):
         return info
 
     # ------------------------------------------------------------------ rendering
-    def _get_renderer(self) -> mujoco.Renderer:
-        if self._renderer is None:
-            self._renderer = make_renderer(self.model, self.height, self.width)
-        return self._renderer
-
-    def render_rgb(self) -> np.ndarray:
-        """The camera ``top`` frame, ``(height, width, 3) uint8``."""
-        r = self._get_renderer()
-        r.update_scene(self.data, camera="top", scene_option=self._vopt)
-        return r.render()
-
-    def render_segmentation(self) -> np.ndarray:
-        """Per-pixel labels ``(height, width) uint8``: 0 background, 1 arm, 2 + i object slot i."""
-        r = self._get_renderer()
-        r.enable_segmentation_rendering()
-        try:
-            r.update_scene(self.data, camera="top", scene_option=self._vopt)
-            seg = r.render()
-        finally:
-            r.disable_segmentation_rendering()
-        ids, types = seg[..., 0], seg[..., 1]
-        is_geom = (types == mujoco.mjtObj.mjOBJ_GEOM) & (ids >= 0)
-        labels = np.zeros(ids.shape, np.uint8)
-        labels[is_geom] = self._label_of_geom[ids[is_geom]]
-        return labels
-
     def _update_goal_site(self) -> None:
         """Place the goal marker (call before mj_forward: site poses come from kinematics)."""
         self.model.site_pos[self._goal_site, :2] = self._goal
@@ -531,16 +491,10 @@ class ArmEnv(gym.Env):
         return self.render_state(self.goal_state())
 
     # ------------------------------------------------------------------ full state
-    def _physics_state(self) -> np.ndarray:
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        out = np.empty(mujoco.mj_stateSize(self.model, spec))
-        mujoco.mj_getState(self.model, self.data, out, spec)
-        return out
-
     def get_state(self) -> ArmState:
         """Snapshot of everything that decides the future (see :class:`ArmState`)."""
         return ArmState(
-            physics=self._physics_state(),
+            physics=self.physics_state(),
             target=self._target.copy(),
             goal=self._goal.copy(),
             object_active=self._active.copy(),
@@ -556,12 +510,7 @@ class ArmEnv(gym.Env):
 
     def set_state(self, state: ArmState) -> None:
         """Restore a snapshot from :meth:`get_state` (or :meth:`ArmState.from_arrays`)."""
-        expected = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_INTEGRATION)
-        if np.shape(state.physics) != (expected,):
-            raise ValueError(
-                f"state.physics has shape {np.shape(state.physics)}; this model expects "
-                f"({expected},): the state comes from another scene or MuJoCo version"
-            )
+        self.check_physics_shape(state.physics, type(self).__name__)
         for i in range(MAX_OBJECTS):
             self._activate(i) if state.object_active[i] else self._park(i)
         self._mass = np.array(state.object_mass, np.float64)
@@ -572,11 +521,8 @@ class ArmEnv(gym.Env):
         if state.rng_state is not None:
             self.np_random.bit_generator.state = state.rng_state  # the setter copies
         self._update_goal_site()
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        mujoco.mj_setState(self.model, self.data, np.asarray(state.physics), spec)
-        self._apply_dynamics_params()  # mj_setConst + mj_forward, state kept
-        # mj_forward may touch the warm start; restore it so replays are exact.
-        mujoco.mj_setState(self.model, self.data, np.asarray(state.physics), spec)
+        self._apply_dynamics_params()  # model constants for these masses (mj_setConst)
+        self.restore_physics(state.physics)
 
     # ------------------------------------------------------------------ interventions
     def _check_slot(self, i: int, *, active: bool | None = True) -> int:

@@ -6,6 +6,7 @@ import atexit
 import weakref
 from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 
@@ -91,3 +92,86 @@ def _close_renderers() -> None:
             r.close()
         except Exception:  # best effort at shutdown
             pass
+
+
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+class MujocoCameraEnv(gym.Env):
+    """Rendering and physics-state plumbing shared by the latentplay MuJoCo envs.
+
+    A subclass sets ``model``, ``data``, ``width``, ``height``, ``render_mode``,
+    ``render_camera`` (the fixed camera's name or id) and ``label_of_geom`` (``(ngeom,) uint8``
+    segmentation label per geom) in its constructor, and calls ``super().__init__()``.
+    """
+
+    model: mujoco.MjModel
+    data: mujoco.MjData
+    width: int
+    height: int
+    render_mode: str | None
+    render_camera: int | str
+    label_of_geom: np.ndarray
+
+    _renderer: mujoco.Renderer | None = None
+    _vopt: mujoco.MjvOption | None = None
+
+    def _get_renderer(self) -> mujoco.Renderer:
+        if self._renderer is None:
+            self._renderer = make_renderer(self.model, self.height, self.width)
+            self._vopt = mujoco.MjvOption()
+        return self._renderer
+
+    def render_rgb(self) -> np.ndarray:
+        """The fixed camera's frame, ``(height, width, 3) uint8``."""
+        r = self._get_renderer()
+        r.update_scene(self.data, camera=self.render_camera, scene_option=self._vopt)
+        return r.render()
+
+    def render_segmentation(self) -> np.ndarray:
+        """Per-pixel labels ``(height, width) uint8`` from ``label_of_geom`` (0: background)."""
+        r = self._get_renderer()
+        r.enable_segmentation_rendering()
+        try:
+            r.update_scene(self.data, camera=self.render_camera, scene_option=self._vopt)
+            seg = r.render()
+        finally:
+            r.disable_segmentation_rendering()
+        ids, types = seg[..., 0], seg[..., 1]
+        is_geom = (types == mujoco.mjtObj.mjOBJ_GEOM) & (ids >= 0)
+        labels = np.zeros(ids.shape, np.uint8)
+        labels[is_geom] = self.label_of_geom[ids[is_geom]]
+        return labels
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+            return None
+        return self.render_rgb()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def physics_state(self) -> np.ndarray:
+        """``mj_getState(mjSTATE_INTEGRATION)``: time, qpos, qvel, act, ctrl, warm start, ..."""
+        out = np.empty(mujoco.mj_stateSize(self.model, _INTEGRATION))
+        mujoco.mj_getState(self.model, self.data, out, _INTEGRATION)
+        return out
+
+    def check_physics_shape(self, physics: np.ndarray, what: str) -> None:
+        expected = mujoco.mj_stateSize(self.model, _INTEGRATION)
+        if np.shape(physics) != (expected,):
+            raise ValueError(
+                f"state.physics has shape {np.shape(physics)}; {what} expects ({expected},): "
+                "the state comes from another scene or MuJoCo version"
+            )
+
+    def restore_physics(self, physics: np.ndarray) -> None:
+        """Set the integration state and recompute everything derived from it (poses,
+        contacts). mj_forward may touch the warm start: it is set again so replays are exact."""
+        physics = np.asarray(physics, np.float64)
+        mujoco.mj_setState(self.model, self.data, physics, _INTEGRATION)
+        mujoco.mj_forward(self.model, self.data)
+        mujoco.mj_setState(self.model, self.data, physics, _INTEGRATION)

@@ -19,7 +19,6 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from dm_control import suite
@@ -27,8 +26,8 @@ from gymnasium import spaces
 
 from latentplay.envs.base import (
     OBS_TYPES,
+    MujocoCameraEnv,
     check_choice,
-    make_renderer,
     set_fast_visuals,
     validate_action,
 )
@@ -48,7 +47,6 @@ MODEL_FIELDS = (
     "light_pos",
     "wrap_prm",
 )
-_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
 LABEL_BACKGROUND = 0  # segmentation: geoms of body b > 0 are labelled min(1 + b, 255)
 
 
@@ -96,7 +94,7 @@ def _suite_tasks() -> dict[str, tuple[str, ...]]:
     return {d: tuple(ts) for d, ts in tasks.items()}
 
 
-class DMCEnv(gym.Env):
+class DMCEnv(MujocoCameraEnv):
     """A dm_control suite task (``domain``, ``task``) rendered from a fixed camera.
 
     **Action** ``Box(-1, 1, (n,), float32)``, ``n`` = the task's actuator count. Each entry is
@@ -180,7 +178,7 @@ class DMCEnv(gym.Env):
         self.data: mujoco.MjData = physics.data.ptr
         m = self.model
 
-        self.camera_id = self._resolve_camera(camera_id)
+        self.camera_id = self.render_camera = self._resolve_camera(camera_id)
         self.camera_name = m.camera(self.camera_id).name or f"camera{self.camera_id}"
         try:
             self.camera: CameraProjection | None = CameraProjection(
@@ -195,9 +193,7 @@ class DMCEnv(gym.Env):
             m.mat_reflectance[:] = 0
         g = m.vis.global_
         g.offwidth, g.offheight = max(g.offwidth, self.width), max(g.offheight, self.height)
-        self._renderer: mujoco.Renderer | None = None
-        self._vopt = mujoco.MjvOption()
-        self._label_of_geom = np.where(
+        self.label_of_geom = np.where(
             m.geom_bodyid > 0, np.minimum(m.geom_bodyid + 1, 255), LABEL_BACKGROUND
         ).astype(np.uint8)
 
@@ -284,17 +280,6 @@ class DMCEnv(gym.Env):
         observation = None if self.obs_type == "pixels" else task.get_observation(physics)
         return self._obs(observation), reward, False, self._episode_over, info
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
-            return None
-        return self.render_rgb()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
     # ------------------------------------------------------------------ observation, info
     @staticmethod
     def _flatten(observation: dict[str, Any]) -> np.ndarray:
@@ -316,45 +301,14 @@ class DMCEnv(gym.Env):
         return gt
 
     # ------------------------------------------------------------------ rendering
-    def _get_renderer(self) -> mujoco.Renderer:
-        if self._renderer is None:
-            self._renderer = make_renderer(self.model, self.height, self.width)
-        return self._renderer
-
-    def render_rgb(self) -> np.ndarray:
-        """The ``camera_name`` frame, ``(height, width, 3) uint8``."""
-        r = self._get_renderer()
-        r.update_scene(self.data, camera=self.camera_id, scene_option=self._vopt)
-        return r.render()
-
-    def render_segmentation(self) -> np.ndarray:
-        """``(height, width) uint8``: 0 background, ``min(1 + body id, 255)`` for body geoms."""
-        r = self._get_renderer()
-        r.enable_segmentation_rendering()
-        try:
-            r.update_scene(self.data, camera=self.camera_id, scene_option=self._vopt)
-            seg = r.render()
-        finally:
-            r.disable_segmentation_rendering()
-        ids, types = seg[..., 0], seg[..., 1]
-        is_geom = (types == mujoco.mjtObj.mjOBJ_GEOM) & (ids >= 0)
-        labels = np.zeros(ids.shape, np.uint8)
-        labels[is_geom] = self._label_of_geom[ids[is_geom]]
-        return labels
-
     # ------------------------------------------------------------------ full state
-    def _physics_state(self) -> np.ndarray:
-        out = np.empty(mujoco.mj_stateSize(self.model, _INTEGRATION))
-        mujoco.mj_getState(self.model, self.data, out, _INTEGRATION)
-        return out
-
     def _model_params(self) -> np.ndarray:
         return np.concatenate([getattr(self.model, f).ravel() for f in MODEL_FIELDS])
 
     def get_state(self) -> DMCState:
         """Snapshot of everything that decides the future (see :class:`DMCState`)."""
         return DMCState(
-            physics=self._physics_state(),
+            physics=self.physics_state(),
             model_params=self._model_params(),
             elapsed_steps=self._elapsed,
             rng_state=copy.deepcopy(self.np_random.bit_generator.state),
@@ -368,15 +322,13 @@ class DMCEnv(gym.Env):
     def set_state(self, state: DMCState) -> None:
         """Restore a snapshot from :meth:`get_state` (or :meth:`DMCState.from_arrays`)."""
         m = self.model
-        for name, value, expected in (
-            ("physics", state.physics, mujoco.mj_stateSize(m, _INTEGRATION)),
-            ("model_params", state.model_params, sum(getattr(m, f).size for f in MODEL_FIELDS)),
-        ):
-            if np.shape(value) != (expected,):
-                raise ValueError(
-                    f"state.{name} has shape {np.shape(value)}; {self.domain}/{self.task} expects "
-                    f"({expected},): the state comes from another task or MuJoCo version"
-                )
+        self.check_physics_shape(state.physics, f"{self.domain}/{self.task}")
+        expected = sum(getattr(m, f).size for f in MODEL_FIELDS)
+        if np.shape(state.model_params) != (expected,):
+            raise ValueError(
+                f"state.model_params has shape {np.shape(state.model_params)}; "
+                f"{self.domain}/{self.task} expects ({expected},): it comes from another task"
+            )
         params = np.asarray(state.model_params, np.float64)
         start = 0
         for f in MODEL_FIELDS:
@@ -390,7 +342,4 @@ class DMCEnv(gym.Env):
             self._env.task.random.set_state(copy.deepcopy(state.task_random_state))
         self._dm_steps = self._elapsed * self.frame_skip
         self._episode_over = self._dm_steps >= self._step_limit
-        physics = np.asarray(state.physics, np.float64)
-        mujoco.mj_setState(m, self.data, physics, _INTEGRATION)
-        mujoco.mj_forward(m, self.data)
-        mujoco.mj_setState(m, self.data, physics, _INTEGRATION)
+        self.restore_physics(state.physics)
