@@ -125,7 +125,8 @@ class ArmEnv(MujocoCameraEnv):
     ``ee_pixel`` (2,), ``paddle_angle``, ``joint_pos`` (3,), ``object_pos`` (4, 3),
     ``object_quat`` (4, 4), ``object_pixel`` (4, 2), ``object_active`` (4,),
     ``contact_arm_object`` (4,), ``contact_object_object`` (4, 4), ``goal`` (2,), ``goal_pixel``.
-    :meth:`render_segmentation` labels pixels 0 background, 1 arm, 2 + i object slot i.
+    :meth:`render_segmentation` labels pixels 0 background, 1 arm, 2 + i object slot i. "Arm" is
+    what moves (links, finger, paddle); its fixed base pillar is scenery and labelled background.
 
     **Timing**: MuJoCo timestep 10 ms (as Gymnasium's Pusher), ``frame_skip=5`` substeps: 20 steps
     per second. Contacts use a 20 ms time constant (twice the timestep, as MuJoCo advises).
@@ -225,7 +226,7 @@ class ArmEnv(MujocoCameraEnv):
         self._obj_vadr = np.array([m.jnt_dofadr[m.joint(f"obj{i}").id] for i in range(MAX_OBJECTS)])
         self._obj_pos_idx = self._obj_qadr[:, None] + np.arange(3)  # fancy index: (4, 3)
         self._obj_quat_idx = self._obj_qadr[:, None] + np.arange(3, 7)  # (4, 4)
-        arm_bodies = {m.body(n).id for n in ("upper_arm", "forearm", "wrist", "base")}
+        arm_bodies = {m.body(n).id for n in ("upper_arm", "forearm", "wrist")}  # base: scenery
         # Per-geom lookups: segmentation label, and contact entity (-1 arm, i object, -2 other).
         self.label_of_geom = np.zeros(m.ngeom, np.uint8)
         self._entity_of_geom = np.full(m.ngeom, -2, np.int64)
