@@ -1,0 +1,1 @@
+"""Evaluation: metrics (``latentplay.evaluation.metrics``), rollout protocols, counterfactuals."""

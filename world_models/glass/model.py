@@ -1,0 +1,431 @@
+"""GLASS (Davtyan & Favaro, ECCV 2022), CPU-first: global shifts + discrete local actions.
+
+Read top to bottom: sizes, the GMA (global motion analysis: mask, inpainting, shifts,
+compositing), the LMA (local motion analysis: encoder, VQ action network, ConvLSTM dynamics,
+multi-scale renderer), the training forward pass, then the :class:`WorldModel` methods.
+
+Shapes: frames ``(B, T, 3, H, W)`` float in [0, 1]; masks ``(B, T, 1, H, W)``; global shifts
+``(B, T-1, 2)`` in normalized units (+x right, +y down, one unit = half the frame); LMA
+states ``(B, C, H/8, W/8)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from latentplay.world_models.layers import (
+    ConvLSTMCell,
+    ShiftRegressor,
+    UpBlock,
+    VectorQuantizer,
+    conv_block,
+    shift_images,
+)
+from latentplay.world_models.protocol import Actions, ActionSpec, to_float_frames
+
+OUT_OF_DOMAIN = -1.1  # masked pixels handed to the inpainter (outside [0, 1])
+
+
+@dataclass(frozen=True)
+class GlassSize:
+    mask: int  # masking U-Net base width (x1, x2, x4 at 1/2, 1/4, 1/8 resolution)
+    inpaint: int  # inpainting net base width
+    shift: int  # shift regressor base width
+    state: int  # LMA state channels at 1/8 resolution
+    hidden: int  # ConvLSTM hidden channels
+    layers: int  # ConvLSTM layers
+    render: int  # renderer width at full resolution (x2, x4 below)
+
+
+SIZES: dict[str, GlassSize] = {
+    "xs": GlassSize(mask=8, inpaint=8, shift=8, state=16, hidden=16, layers=1, render=8),
+    "s": GlassSize(mask=16, inpaint=16, shift=16, state=32, hidden=48, layers=1, render=12),
+    "m": GlassSize(mask=32, inpaint=32, shift=32, state=64, hidden=128, layers=2, render=32),
+    # Published widths: 256-channel masking net, 16-32-64 inpainter, 3-layer ConvLSTM.
+    "paper": GlassSize(mask=64, inpaint=16, shift=64, state=128, hidden=256, layers=3, render=64),
+}
+
+
+class MaskNet(nn.Module):
+    """U-Net: frame -> soft foreground mask in (0, 1)."""
+
+    def __init__(self, w: int) -> None:
+        super().__init__()
+        self.d1, self.d2, self.d3 = (
+            conv_block(3, w, 2),
+            conv_block(w, 2 * w, 2),
+            conv_block(2 * w, 4 * w, 2),
+        )
+        self.mid = conv_block(4 * w, 4 * w)
+        self.u2, self.u1 = UpBlock(4 * w, 2 * w, skip=2 * w), UpBlock(2 * w, w, skip=w)
+        self.u0 = UpBlock(w, w, skip=3)
+        self.head = nn.Conv2d(w, 1, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h1 = self.d1(x)
+        h2 = self.d2(h1)
+        h = self.mid(self.d3(h2))
+        h = self.u0(self.u1(self.u2(h, h2), h1), x)
+        return torch.sigmoid(self.head(h))
+
+
+class Inpainter(nn.Module):
+    """Encoder-decoder filling masked (out-of-domain) pixels with background."""
+
+    def __init__(self, w: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(
+            conv_block(3, w, 2), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2)
+        )
+        self.up = nn.ModuleList([UpBlock(4 * w, 2 * w), UpBlock(2 * w, w), UpBlock(w, w)])
+        self.head = nn.Conv2d(w, 3, 3, 1, 1)
+
+    def forward(self, patched: torch.Tensor) -> torch.Tensor:
+        h = self.down(patched)
+        for up in self.up:
+            h = up(h)
+        return torch.sigmoid(self.head(h))
+
+
+class Encoder(nn.Module):
+    """Foreground image -> LMA state at 1/8 resolution."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            conv_block(3, c // 2, 2),
+            conv_block(c // 2, c, 2),
+            conv_block(c, c, 2),
+            nn.Conv2d(c, c, 3, 1, 1),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(f)
+
+
+class ActionNet(nn.Module):
+    """(state of the globally shifted f_t, state of f_t+1) -> local action direction vector."""
+
+    def __init__(self, c: int, code_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(conv_block(2 * c, c), conv_block(c, c, 2))
+        self.head = nn.Linear(c, code_dim)
+
+    def forward(self, shifted: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        h = self.net(torch.cat([shifted, nxt], dim=1))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+class Renderer(nn.Module):
+    """Dynamics hidden state -> foreground RGB and mask at 1/4, 1/2 and full resolution."""
+
+    def __init__(self, hidden: int, w: int) -> None:
+        super().__init__()
+        self.up1 = UpBlock(hidden, 4 * w)  # 1/4
+        self.up2 = UpBlock(4 * w, 2 * w)  # 1/2
+        self.up3 = UpBlock(2 * w, w)  # 1
+        self.heads = nn.ModuleList(nn.Conv2d(c, 4, 3, 1, 1) for c in (4 * w, 2 * w, w))
+
+    def forward(self, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """-> (foreground RGB at [1/4, 1/2, 1] scales, full-resolution mask)."""
+        outs, x = [], h
+        for up, head in zip((self.up1, self.up2, self.up3), self.heads, strict=True):
+            x = up(x)
+            outs.append(torch.sigmoid(head(x)))
+        return [o[:, :3] for o in outs], outs[-1][:, 3:]
+
+
+@dataclass
+class GlassState:
+    """Explicit model state (branch a rollout by reusing it)."""
+
+    memory: list[tuple[torch.Tensor, torch.Tensor]] | None  # ConvLSTM (h, c) per layer
+    features: torch.Tensor  # (B, C, h, w) encoder state of the current foreground
+    background: torch.Tensor  # (B, 3, H, W) inpainted background
+    frame: torch.Tensor  # (B, 3, H, W) the current frame (real for context, generated after)
+
+
+class Glass(nn.Module):
+    """GLASS world model. Keyword arguments only; ``model_args()`` rebuilds it."""
+
+    name: ClassVar[str] = "glass"
+
+    def __init__(
+        self,
+        *,
+        size: str = "s",
+        num_actions: int = 4,
+        code_dim: int = 16,
+        image_size: int = 64,
+        commitment: float = 0.25,
+    ) -> None:
+        super().__init__()
+        if size not in SIZES:
+            raise ValueError(f"size={size!r}; expected one of {list(SIZES)}")
+        if image_size % 8:
+            raise ValueError(f"image_size={image_size}; expected a multiple of 8")
+        if num_actions < 1:
+            raise ValueError(f"num_actions={num_actions}; expected >= 1")
+        self._args = {
+            "size": size,
+            "num_actions": num_actions,
+            "code_dim": code_dim,
+            "image_size": image_size,
+            "commitment": commitment,
+        }
+        w = SIZES[size]
+        self.image_size, self.num_actions = image_size, num_actions
+        # GMA
+        self.masker = MaskNet(w.mask)
+        self.inpainter = Inpainter(w.inpaint)
+        self.fg_shift = ShiftRegressor(6, w.shift)
+        self.bg_shift = ShiftRegressor(6, w.shift)
+        # LMA
+        self.encoder = Encoder(w.state)
+        self.action_net = ActionNet(w.state, code_dim)
+        self.vq = VectorQuantizer(num_actions, code_dim, commitment)
+        cells, cin = [], w.state + code_dim + 2
+        for _ in range(w.layers):
+            cells.append(ConvLSTMCell(cin, w.hidden))
+            cin = w.hidden
+        self.cells = nn.ModuleList(cells)
+        self.renderer = Renderer(w.hidden, w.render)
+        # Typical |global shift| seen in training (EMA of the std), for planners' sampling range.
+        self.register_buffer("shift_std", torch.full((2,), 0.05))
+
+    def model_args(self) -> dict[str, Any]:
+        return dict(self._args)
+
+    @property
+    def size(self) -> GlassSize:
+        return SIZES[self._args["size"]]
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        bound = float(3.0 * self.shift_std.max())
+        return ActionSpec(continuous=2, continuous_bound=bound, discrete=self.num_actions)
+
+    # ------------------------------------------------------------------ GMA
+    def masks(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, 3, H, W) -> soft masks (B, T, 1, H, W)."""
+        b = frames.shape[0]
+        m = self.masker(rearrange(frames, "b t c h w -> (b t) c h w"))
+        return rearrange(m, "(b t) c h w -> b t c h w", b=b)
+
+    def inpaint(
+        self, frames: torch.Tensor, masks: torch.Tensor, enlarge: bool = False
+    ) -> torch.Tensor:
+        """Backgrounds: masked pixels filled by the inpainter, the rest kept. (B, T, 3, H, W)."""
+        b = frames.shape[0]
+        x = rearrange(frames, "b t c h w -> (b t) c h w")
+        m = rearrange(masks, "b t c h w -> (b t) c h w")
+        if enlarge:
+            m = F.max_pool2d(m, 3, 1, 1)
+        filled = self.inpainter(x * (1 - m) + OUT_OF_DOMAIN * m)
+        return rearrange(x * (1 - m) + filled * m, "(b t) c h w -> b t c h w", b=b)
+
+    @staticmethod
+    def _pairs(x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> consecutive pairs (B*(T-1), 2C, H, W)."""
+        return rearrange(torch.cat([x[:, :-1], x[:, 1:]], dim=2), "b t c h w -> (b t) c h w")
+
+    def gma(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Global motion analysis of a clip (B, T, 3, H, W); T >= 2."""
+        b, t = frames.shape[:2]
+        masks = self.masks(frames)
+        fg = masks * frames
+        bg = self.inpaint(frames, masks)
+        fg_shift = rearrange(self.fg_shift(self._pairs(fg)), "(b t) k -> b t k", b=b)
+        bg_shift = rearrange(self.bg_shift(self._pairs(bg)), "(b t) k -> b t k", b=b)
+        flat = lambda x: rearrange(x[:, :-1], "b t c h w -> (b t) c h w")  # noqa: E731
+        unflat = lambda x: rearrange(x, "(b t) c h w -> b t c h w", b=b)  # noqa: E731
+        fs, bs = rearrange(fg_shift, "b t k -> (b t) k"), rearrange(bg_shift, "b t k -> (b t) k")
+        shifted_fg = unflat(shift_images(flat(fg), fs))
+        shifted_mask = unflat(shift_images(flat(masks), fs))
+        shifted_bg = unflat(shift_images(flat(bg), bs, padding="border"))
+        recon = shifted_mask * shifted_fg + (1 - shifted_mask) * shifted_bg
+        return {
+            "masks": masks,
+            "foregrounds": fg,
+            "backgrounds": bg,
+            "fg_shift": fg_shift,
+            "bg_shift": bg_shift,
+            "shifted_fg": shifted_fg,
+            "shifted_bg": shifted_bg,
+            "recon": recon,
+        }
+
+    # ------------------------------------------------------------------ LMA
+    def encode_fg(self, fg: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, T, C, H/8, W/8)."""
+        b = fg.shape[0]
+        s = self.encoder(rearrange(fg, "b t c h w -> (b t) c h w"))
+        return rearrange(s, "(b t) c h w -> b t c h w", b=b)
+
+    def local_actions(
+        self, states: torch.Tensor, shifted_states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """states (B, T, C, h, w), shifted_states (B, T-1, ...) -> codes (B, T-1, D), ids, vq loss."""
+        b = states.shape[0]
+        z = self.action_net(
+            rearrange(shifted_states, "b t c h w -> (b t) c h w"),
+            rearrange(states[:, 1:], "b t c h w -> (b t) c h w"),
+        )
+        codes, ids, vq_loss = self.vq(z)
+        return (
+            rearrange(codes, "(b t) d -> b t d", b=b),
+            rearrange(ids, "(b t) -> b t", b=b),
+            vq_loss,
+        )
+
+    def dynamics(
+        self,
+        features: torch.Tensor,
+        code: torch.Tensor,
+        shift: torch.Tensor,
+        memory: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One ConvLSTM step from (B, C, h, w) features under (B, D) code and (B, 2) shift.
+
+        -> (foreground RGB at 3 scales, mask (B, 1, H, W), new memory)."""
+        hw = features.shape[2:]
+        cond = torch.cat([code, shift], dim=1)[:, :, None, None].expand(-1, -1, *hw)
+        x = torch.cat([features, cond], dim=1)
+        new_memory = []
+        for i, cell in enumerate(self.cells):
+            h, c = cell(x, None if memory is None else memory[i])
+            new_memory.append((h, c))
+            x = h
+        rgb, mask = self.renderer(x)
+        return rgb, mask, new_memory
+
+    def lma(
+        self,
+        fg: torch.Tensor,
+        shifted_fg: torch.Tensor,
+        fg_shift: torch.Tensor,
+        teacher_forced_steps: int,
+    ) -> dict[str, Any]:
+        """Local motion analysis on *detached* GMA outputs.
+
+        The first ``teacher_forced_steps`` transitions start from the real foreground's state;
+        the rest from the state of the model's own previous rendering (autoregressive).
+        """
+        t = fg.shape[1]
+        states = self.encode_fg(fg)
+        shifted_states = self.encode_fg(shifted_fg)
+        codes, ids, vq_loss = self.local_actions(states, shifted_states)
+        memory, feats = None, states[:, 0]
+        rgbs: list[list[torch.Tensor]] = [[], [], []]
+        masks, recon_states = [], []
+        for i in range(t - 1):
+            if i >= teacher_forced_steps:
+                feats = recon_states[-1]
+            elif i > 0:
+                feats = states[:, i]
+            rgb, mask, memory = self.dynamics(feats, codes[:, i], fg_shift[:, i], memory)
+            for k in range(3):
+                rgbs[k].append(rgb[k])
+            masks.append(mask)
+            recon_states.append(self.encoder(rgb[-1]))
+        return {
+            "states": states,
+            "codes": codes,
+            "ids": ids,
+            "vq_loss": vq_loss,
+            "rendered": [torch.stack(r, dim=1) for r in rgbs],  # 3 x (B, T-1, 3, h_k, w_k)
+            "rendered_masks": torch.stack(masks, dim=1),
+            "recon_states": torch.stack(recon_states, dim=1),
+        }
+
+    def forward(self, frames: torch.Tensor, teacher_forced_steps: int) -> dict[str, Any]:
+        """Training pass over a clip ``(B, T, 3, H, W)``: GMA, then LMA on detached outputs."""
+        frames = to_float_frames(frames)
+        out = self.gma(frames)
+        out.update(
+            self.lma(
+                out["foregrounds"].detach(),
+                out["shifted_fg"].detach(),
+                out["fg_shift"].detach(),
+                teacher_forced_steps,
+            )
+        )
+        out["frames"] = frames
+        return out
+
+    # ------------------------------------------------------------------ WorldModel protocol
+    def infer_actions(self, frames: torch.Tensor) -> Actions:
+        """Global shifts (B, T-1, 2) and local action ids (B, T-1) between consecutive frames."""
+        frames = to_float_frames(frames)
+        g = self.gma(frames)
+        states = self.encode_fg(g["foregrounds"])
+        _, ids, _ = self.local_actions(states, self.encode_fg(g["shifted_fg"]))
+        return Actions(continuous=g["fg_shift"], discrete=ids)
+
+    def encode(self, frames: torch.Tensor) -> GlassState:
+        """Context frames (B, T, 3, H, W) -> state after the last one (T-1 teacher-forced steps
+        warm the dynamics memory when T > 1)."""
+        frames = to_float_frames(frames)
+        masks = self.masks(frames)
+        fg = masks * frames
+        background = self.inpaint(frames[:, -1:], masks[:, -1:], enlarge=True)[:, 0]
+        memory = None
+        if frames.shape[1] > 1:
+            acts = self.infer_actions(frames)
+            states = self.encode_fg(fg)
+            for i in range(frames.shape[1] - 1):
+                code = self.vq.embed(acts.discrete[:, i])
+                _, _, memory = self.dynamics(states[:, i], code, acts.continuous[:, i], memory)
+        feats = self.encoder(fg[:, -1])
+        return GlassState(memory, feats, background, frames[:, -1])
+
+    def step(self, state: GlassState, actions: Actions) -> GlassState:
+        if actions.continuous is None or actions.discrete is None:
+            raise ValueError("GLASS steps need both parts of its actions: continuous and discrete")
+        code = self.vq.embed(actions.discrete.long())
+        rgb, mask, memory = self.dynamics(state.features, code, actions.continuous, state.memory)
+        fg = rgb[-1]
+        frame = mask * fg + (1 - mask) * state.background
+        return GlassState(memory, self.encoder(fg), state.background, frame)
+
+    def decode(self, state: GlassState) -> torch.Tensor:
+        return state.frame
+
+    def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
+        state = self.encode(context)
+        frames = []
+        for t in range(len(actions)):
+            state = self.step(state, actions.at(t))
+            frames.append(self.decode(state))
+        return torch.stack(frames, dim=1)
+
+    def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
+        """One-step predictions, each from the true previous frame (GLASS's evaluation):
+        (B, T, ...) -> (B, T-1, 3, H, W) for frames 1..T-1."""
+        frames = to_float_frames(frames)
+        out = self.forward(frames, teacher_forced_steps=frames.shape[1])
+        background = self.inpaint(frames[:, :1], out["masks"][:, :1], enlarge=True)
+        m = out["rendered_masks"]
+        return m * out["rendered"][-1] + (1 - m) * background
+
+
+def describe(model: Glass) -> dict[str, Any]:
+    """Parameter counts per part, for reports."""
+    parts = {
+        "masker": model.masker,
+        "inpainter": model.inpainter,
+        "shift_regressors": nn.ModuleList([model.fg_shift, model.bg_shift]),
+        "encoder": model.encoder,
+        "action_net": model.action_net,
+        "dynamics": model.cells,
+        "renderer": model.renderer,
+    }
+    counts = {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()}
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return {"size": asdict(model.size), "params": counts}

@@ -1,0 +1,113 @@
+"""Small layers shared by the world models: conv blocks, image shifts, ConvLSTM, VQ."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv + GroupNorm(1 group: cheap, batch-size free) + SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.GroupNorm(1, cout),
+        nn.SiLU(inplace=True),
+    )
+
+
+class UpBlock(nn.Module):
+    """x2 nearest upsampling, concatenation of an optional skip, conv block."""
+
+    def __init__(self, cin: int, cout: int, skip: int = 0) -> None:
+        super().__init__()
+        self.conv = conv_block(cin + skip, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv(x)
+
+
+def shift_images(
+    images: torch.Tensor, shifts: torch.Tensor, padding: str = "zeros"
+) -> torch.Tensor:
+    """Translate ``images (N, C, H, W)`` by ``shifts (N, 2)`` in normalized units.
+
+    Content moves by ``+shift``: x right, y down; one unit is half the width (height), so a
+    shift of ``2 / W`` moves content one pixel right (``align_corners=False``).
+    """
+    n = images.shape[0]
+    theta = images.new_zeros(n, 2, 3)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = -shifts  # output(p) = input(p - shift)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+class ShiftRegressor(nn.Module):
+    """Reads a channel-concatenated pair of images and outputs a 2-vector shift.
+
+    The last layer is zero-initialized: training starts from "no shift".
+    """
+
+    def __init__(self, cin: int, width: int, depth: int = 3) -> None:
+        super().__init__()
+        layers, c = [], cin
+        for i in range(depth):
+            layers.append(conv_block(c, width * 2**i, stride=2))
+            c = width * 2**i
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, 2)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        h = self.features(pair)
+        return self.head(h.mean(dim=(2, 3)))
+
+
+class ConvLSTMCell(nn.Module):
+    """Convolutional LSTM cell (Shi et al. 2015) on a spatial grid."""
+
+    def __init__(self, cin: int, hidden: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.gates = nn.Conv2d(cin + hidden, 4 * hidden, kernel, 1, kernel // 2)
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if state is None:
+            z = x.new_zeros(x.shape[0], self.hidden, *x.shape[2:])
+            state = (z, z)
+        h, c = state
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantization with a straight-through gradient (van den Oord et al. 2017).
+
+    ``loss = |sg(z) - e|^2 + commitment * |z - sg(e)|^2``.
+    """
+
+    def __init__(self, num_codes: int, dim: int, commitment: float = 0.25) -> None:
+        super().__init__()
+        self.codebook = nn.Embedding(num_codes, dim)
+        nn.init.uniform_(self.codebook.weight, -1.0 / num_codes, 1.0 / num_codes)
+        self.commitment = commitment
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z: (N, D) -> (quantized (N, D) straight-through, ids (N,), loss scalar)."""
+        ids = torch.cdist(z, self.codebook.weight).argmin(dim=1)
+        e = self.codebook(ids)
+        loss = F.mse_loss(e, z.detach()) + self.commitment * F.mse_loss(z, e.detach())
+        return z + (e - z).detach(), ids, loss
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.codebook(ids)

@@ -1,0 +1,78 @@
+"""The contract every world model implements; planners, grounding and evaluation use only this.
+
+Frames are ``(B, T, 3, H, W)``, uint8 in [0, 255] or float in [0, 1]; decoded frames are float in
+[0, 1]. A model's state is opaque to callers and passed explicitly (DreamerV3 style), so a
+rollout can branch from any state without touching the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """The learned action space.
+
+    ``continuous``: dimension of the continuous part (GLASS: 2, the global image shift in
+    normalized grid units, +x right, +y down; one unit is half the frame's width/height);
+    ``continuous_bound``: the magnitude a planner should sample within;
+    ``discrete``: number of discrete local actions (GLASS: K codes), 0 for none;
+    ``sparse_points``: number of sparse flow points (YODA), 0 for none.
+    """
+
+    continuous: int = 0
+    continuous_bound: float = 1.0
+    discrete: int = 0
+    sparse_points: int = 0
+
+
+class Actions(NamedTuple):
+    """Learned actions. Sequences: ``continuous (B, T, C) float``, ``discrete (B, T) long``;
+    one step: ``(B, C)`` and ``(B,)``. A part the spec does not have is None."""
+
+    continuous: torch.Tensor | None = None
+    discrete: torch.Tensor | None = None
+
+    def at(self, t: int) -> Actions:
+        """The actions of step t of a sequence."""
+        return Actions(
+            None if self.continuous is None else self.continuous[:, t],
+            None if self.discrete is None else self.discrete[:, t],
+        )
+
+    def __len__(self) -> int:  # number of steps of a sequence
+        ref = self.continuous if self.continuous is not None else self.discrete
+        return 0 if ref is None else int(ref.shape[1])
+
+
+@runtime_checkable
+class WorldModel(Protocol):
+    action_spec: ActionSpec
+
+    def encode(self, frames: torch.Tensor) -> Any:
+        """Context frames ``(B, T, 3, H, W)`` -> state after the last one."""
+
+    def infer_actions(self, frames: torch.Tensor) -> Actions:
+        """Sequence parsing: the learned actions between consecutive frames ``(B, T-1, ...)``."""
+
+    def step(self, state: Any, actions: Actions) -> Any:
+        """One transition under one step of learned actions (batched over B)."""
+
+    def decode(self, state: Any) -> torch.Tensor:
+        """State -> frame ``(B, 3, H, W)`` float in [0, 1]."""
+
+    def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
+        """Encode ``context``, step through ``actions``, decode: ``(B, T_actions, 3, H, W)``."""
+
+
+def to_float_frames(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] frames -> float32 in [0, 1]."""
+    if frames.dtype == torch.uint8:
+        return frames.float().div_(255.0)
+    if not frames.is_floating_point():
+        raise TypeError(f"frames of dtype {frames.dtype}; expected uint8 or float in [0, 1]")
+    return frames.float()
