@@ -237,7 +237,7 @@ class Glass(nn.Module):
 
     def gma(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Global motion analysis of a clip (B, T, 3, H, W); T >= 2."""
-        b, t = frames.shape[:2]
+        b = frames.shape[0]
         masks = self.masks(frames)
         fg = masks * frames
         bg = self.inpaint(frames, masks)
@@ -271,7 +271,7 @@ class Glass(nn.Module):
     def local_actions(
         self, states: torch.Tensor, shifted_states: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """states (B, T, C, h, w), shifted_states (B, T-1, ...) -> codes (B, T-1, D), ids, vq loss."""
+        """states (B, T, C, h, w), shifted (B, T-1, ...) -> codes (B, T-1, D), ids, VQ loss."""
         b = states.shape[0]
         z = self.action_net(
             rearrange(shifted_states, "b t c h w -> (b t) c h w"),
