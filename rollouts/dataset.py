@@ -21,7 +21,7 @@ class ClipDataset(Dataset):
     only when asked for (``with_gt=True``, for evaluation): items are then ``(frames, gt)`` with
     ``gt`` holding every per-frame array at the clip's frames, and ``actions`` /
     ``rewards`` / ``reward_*`` of the steps between consecutive clip frames as
-    ``(T - 1, frame_skip, ...)``.
+    ``(T - 1, frame_skip, ...)``. ``cache=True`` keeps the split's frames in memory.
     """
 
     def __init__(
@@ -33,6 +33,7 @@ class ClipDataset(Dataset):
         frame_skip: int = 1,
         with_gt: bool = False,
         verify: bool = True,
+        cache: bool = False,
     ) -> None:
         for name, v in (
             ("clip_length", clip_length),
@@ -55,6 +56,11 @@ class ClipDataset(Dataset):
                 f"split {split!r} ({len(self.reader.indices(split))} episodes)"
             )
         self.index = np.asarray(index, np.int64)
+        # cache=True: decompress every episode of the split once and keep it (training speed).
+        self._cache: dict[int, np.ndarray] = {}
+        if cache:
+            for ep in np.unique(self.index[:, 0]):
+                self._cache[int(ep)] = self.reader.frames(int(ep))
 
     def __len__(self) -> int:
         return len(self.index)
@@ -65,7 +71,8 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
         ep, start = (int(x) for x in self.index[i])
         ids = self.frame_ids(start)
-        frames = self.reader.frames(ep, slice(ids[0], ids[-1] + 1, self.frame_skip))
+        sl = slice(ids[0], ids[-1] + 1, self.frame_skip)
+        frames = self._cache[ep][sl] if ep in self._cache else self.reader.frames(ep, sl)
         clip = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
         if not self.with_gt:
             return clip

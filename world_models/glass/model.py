@@ -344,10 +344,16 @@ class Glass(nn.Module):
             "recon_states": torch.stack(recon_states, dim=1),
         }
 
-    def forward(self, frames: torch.Tensor, teacher_forced_steps: int) -> dict[str, Any]:
-        """Training pass over a clip ``(B, T, 3, H, W)``: GMA, then LMA on detached outputs."""
+    def forward(
+        self, frames: torch.Tensor, teacher_forced_steps: int, with_lma: bool = True
+    ) -> dict[str, Any]:
+        """Training pass over a clip ``(B, T, 3, H, W)``: GMA, then LMA on detached outputs
+        (skipped with ``with_lma=False``, during the GMA warm-up)."""
         frames = to_float_frames(frames)
         out = self.gma(frames)
+        out["frames"] = frames
+        if not with_lma:
+            return out
         out.update(
             self.lma(
                 out["foregrounds"].detach(),
@@ -356,7 +362,6 @@ class Glass(nn.Module):
                 teacher_forced_steps,
             )
         )
-        out["frames"] = frames
         return out
 
     # ------------------------------------------------------------------ WorldModel protocol

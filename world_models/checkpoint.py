@@ -1,0 +1,105 @@
+"""Self-describing checkpoints: a checkpoint rebuilds its model alone (nanoGPT style).
+
+A checkpoint holds the model's class name and constructor arguments, its weights, the
+optimizer, the step, the RNG states, the elapsed training time, the resolved config and the
+provenance. It is written atomically. Loading it into a different model or shape raises
+:class:`CheckpointMismatchError` naming what differs: nothing ever silently retrains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latentplay.utils.io import atomic_path, provenance
+
+FORMAT = "latentplay-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint belongs to another model, shape or format."""
+
+
+def model_registry() -> dict[str, type[nn.Module]]:
+    from latentplay.world_models.glass import Glass
+
+    return {Glass.name: Glass}
+
+
+def build_model(name: str, args: dict[str, Any]) -> nn.Module:
+    models = model_registry()
+    if name not in models:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(models)}")
+    return models[name](**args)
+
+
+def save_checkpoint(path: str | Path, *, model: nn.Module, **fields: Any) -> Path:
+    """Write ``{model class, args, weights, **fields}`` atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_name": type(model).name,
+        "model_args": model.model_args(),
+        "model": model.state_dict(),
+        "provenance": provenance(),
+        **fields,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # a truncated or foreign file: say which
+        raise CheckpointMismatchError(f"{path}: not a readable checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointMismatchError(f"{path}: not a latentplay checkpoint")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointMismatchError(
+            f"{path}: format_version {ckpt['format_version']} is newer than this code reads"
+        )
+    return ckpt
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from the checkpoint alone; returns (model in eval mode, checkpoint)."""
+    ckpt = read_checkpoint(path, device)
+    model = build_model(ckpt["model_name"], ckpt["model_args"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def check_compatible(path: str | Path, ckpt: dict[str, Any], model: nn.Module) -> None:
+    """Raise naming every difference between the checkpoint's model and ``model``."""
+    problems = []
+    if ckpt["model_name"] != type(model).name:
+        problems.append(f"model {ckpt['model_name']!r} vs {type(model).name!r}")
+    ours = model.model_args()
+    for k in sorted(set(ours) | set(ckpt["model_args"])):
+        if ckpt["model_args"].get(k) != ours.get(k):
+            problems.append(f"{k}: {ckpt['model_args'].get(k)!r} vs {ours.get(k)!r}")
+    if not problems:
+        theirs = ckpt["model"]
+        for k, v in model.state_dict().items():
+            if k not in theirs or tuple(theirs[k].shape) != tuple(v.shape):
+                problems.append(
+                    f"tensor {k}: {tuple(theirs[k].shape) if k in theirs else 'missing'}"
+                )
+    if problems:
+        raise CheckpointMismatchError(
+            f"{path} does not fit this model (checkpoint vs now): {'; '.join(problems)}. "
+            "Use another out folder, or the checkpoint's settings."
+        )

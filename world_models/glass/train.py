@@ -1,0 +1,82 @@
+"""GLASS's training objective with its schedules, and its sample videos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latentplay.rollouts.video import tile, write_video
+from latentplay.world_models.glass.losses import LossWeights, glass_losses
+from latentplay.world_models.glass.model import Glass
+
+
+@dataclass(frozen=True)
+class GlassSchedule:
+    """GMA-only warm-up; sequence length ramps up; teacher-forced steps ramp down (GLASS)."""
+
+    gma_warmup_steps: int = 300
+    seq_len_start: int = 6
+    seq_len_end: int = 8
+    seq_len_ramp_steps: int = 2000
+    teacher_forced_start: int = 5
+    teacher_forced_end: int = 1
+    teacher_forced_ramp_steps: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.seq_len_start <= self.seq_len_end:
+            raise ValueError(
+                f"seq_len_start={self.seq_len_start}, seq_len_end={self.seq_len_end}; "
+                "expected 2 <= start <= end"
+            )
+
+    @staticmethod
+    def _ramp(step: int, start: int, end: int, steps: int) -> int:
+        if steps <= 0:
+            return end
+        frac = min(max(step / steps, 0.0), 1.0)
+        return round(start + (end - start) * frac)
+
+    def seq_len(self, step: int) -> int:
+        return self._ramp(step, self.seq_len_start, self.seq_len_end, self.seq_len_ramp_steps)
+
+    def teacher_forced(self, step: int) -> int:
+        return self._ramp(
+            step, self.teacher_forced_start, self.teacher_forced_end, self.teacher_forced_ramp_steps
+        )
+
+
+class GlassObjective:
+    """``(model, clip, step) -> (loss, terms)`` for :func:`latentplay.world_models.train.train`."""
+
+    def __init__(
+        self, schedule: GlassSchedule | None = None, weights: LossWeights | None = None
+    ) -> None:
+        self.schedule = schedule or GlassSchedule()
+        self.weights = weights or LossWeights()
+
+    def __call__(
+        self, model: Glass, clip: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        s = self.schedule
+        clip = clip[:, : s.seq_len(step)]
+        gma_only = step < s.gma_warmup_steps
+        out = model(clip, teacher_forced_steps=s.teacher_forced(step), with_lma=not gma_only)
+        loss, terms = glass_losses(out, self.weights, gma_only=gma_only)
+        with torch.no_grad():  # planners sample global shifts at this scale
+            std = out["fg_shift"].detach().flatten(0, 1).std(dim=0)
+            model.shift_std.mul_(0.99).add_(0.01 * std)
+        return loss, terms
+
+
+def glass_samples(model: Glass, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
+    """Video, one row per clip: real | teacher-forced | rollout from the first frame under the
+    inferred actions | foreground mask."""
+    real = clip[:, 1:]
+    tf = model.teacher_forced(clip)
+    roll = model.rollout(clip[:, :1], model.infer_actions(clip))
+    mask = model.masks(clip)[:, 1:].expand(-1, -1, 3, -1, -1)
+    rows = torch.cat([real, tf, roll, mask], dim=-1)  # side by side along the width
+    frames = (rows.clamp(0, 1) * 255).byte().permute(0, 1, 3, 4, 2).cpu().numpy()
+    write_video(tile(list(frames), cols=1), path, fps=fps, scale=2)

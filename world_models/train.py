@@ -1,0 +1,228 @@
+"""Training loop for world models: time/step budgets, exact resume, logs, samples, checkpoints.
+
+The loop knows nothing of a model's losses: a ``step_fn(model, clip, step) -> (loss, terms)``
+does (e.g. :func:`latentplay.world_models.glass.train.GlassObjective`). Batches are drawn by a
+NumPy generator whose state is checkpointed with the model, the optimizer and torch's RNG, so
+``resume=True`` continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from latentplay.rollouts.dataset import ClipDataset
+from latentplay.world_models.checkpoint import (
+    check_compatible,
+    read_checkpoint,
+    save_checkpoint,
+)
+from latentplay.world_models.protocol import to_float_frames
+
+StepFn = Callable[[nn.Module, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device={device!r}; expected auto, cpu, cuda or cuda:N") from e
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    batch_size: int = 16
+    lr: float = 4e-4
+    max_steps: int | None = None
+    max_minutes: float | None = 30.0  # training time over all resumed runs
+    log_every: int = 25
+    sample_every: int = 500
+    checkpoint_every_minutes: float = 5.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps is None and self.max_minutes is None:
+            raise ValueError("set trainer.max_steps or trainer.max_minutes (or both)")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}; expected >= 1")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    step: int
+    seconds: float
+    transitions_per_s: float
+    last_terms: dict[str, float]
+
+
+class Batcher:
+    """Random clips from an in-memory :class:`ClipDataset` split, by a seeded generator."""
+
+    def __init__(self, dataset: ClipDataset, batch_size: int, seed: int) -> None:
+        self.dataset, self.batch_size = dataset, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def next(self) -> torch.Tensor:
+        idx = self.rng.integers(len(self.dataset), size=self.batch_size)
+        return torch.stack([self.dataset[int(i)] for i in idx])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint we resume from)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def train(
+    model: nn.Module,
+    step_fn: StepFn,
+    data: ClipDataset,
+    out: str | Path,
+    settings: TrainerSettings,
+    resume: bool = False,
+    config: dict[str, Any] | None = None,
+    sample_fn: Callable[[nn.Module, torch.Tensor, Path], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on clips of ``data`` into the run folder ``out``.
+
+    ``out/checkpoints/last.pt`` is rewritten atomically every few minutes and at the end;
+    ``out/metrics.jsonl`` and TensorBoard logs (``out/tb``) get ``train/loss/*`` every
+    ``log_every`` steps; ``sample_fn`` writes videos to ``out/samples`` every ``sample_every``.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = Path(out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(
+            f"{out} already holds a run; pass resume=true to continue it, or choose another out"
+        )
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    model.to(device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    batcher = Batcher(data, settings.batch_size, settings.seed)
+    step, elapsed = 0, 0.0
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"resume=true but {ckpt_path} does not exist")
+        ckpt = read_checkpoint(ckpt_path, device)
+        check_compatible(ckpt_path, ckpt, model)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, elapsed = ckpt["step"], ckpt["elapsed_seconds"]
+        batcher.rng.bit_generator.state = ckpt["rng"]["numpy"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        _truncate_metrics(out / "metrics.jsonl", step)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_path,
+            model=model,
+            optimizer=optimizer.state_dict(),
+            step=step,
+            elapsed_seconds=elapsed,
+            rng={"numpy": batcher.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            trainer=asdict(settings),
+            config=config or {},
+        )
+
+    budget = None if settings.max_minutes is None else settings.max_minutes * 60.0
+    writer = SummaryWriter(str(out / "tb"), purge_step=step if resume else None)
+    bar = tqdm(
+        total=settings.max_steps,
+        initial=step,
+        desc=f"train {type(model).__name__}",
+        unit="step",
+        disable=not settings.progress,
+    )
+    metrics = open(out / "metrics.jsonl", "a")
+    last_ckpt, transitions, t_rate = time.monotonic(), 0, 0.0
+    terms: dict[str, float] = {}
+    clip: torch.Tensor | None = None
+    model.train()
+    try:
+        while True:
+            if settings.max_steps is not None and step >= settings.max_steps:
+                break
+            if budget is not None and elapsed >= budget:
+                break
+            t0 = time.perf_counter()
+            clip = to_float_frames(batcher.next().to(device))
+            loss, terms = step_fn(model, clip, step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {float(loss)} at step {step}; terms {terms}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            step += 1
+            n = clip.shape[0] * (clip.shape[1] - 1)
+            transitions += n
+            t_rate += dt
+            bar.update(1)
+            if step % settings.log_every == 0:
+                rate = transitions / max(t_rate, 1e-9)
+                row = {
+                    "step": step,
+                    "elapsed_s": round(elapsed, 2),
+                    "train/transitions_per_s": rate,
+                }
+                row["train/loss/total"] = float(loss)
+                row.update({f"train/loss/{k}": v for k, v in terms.items()})
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                for k, v in row.items():
+                    if k.startswith("train/"):
+                        writer.add_scalar(k, v, step)
+                bar.set_postfix(loss=f"{float(loss):.4f}", tps=f"{rate:.0f}")
+            if sample_fn is not None and step % settings.sample_every == 0:
+                model.eval()
+                with torch.no_grad():
+                    sample_fn(model, clip[:4], out / "samples" / f"step_{step:07d}.mp4")
+                model.train()
+            if time.monotonic() - last_ckpt > settings.checkpoint_every_minutes * 60:
+                checkpoint()
+                last_ckpt = time.monotonic()
+        checkpoint()
+        if sample_fn is not None and clip is not None:
+            model.eval()
+            with torch.no_grad():
+                sample_fn(model, clip[:4], out / "samples" / f"step_{step:07d}.mp4")
+    finally:
+        metrics.close()
+        writer.close()
+        bar.close()
+    return TrainResult(
+        out=out,
+        step=step,
+        seconds=elapsed,
+        transitions_per_s=transitions / max(t_rate, 1e-9),
+        last_terms=terms,
+    )
