@@ -51,7 +51,7 @@ class RandomPolicy:
             raise ValueError(f"correlation={correlation}; expected 0 <= correlation < 1")
         self.space = _box(action_space)
         self.correlation, self.scale = correlation, scale
-        self._rng = np.random.default_rng()
+        self._rng: np.random.Generator | None = None  # set by reset(): no unseeded fallback
         self._a = np.zeros(self.space.shape)
 
     def reset(self, rng: np.random.Generator, info: dict[str, Any]) -> None:
@@ -59,6 +59,8 @@ class RandomPolicy:
         self._a = rng.uniform(-self.scale, self.scale, self.space.shape)
 
     def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
+        if self._rng is None:
+            raise RuntimeError("RandomPolicy.act() before reset(rng, info)")
         rho = self.correlation
         eps = self._rng.standard_normal(self.space.shape)
         self._a = rho * self._a + self.scale * np.sqrt(1 - rho * rho) * eps
@@ -93,7 +95,7 @@ class ScriptedPushPolicy:
             raise ValueError(f"ScriptedPushPolicy drives (dx, dy, dwrist); got {self.space}")
         self.speed, self.approach, self.push_steps = speed, approach, tuple(push_steps)
         self.wrist_speed, self.noise, self.ee_step = wrist_speed, noise, ee_step
-        self._rng = np.random.default_rng()
+        self._rng: np.random.Generator | None = None  # set by reset(): no unseeded fallback
 
     def reset(self, rng: np.random.Generator, info: dict[str, Any]) -> None:
         self._rng = rng
@@ -108,6 +110,13 @@ class ScriptedPushPolicy:
 
     def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
         rng = self._rng
+        if rng is None:
+            raise RuntimeError("ScriptedPushPolicy.act() before reset(rng, info)")
+        if "ee_pos" not in info:
+            raise ValueError(
+                "ScriptedPushPolicy needs the arm envs' ground truth (info['ee_pos'], "
+                "info['object_pos']); use policy=random or sb3 for other envs"
+            )
         ee = np.asarray(info["ee_pos"])[:2]
         active = np.flatnonzero(np.asarray(info.get("object_active", [])))
         if self._phase == "pick":
@@ -192,12 +201,22 @@ class SB3Policy:
     def reset(self, rng: np.random.Generator, info: dict[str, Any]) -> None:
         import torch
 
-        # SB3 samples stochastic actions from torch's global RNG: seed it per episode.
-        torch.manual_seed(int(rng.integers(2**31)))
+        # SB3 samples from torch's global RNG: keep a private one, seeded per episode, and
+        # swap it in around predict() so the caller's torch RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**31)))
+            self._torch_rng = torch.get_rng_state()
 
     def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        if getattr(self, "_torch_rng", None) is None:
+            raise RuntimeError("SB3Policy.act() before reset(rng, info)")
         x = obs[self._obs_key] if isinstance(obs, dict) and self._obs_key else obs
-        action, _ = self.model.predict(x, deterministic=self.deterministic)
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._torch_rng)
+            action, _ = self.model.predict(x, deterministic=self.deterministic)
+            self._torch_rng = torch.get_rng_state()
         return np.clip(action, self.space.low, self.space.high).astype(np.float32)
 
 

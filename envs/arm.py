@@ -27,7 +27,13 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from latentplay.envs.base import OBS_TYPES, MujocoCameraEnv, check_choice, validate_action
+from latentplay.envs.base import (
+    OBS_TYPES,
+    MujocoCameraEnv,
+    check_choice,
+    check_time_limit,
+    validate_action,
+)
 from latentplay.envs.camera import CameraProjection
 
 ASSET = Path(__file__).parent / "assets" / "arm_table.xml"
@@ -54,7 +60,7 @@ GROUP_VISIBLE, GROUP_HIDDEN = 1, 5
 LABEL_BACKGROUND, LABEL_ARM = 0, 1  # segmentation labels; object slot i is 2 + i
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare to_arrays() instead
 class ArmState:
     """Everything that decides the env's future: restore it and the env replays to the bit.
 
@@ -117,8 +123,9 @@ class ArmEnv(MujocoCameraEnv):
     **Rewards** (each term in ``info``, ``reward`` is their sum): ``reward_dist`` =
     -distance(end effector | object 0, goal); ``reward_near`` (push tasks) = -0.5 x
     distance(end effector, object 0); ``reward_ctrl`` = -0.01 x |action|^2. ``info["is_success"]``
-    when the distance to the goal is under 2 cm. Episodes never terminate; the registered ids
-    truncate after 100 steps.
+    when the distance to the goal is under 2 cm. Episodes never terminate; they are truncated
+    after ``time_limit`` steps (default 100; None: never). The env counts the steps itself (no
+    TimeLimit wrapper), so :meth:`set_state` restores the count with everything else.
 
     **Ground truth** in ``info`` (world units are metres, pixels are (u, v) = (column, row) in
     the rendered frame, continuous, pixel (j, i) covering [j, j+1) x [i, i+1)): ``ee_pos`` (3,),
@@ -152,6 +159,7 @@ class ArmEnv(MujocoCameraEnv):
         show_goal: bool = False,
         render_quality: str = "fast",
         frame_skip: int = 5,
+        time_limit: int | None = 100,
     ) -> None:
         n_objects = self.default_objects if n_objects is None else int(n_objects)
         min_objects = 0 if self.task == "reach" else 1
@@ -175,6 +183,7 @@ class ArmEnv(MujocoCameraEnv):
         self.show_goal = show_goal
         self.render_quality = render_quality
         self.frame_skip = int(frame_skip)
+        self.time_limit = check_time_limit(time_limit)
 
         self.model = mujoco.MjModel.from_xml_path(str(ASSET))
         self.data = mujoco.MjData(self.model)
@@ -238,11 +247,18 @@ class ArmEnv(MujocoCameraEnv):
             self.label_of_geom[g] = 2 + i
             self._entity_of_geom[g] = i
 
+    def _set_collision_bits(self, i: int, bits: tuple[int, int]) -> None:
+        """Geom bits, and the body's copy that MuJoCo's broad phase reads (otherwise refreshed
+        only by mj_setConst): a body whose copy is 0 collides with nothing."""
+        m, g, b = self.model, self._obj_geom[i], self._obj_body[i]
+        m.geom_contype[g], m.geom_conaffinity[g] = bits
+        m.body_contype[b], m.body_conaffinity[b] = bits
+
     def _park(self, i: int) -> None:
         """Park slot i under the table: hidden, touching nothing, weightless and at rest."""
         m, d = self.model, self.data
         g = self._obj_geom[i]
-        m.geom_contype[g], m.geom_conaffinity[g] = BITS_PARKED
+        self._set_collision_bits(i, BITS_PARKED)
         m.geom_group[g] = GROUP_HIDDEN
         m.body_gravcomp[self._obj_body[i]] = 1.0
         q = self._obj_qadr[i]
@@ -253,7 +269,7 @@ class ArmEnv(MujocoCameraEnv):
     def _activate(self, i: int) -> None:
         m = self.model
         g = self._obj_geom[i]
-        m.geom_contype[g], m.geom_conaffinity[g] = BITS_ACTIVE
+        self._set_collision_bits(i, BITS_ACTIVE)
         m.geom_group[g] = GROUP_VISIBLE
         m.body_gravcomp[self._obj_body[i]] = 0.0
         self._active[i] = True
@@ -367,7 +383,8 @@ class ArmEnv(MujocoCameraEnv):
         self._elapsed += 1
         terms = self._reward_terms(a)
         info = self._info(terms)
-        return self._obs(), sum(terms.values()), False, False, info
+        truncated = self.time_limit is not None and self._elapsed >= self.time_limit
+        return self._obs(), sum(terms.values()), False, truncated, info
 
     # ------------------------------------------------------------------ observation, info
     def _state_vector(self) -> np.ndarray:

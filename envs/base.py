@@ -50,10 +50,18 @@ def validate_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise ValueError(f"action {action!r} is not numeric; expected shape {shape}") from e
     if a.shape != shape:
-        raise ValueError(f"action has shape {a.shape}; expected {shape} in [-1, 1]")
+        raise ValueError(f"action {a.tolist()} has shape {a.shape}; expected {shape} in [-1, 1]")
     if not np.isfinite(a).all():
         raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1]")
     return a.clip(-1.0, 1.0)
+
+
+def check_time_limit(time_limit: int | None) -> int | None:
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, bool) or int(time_limit) != time_limit or time_limit < 1:
+        raise ValueError(f"time_limit={time_limit!r}; expected a positive number of steps or None")
+    return int(time_limit)
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:

@@ -1,6 +1,6 @@
 """dm_control suite tasks as latentplay environments: fixed-camera pixels, ground truth aside.
 
-Registered ids (``max_episode_steps=100``): ``latentplay/DMC-reacher-easy-v0`` and
+Registered ids (``time_limit=100`` steps): ``latentplay/DMC-reacher-easy-v0`` and
 ``latentplay/DMC-manipulator-bring_ball-v0``. Any other suite task works through the class::
 
     import gymnasium as gym
@@ -28,6 +28,7 @@ from latentplay.envs.base import (
     OBS_TYPES,
     MujocoCameraEnv,
     check_choice,
+    check_time_limit,
     set_fast_visuals,
     validate_action,
 )
@@ -50,7 +51,7 @@ MODEL_FIELDS = (
 LABEL_BACKGROUND = 0  # segmentation: geoms of body b > 0 are labelled min(1 + b, 255)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare to_arrays() instead
 class DMCState:
     """Everything that decides a :class:`DMCEnv`'s future; restoring it replays to the bit.
 
@@ -101,7 +102,8 @@ class DMCEnv(MujocoCameraEnv):
     mapped linearly onto the dm_control ``action_spec`` bounds (-1 -> minimum, +1 -> maximum;
     :meth:`to_dmc_action`). NaN, inf or a wrong shape raise ``ValueError``; finite values
     outside [-1, 1] are clipped. One step repeats the action ``frame_skip`` (default 1) dm_control
-    control steps (manipulator, reacher: 10 ms each, i.e. 10 MuJoCo substeps of 1 ms).
+    control steps (manipulator: 10 ms, 10 MuJoCo substeps of 1 ms; reacher: 20 ms, one substep).
+    The registered ids repeat each action 4 times.
 
     **Observation** (``obs_type``):
 
@@ -115,7 +117,8 @@ class DMCEnv(MujocoCameraEnv):
     ``frame_skip`` repeats; ``info["reward_task"]`` holds the same value. ``terminated`` is always
     False; ``truncated`` is True when dm_control ends the episode (its time limit, 1000 control
     steps for most tasks, or a task termination; stepping on then raises ``RuntimeError`` until
-    :meth:`reset`). The registered ids truncate after 100 steps.
+    :meth:`reset`), or after ``time_limit`` steps (default 100; None: dm_control's limit only),
+    counted by the env itself so :meth:`set_state` restores the count.
 
     **Ground truth** in ``info`` (metres; pixels as in :class:`CameraProjection`): ``qpos`` (nq,),
     ``qvel`` (nv,), ``body_pos`` (nbody, 3) world positions of all bodies (row 0 the world),
@@ -149,6 +152,7 @@ class DMCEnv(MujocoCameraEnv):
         render_mode: str | None = None,
         camera_id: int | str = 0,
         frame_skip: int = 1,
+        time_limit: int | None = 100,
         render_quality: str = "fast",
         task_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -170,6 +174,7 @@ class DMCEnv(MujocoCameraEnv):
         self.render_mode = render_mode
         self.render_quality = render_quality
         self.frame_skip = int(frame_skip)
+        self.time_limit = check_time_limit(time_limit)
 
         # The seed is a placeholder: every reset reseeds env.task.random from np_random.
         self._env = suite.load(domain, task, task_kwargs={**task_kwargs, "random": 0})
@@ -278,7 +283,10 @@ class DMCEnv(MujocoCameraEnv):
         info = dict(self.ground_truth())
         info["reward_task"] = reward
         observation = None if self.obs_type == "pixels" else task.get_observation(physics)
-        return self._obs(observation), reward, False, self._episode_over, info
+        truncated = self._episode_over or (
+            self.time_limit is not None and self._elapsed >= self.time_limit
+        )
+        return self._obs(observation), reward, False, truncated, info
 
     # ------------------------------------------------------------------ observation, info
     @staticmethod

@@ -9,7 +9,8 @@ import gymnasium as gym
 _ARM = "latentplay.envs.arm"
 _DMC = "latentplay.envs.dmc"
 
-# id -> (entry point, max_episode_steps, default kwargs)
+# id -> (entry point, time_limit, default kwargs). The envs count steps themselves
+# (``time_limit``) instead of Gymnasium's TimeLimit wrapper, whose counter set_state cannot reach.
 _SPECS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "latentplay/Reach-v0": (f"{_ARM}:ReachEnv", 100, {}),
     "latentplay/Push-v0": (f"{_ARM}:PushEnv", 100, {}),
@@ -33,7 +34,8 @@ def register_envs() -> None:
     """Register every id in :data:`ENV_IDS` (idempotent)."""
     for env_id, (entry, steps, kwargs) in _SPECS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=entry, max_episode_steps=steps, kwargs=kwargs)
+            kw = {**kwargs, "time_limit": steps}
+            gym.register(env_id, entry_point=entry, kwargs=kw)
 
 
 def make(env_id: str, **kwargs: Any) -> gym.Env:

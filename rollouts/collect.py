@@ -35,7 +35,16 @@ from latentplay.rollouts.format import (
 from latentplay.utils.io import provenance, write_json_atomic
 
 # Keys of the spec that must match when a run is resumed.
-_RESUME_KEYS = ("env_id", "env_kwargs", "policy", "seed", "steps", "shard_episodes", "masks")
+_RESUME_KEYS = (
+    "env_id",
+    "env_kwargs",
+    "policy",
+    "seed",
+    "steps",
+    "shard_episodes",
+    "masks",
+    "split_fractions",
+)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class CollectSpec:
             "steps": self.steps,
             "shard_episodes": self.shard_episodes,
             "masks": self.masks,
+            "split_fractions": list(self.split_fractions),
         }
 
 
@@ -159,7 +169,8 @@ def _write_shard(spec: CollectSpec, shard: int, shard_dir: str) -> dict[str, Any
         for index in spec.shard_range(shard):
             writer.add(record_episode(env, policy, spec, index))
             queue.put(spec.steps + 1)  # frames written (to the temporary shard)
-        return writer.close()
+        made = {**provenance(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return writer.close(extra=made)  # provenance per shard: a resume may run newer code
     except BaseException:
         writer.abort()
         raise
@@ -193,7 +204,6 @@ def _meta(spec: CollectSpec, shards: list[dict[str, Any]], extra: dict[str, Any]
         "episodes": spec.episodes,
         "complete": n == spec.episodes,
         "episodes_written": n,
-        "split_fractions": list(spec.split_fractions),
         **extra,
         "shards": shards,
         "splits": {k: sorted(v) for k, v in splits.items()},
@@ -208,8 +218,19 @@ def _env_description(spec: CollectSpec) -> dict[str, Any]:
 
     env = gym.make(spec.env_id, obs_type="pixels_state", **spec.env_kwargs)
     try:
-        env.reset(seed=0)
+        obs, info = env.reset(seed=0)
         u = env.unwrapped
+        limit = getattr(u, "time_limit", None)
+        if limit is not None and spec.steps > limit:
+            raise ValueError(
+                f"steps={spec.steps} exceeds {spec.env_id}'s time_limit={limit}; pass "
+                f"env.kwargs.time_limit={spec.steps} (or null)"
+            )
+        # Build the policy here too: a bad policy fails now, with its own error, not in a
+        # worker process after meta.json was written.
+        policy = spec.policy_factory(action_space=env.action_space)
+        policy.reset(np.random.default_rng(0), info)
+        policy.act(obs, info)
         pixels = env.observation_space["pixels"]
         return {
             "camera": u.camera_name,
@@ -239,9 +260,9 @@ def collect(
 ) -> CollectResult:
     """Collect ``spec.episodes`` episodes into the dataset folder ``out``.
 
-    ``resume=True`` continues a killed run: complete shards (sidecar present, size right) are
-    kept, anything partial is redone. Without it, a folder that already holds shards is an
-    error, so nothing is overwritten by accident.
+    ``resume=True`` continues a killed run: complete shards (sidecar present, size and sha256
+    right) are kept, anything partial or damaged is redone. Without it, a folder that already
+    holds shards is an error, so nothing is overwritten by accident.
     """
     if workers < 1:
         raise ValueError(f"workers={workers}; expected >= 1")
@@ -323,15 +344,21 @@ def _check_resume(spec: CollectSpec, out: Path, resume: bool) -> None:
     meta_path = out / "meta.json"
     has_shards = any((out / "shards").glob("shard-*.h5"))
     if not meta_path.is_file():
-        if has_shards and not resume:
-            raise FileExistsError(f"{out}/shards holds shards but no meta.json; choose another out")
+        if has_shards:
+            raise FileExistsError(
+                f"{out}/shards holds shards but no meta.json: which run made them cannot be "
+                "told; choose another out"
+            )
         return
     if not resume:
         raise FileExistsError(
             f"out={str(out)!r} already holds a dataset; pass resume=true to continue it, or "
             "choose another out"
         )
-    old = json.loads(meta_path.read_text())
+    try:
+        old = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"cannot resume: {meta_path} is not valid JSON ({e})") from e
     new = spec.identity()
     diff = {k: (old.get(k), new[k]) for k in _RESUME_KEYS if _norm(old.get(k)) != _norm(new[k])}
     if diff:

@@ -12,7 +12,8 @@ Layout of a dataset folder::
                               /gt/<episode>/reward_*      (T,) reward terms
                               /gt/<episode>/state/<key>   (T+1, ...) full env state per frame
                               /gt/<episode>/masks         (T+1, H, W) uint8 (optional)
-    shards/shard-00000.json   sidecar: written last, marks the shard complete
+    shards/shard-00000.json   sidecar (episodes, sha256, size, provenance): written just before
+                              the shard is renamed into place; with it, marks the shard complete
 
 Episodes are named by their global index (``000123``); attributes hold seed, length, split.
 Frames are what models learn from; everything under ``gt/`` is for evaluation only.
@@ -84,7 +85,8 @@ class ShardWriter:
     """Writes episodes into ``<dir>/<name>.h5`` atomically, then its sidecar ``<name>.json``.
 
     Until :meth:`close` the data lives in a hidden temporary file; a crash leaves no visible
-    shard. The sidecar (episode list, sha256, size) is the shard's commit marker.
+    shard. A shard counts as complete when its file and its sidecar (episode list, sha256,
+    size) agree.
     """
 
     def __init__(
@@ -139,20 +141,23 @@ class ShardWriter:
             )
         self.episodes.append({"index": ep.index, "length": t1 - 1, "split": ep.split})
 
-    def close(self) -> dict[str, Any]:
-        """Finish the shard: rename it into place, then write its sidecar. Returns the sidecar."""
+    def close(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Finish the shard: write its sidecar (with ``extra``, e.g. provenance), then rename
+        the shard into place. A visible shard file therefore always has its sidecar; a sidecar
+        without its shard (killed in between) is ignored. Returns the sidecar."""
         self._file.close()
-        self._atomic.__exit__(None, None, None)  # fsync + rename
         info = {
             "file": f"shards/{self.path.name}",
             "episodes": len(self.episodes),
             "episode_index": [e["index"] for e in self.episodes],
             "lengths": [e["length"] for e in self.episodes],
             "splits": [e["split"] for e in self.episodes],
-            "sha256": sha256_file(self.path),
-            "bytes": self.path.stat().st_size,
+            "sha256": sha256_file(self._tmp),
+            "bytes": self._tmp.stat().st_size,
+            **(extra or {}),
         }
         write_json_atomic(self.sidecar, info)
+        self._atomic.__exit__(None, None, None)  # fsync + rename
         return info
 
     def abort(self) -> None:
@@ -163,13 +168,15 @@ class ShardWriter:
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
-    """The sidecar of a complete shard, or None when the shard is not complete and valid."""
+    """The sidecar of a complete shard whose file has its size and checksum; else None."""
     try:
         info = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
     h5 = path.with_suffix(".h5")
     if not h5.is_file() or h5.stat().st_size != info.get("bytes"):
+        return None
+    if sha256_file(h5) != info.get("sha256"):
         return None
     return info
 

@@ -19,6 +19,9 @@ dataset metadata   ``latentplay``: source folder, env id and kwargs, seeds, spli
                    (``dataset.storage.metadata["latentplay"]``), and a readable ``description``
 =================  =======================================================================
 
+Not exported: the per-step reward terms (``gt/reward_*``), the full env state (``gt/state``,
+for branching) and segmentation masks; they stay in the latentplay dataset.
+
 Minari JPEG-encodes image spaces by default (lossy); the export stores raw arrays
 (``jpeg_encoding=False``), so ``load_dataset`` gives back the frames byte for byte. Loading
 needs no env: both spaces are stored in the dataset. The stored env spec (``obs_type`` and
