@@ -93,21 +93,46 @@ class ConvLSTMCell(nn.Module):
 class VectorQuantizer(nn.Module):
     """Nearest-code quantization with a straight-through gradient (van den Oord et al. 2017).
 
-    ``loss = |sg(z) - e|^2 + commitment * |z - sg(e)|^2``.
+    ``loss = |sg(z) - e|^2 + commitment * |z - sg(e)|^2``. Inputs and codes are L2-normalized
+    (cosine nearest neighbour), and in training a code unused for a while is restarted at a
+    random input of the batch, so the small codebooks of latent actions do not collapse onto
+    one code. Usage is tracked as an exponential moving average of assignments.
     """
 
-    def __init__(self, num_codes: int, dim: int, commitment: float = 0.25) -> None:
+    def __init__(
+        self, num_codes: int, dim: int, commitment: float = 0.25, dead_threshold: float = 0.1
+    ) -> None:
         super().__init__()
         self.codebook = nn.Embedding(num_codes, dim)
-        nn.init.uniform_(self.codebook.weight, -1.0 / num_codes, 1.0 / num_codes)
+        nn.init.normal_(self.codebook.weight)
         self.commitment = commitment
+        self.dead_threshold = dead_threshold
+        self.register_buffer("usage", torch.full((num_codes,), 1.0 / num_codes))
+
+    def codes(self) -> torch.Tensor:
+        return F.normalize(self.codebook.weight, dim=1)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z: (N, D) -> (quantized (N, D) straight-through, ids (N,), loss scalar)."""
-        ids = torch.cdist(z, self.codebook.weight).argmin(dim=1)
-        e = self.codebook(ids)
+        z = F.normalize(z, dim=1)
+        codes = self.codes()
+        ids = (z @ codes.T).argmax(dim=1)
+        if self.training:
+            self._track_and_restart(z.detach(), ids)
+            codes = self.codes()
+        e = codes[ids]
         loss = F.mse_loss(e, z.detach()) + self.commitment * F.mse_loss(z, e.detach())
         return z + (e - z).detach(), ids, loss
 
+    @torch.no_grad()
+    def _track_and_restart(self, z: torch.Tensor, ids: torch.Tensor) -> None:
+        counts = torch.bincount(ids, minlength=self.usage.numel()).float()
+        self.usage.mul_(0.9).add_(0.1 * counts / max(len(ids), 1))
+        dead = torch.nonzero(self.usage < self.dead_threshold / self.usage.numel()).flatten()
+        if len(dead):
+            pick = torch.randint(len(z), (len(dead),), device=z.device)
+            self.codebook.weight[dead] = z[pick]
+            self.usage[dead] = 1.0 / self.usage.numel()
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.codebook(ids)
+        return self.codes()[ids]

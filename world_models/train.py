@@ -194,14 +194,14 @@ def train(
                     "elapsed_s": round(elapsed, 2),
                     "train/transitions_per_s": rate,
                 }
-                row["train/loss/total"] = float(loss)
+                row["train/loss/total"] = float(loss.detach())
                 row.update({f"train/loss/{k}": v for k, v in terms.items()})
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
                 for k, v in row.items():
                     if k.startswith("train/"):
                         writer.add_scalar(k, v, step)
-                bar.set_postfix(loss=f"{float(loss):.4f}", tps=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", tps=f"{rate:.0f}")
             if sample_fn is not None and step % settings.sample_every == 0:
                 model.eval()
                 with torch.no_grad():

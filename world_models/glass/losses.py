@@ -31,6 +31,11 @@ class LossWeights:
     vq: float = 0.1
     mask_reconstruction: float = 0.2
     mask_size_target: float = 0.06  # expected foreground fraction of the frame
+    # Not in GLASS: a warm start for the mask from frame differences (frames only, no labels).
+    # The published GMA pretrains 3k steps on GPUs; on a CPU budget the mask otherwise tends to
+    # collapse to empty before the shift regressor has learned anything. Decays to 0 over
+    # ``motion_prior_steps`` (see GlassSchedule).
+    motion_prior: float = 1.0
 
 
 def motion_weights(
@@ -113,8 +118,26 @@ def multiscale_l1(
     return total / len(preds)
 
 
+def moving_pixels(frames: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """Pixels of frame t that change towards t-1 or t+1 (channel-summed |diff| > threshold),
+    dilated by one pixel. (B, T, 3, H, W) -> (B, T, 1, H, W) float {0, 1}, no gradient."""
+    x = frames.detach()
+    change = ((x[:, 1:] - x[:, :-1]).abs().sum(dim=2, keepdim=True) > threshold).float()
+    zero = torch.zeros_like(change[:, :1])
+    moving = torch.maximum(torch.cat([change, zero], 1), torch.cat([zero, change], 1))
+    b = moving.shape[0]
+    dilated = F.max_pool2d(rearrange(moving, "b t c h w -> (b t) c h w"), 3, 1, 1)
+    return rearrange(dilated, "(b t) c h w -> b t c h w", b=b)
+
+
+def motion_prior_loss(masks: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the masks against :func:`moving_pixels` (a warm start)."""
+    target = moving_pixels(frames)
+    return F.binary_cross_entropy(masks.clamp(1e-4, 1 - 1e-4), target)
+
+
 def glass_losses(
-    out: dict[str, Any], w: LossWeights, gma_only: bool
+    out: dict[str, Any], w: LossWeights, gma_only: bool, motion_prior_scale: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its named terms (``train/loss/<name>``) from :meth:`Glass.forward`."""
     frames = out["frames"]
@@ -127,6 +150,8 @@ def glass_losses(
     terms["background_gradient"] = gradient_l1(out["backgrounds"][:, 1:], out["shifted_bg"])
     terms["binary_mask"] = binary_mask_loss(out["masks"])
     terms["mask_size"] = mask_size_loss(out["masks"], w.mask_size_target)
+    if motion_prior_scale > 0:
+        terms["motion_prior"] = motion_prior_scale * motion_prior_loss(out["masks"], frames)
     # LMA (on detached GMA outputs)
     if not gma_only:
         fg = out["foregrounds"].detach()[:, 1:]
@@ -145,5 +170,5 @@ def glass_losses(
             (out["rendered_masks"] - out["masks"][:, 1:].detach()).abs().mean()
         )
     weights = asdict(w)
-    total = sum(weights[k] * v for k, v in terms.items())
+    total = sum(weights[k] * v for k, v in terms.items())  # (motion_prior already scaled)
     return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -110,16 +110,30 @@ class Encoder(nn.Module):
 
 
 class ActionNet(nn.Module):
-    """(state of the globally shifted f_t, state of f_t+1) -> local action direction vector."""
+    """Local action direction: what changed between the globally shifted f_t and f_t+1.
+
+    A shared conv trunk pools each state to a vector; their difference goes through an MLP
+    with batch normalization (as GLASS's action network): the normalization keeps directions
+    spread over the batch, so the quantizer sees distinct inputs from the first steps on.
+    """
 
     def __init__(self, c: int, code_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(conv_block(2 * c, c), conv_block(c, c, 2))
-        self.head = nn.Linear(c, code_dim)
+        self.trunk = nn.Sequential(conv_block(c, 2 * c, 2), conv_block(2 * c, c))
+        self.mlp = nn.Sequential(
+            nn.Linear(c, 2 * c),
+            nn.BatchNorm1d(2 * c),
+            nn.LeakyReLU(0.2),
+            nn.Linear(2 * c, c),
+            nn.BatchNorm1d(c),
+            nn.LeakyReLU(0.2),
+            nn.Linear(c, code_dim),
+        )
 
     def forward(self, shifted: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        h = self.net(torch.cat([shifted, nxt], dim=1))
-        return self.head(h.mean(dim=(2, 3)))
+        a = self.trunk(shifted).mean(dim=(2, 3))
+        b = self.trunk(nxt).mean(dim=(2, 3))
+        return self.mlp(b - a)
 
 
 class Renderer(nn.Module):
@@ -411,11 +425,11 @@ class Glass(nn.Module):
         return torch.stack(frames, dim=1)
 
     def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
-        """One-step predictions, each from the true previous frame (GLASS's evaluation):
-        (B, T, ...) -> (B, T-1, 3, H, W) for frames 1..T-1."""
+        """One-step predictions, each from the true previous frame (GLASS's evaluation): its
+        foreground state and its inpainted background. (B, T, ...) -> (B, T-1, 3, H, W)."""
         frames = to_float_frames(frames)
         out = self.forward(frames, teacher_forced_steps=frames.shape[1])
-        background = self.inpaint(frames[:, :1], out["masks"][:, :1], enlarge=True)
+        background = self.inpaint(frames[:, :-1], out["masks"][:, :-1], enlarge=True)
         m = out["rendered_masks"]
         return m * out["rendered"][-1] + (1 - m) * background
 

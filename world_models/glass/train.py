@@ -23,6 +23,8 @@ class GlassSchedule:
     teacher_forced_start: int = 5
     teacher_forced_end: int = 1
     teacher_forced_ramp_steps: int = 2000
+    motion_prior_steps: int = 1500  # the mask's motion prior fades linearly (not GLASS) ...
+    motion_prior_floor: float = 0.2  # ... to this weight, so the mask cannot collapse later
 
     def __post_init__(self) -> None:
         if not 2 <= self.seq_len_start <= self.seq_len_end:
@@ -37,6 +39,11 @@ class GlassSchedule:
             return end
         frac = min(max(step / steps, 0.0), 1.0)
         return round(start + (end - start) * frac)
+
+    def motion_prior(self, step: int) -> float:
+        if self.motion_prior_steps <= 0:
+            return self.motion_prior_floor
+        return max(self.motion_prior_floor, 1.0 - step / self.motion_prior_steps)
 
     def seq_len(self, step: int) -> int:
         return self._ramp(step, self.seq_len_start, self.seq_len_end, self.seq_len_ramp_steps)
@@ -63,7 +70,9 @@ class GlassObjective:
         clip = clip[:, : s.seq_len(step)]
         gma_only = step < s.gma_warmup_steps
         out = model(clip, teacher_forced_steps=s.teacher_forced(step), with_lma=not gma_only)
-        loss, terms = glass_losses(out, self.weights, gma_only=gma_only)
+        loss, terms = glass_losses(
+            out, self.weights, gma_only=gma_only, motion_prior_scale=s.motion_prior(step)
+        )
         with torch.no_grad():  # planners sample global shifts at this scale
             std = out["fg_shift"].detach().flatten(0, 1).std(dim=0)
             model.shift_std.mul_(0.99).add_(0.01 * std)

@@ -1,0 +1,257 @@
+"""GLASS: shapes, losses with known answers, checkpoints and exact resume, and learning a toy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentplay.evaluation import metrics as M
+from latentplay.rollouts.dataset import ClipDataset
+from latentplay.rollouts.format import EpisodeReader
+from latentplay.rollouts.toy import make_toy_dataset
+from latentplay.world_models.checkpoint import CheckpointMismatchError, load_model
+from latentplay.world_models.glass import Glass, LossWeights, glass_losses
+from latentplay.world_models.glass import losses as L
+from latentplay.world_models.glass.train import GlassObjective, GlassSchedule
+from latentplay.world_models.layers import VectorQuantizer, shift_images
+from latentplay.world_models.protocol import Actions, WorldModel
+from latentplay.world_models.train import TrainerSettings, train
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", episodes=48, steps=16, size=32)
+
+
+def _model(**kw) -> Glass:
+    torch.manual_seed(0)
+    return Glass(size="xs", image_size=32, num_actions=3, **kw)
+
+
+# ---------------------------------------------------------------------------- shapes, protocol
+def test_forward_shapes_and_protocol() -> None:
+    m = _model()
+    assert isinstance(m, WorldModel)
+    x = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
+    out = m(x, teacher_forced_steps=2)
+    assert out["masks"].shape == (2, 5, 1, 32, 32)
+    assert out["fg_shift"].shape == (2, 4, 2) and out["ids"].shape == (2, 4)
+    assert [r.shape[-1] for r in out["rendered"]] == [8, 16, 32]
+    acts = m.infer_actions(x)
+    assert acts.continuous.shape == (2, 4, 2) and acts.discrete.dtype == torch.long
+    frames = m.rollout(x[:, :2], acts)
+    assert frames.shape == (2, 4, 3, 32, 32)
+    assert float(frames.detach().min()) >= 0 and float(frames.detach().max()) <= 1
+    assert m.teacher_forced(x).shape == (2, 4, 3, 32, 32)
+    spec = m.action_spec
+    assert (spec.continuous, spec.discrete) == (2, 3) and spec.continuous_bound > 0
+
+
+def test_shift_heads_start_from_no_shift() -> None:
+    m = _model()
+    acts = m.infer_actions(torch.rand(1, 3, 3, 32, 32))
+    assert torch.count_nonzero(acts.continuous) == 0
+
+
+def test_state_is_explicit_and_branches() -> None:
+    m = _model().eval()
+    x = torch.rand(1, 2, 3, 32, 32)
+    s = m.encode(x)
+    a = Actions(torch.tensor([[0.1, 0.0]]), torch.tensor([1]))
+    with torch.no_grad():
+        f1 = m.decode(m.step(s, a))
+        f2 = m.decode(m.step(s, a))  # stepping did not change s
+    torch.testing.assert_close(f1, f2)
+
+
+# ---------------------------------------------------------------------------- layers, losses
+def test_shift_images_moves_content_by_whole_pixels() -> None:
+    img = torch.zeros(1, 1, 8, 8)
+    img[0, 0, 3, 2] = 1.0
+    out = shift_images(img, torch.tensor([[2 * 2 / 8, -1 * 2 / 8]]))  # +2 px right, 1 px up
+    assert out[0, 0, 2, 4] == pytest.approx(1.0) and float(out.sum()) == pytest.approx(1.0)
+
+
+def test_mask_losses_known_values() -> None:
+    half = torch.full((2, 3, 1, 4, 4), 0.5)
+    assert float(L.binary_mask_loss(half)) == pytest.approx(0.5)
+    binary = (torch.rand(2, 3, 1, 4, 4) > 0.5).float()
+    assert float(L.binary_mask_loss(binary)) == 0.0
+    assert float(L.mask_size_loss(torch.full((1, 2, 1, 4, 4), 0.1), 0.06)) == pytest.approx(0.04)
+
+
+def test_shift_losses_known_values() -> None:
+    fg = torch.rand(2, 4, 3, 8, 8)
+    assert float(L.foreground_shift_loss(fg, fg[:, 1:])) == 0.0
+    assert float(L.foreground_shift_loss(fg, fg[:, 1:] + 0.5)) == pytest.approx(0.25)
+    assert float(L.background_shift_loss(fg, fg[:, 1:] - 0.2)) == pytest.approx(0.2)
+
+
+def test_gradient_l1_known_value() -> None:
+    a = torch.zeros(1, 1, 1, 4, 4)
+    b = a.clone()
+    b[..., :, 2:] = 1.0  # one vertical edge: horizontal differences differ in 4 of 12 places
+    assert float(L.gradient_l1(a, a)) == 0.0
+    assert float(L.gradient_l1(a, b)) == pytest.approx(4 / 12)
+
+
+def test_motion_weights_and_moving_pixels() -> None:
+    x = torch.zeros(1, 3, 3, 6, 6)
+    x[:, 1, :, 2, 2] = 1.0  # a pixel lights up at t=1 only
+    w = L.motion_weights(x, x[:, 1:], bias=0.001)
+    assert float(w[0, 0, 0, 2, 2]) == pytest.approx(6.001)  # |1-0| x 3 channels, twice
+    assert float(w[0, 0, 0, 0, 0]) == pytest.approx(0.001)
+    moving = L.moving_pixels(x)
+    assert moving[0, :, 0, 2, 2].tolist() == [1.0, 1.0, 1.0]
+    assert float(moving[0, :, 0, 5, 5].sum()) == 0.0
+
+
+def test_vector_quantizer_picks_nearest_code_with_straight_through_gradient() -> None:
+    vq = VectorQuantizer(3, 2).eval()
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[-1.0, -1.0], [3.0, 0.0], [0.0, 0.5]]))
+    z = torch.tensor([[0.9, 0.1], [0.1, 0.8]], requires_grad=True)
+    q, ids, loss = vq(z)
+    assert ids.tolist() == [1, 2]  # cosine nearest
+    torch.testing.assert_close(q, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    q.sum().backward()
+    z2 = z.detach().clone().requires_grad_()
+    torch.nn.functional.normalize(z2, dim=1).sum().backward()
+    torch.testing.assert_close(z.grad, z2.grad)  # straight through: the normalization's alone
+    assert float(loss) > 0
+
+
+def test_vector_quantizer_restarts_dead_codes() -> None:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 2).train()
+    with torch.no_grad():
+        vq.codebook.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.01], [1.0, -0.01], [0.99, 0.0]]))
+    z = torch.randn(256, 2)  # inputs all around the circle; codes bunched at one angle
+    for _ in range(300):
+        vq(z)
+    _, ids, _ = vq.eval()(z)
+    assert len(torch.unique(ids)) == 4, "every code ends up used"
+
+
+def test_total_loss_covers_every_term() -> None:
+    m = _model()
+    out = m(torch.rand(2, 4, 3, 32, 32), teacher_forced_steps=1)
+    loss, terms = glass_losses(out, LossWeights(), gma_only=False, motion_prior_scale=0.5)
+    assert {"reconstruction", "foreground_shift", "vq", "state", "motion_prior"} <= set(terms)
+    loss.backward()
+    assert all(p.grad is not None for p in m.masker.parameters())
+    _, gma_terms = glass_losses(
+        m(torch.rand(2, 4, 3, 32, 32), 1, with_lma=False), LossWeights(), True
+    )
+    assert "vq" not in gma_terms
+
+
+def test_schedules() -> None:
+    s = GlassSchedule(seq_len_start=4, seq_len_end=8, seq_len_ramp_steps=100, motion_prior_steps=10)
+    assert [s.seq_len(t) for t in (0, 50, 100, 500)] == [4, 6, 8, 8]
+    assert [s.teacher_forced(t) for t in (0, 10_000)] == [5, 1]
+    assert s.motion_prior(0) == 1.0 and s.motion_prior(20) == 0.0
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _settings(**kw) -> TrainerSettings:
+    base = dict(batch_size=4, max_steps=6, max_minutes=None, log_every=2, sample_every=10**9)
+    base.update(progress=False, device="cpu", checkpoint_every_minutes=10**9)
+    base.update(kw)
+    return TrainerSettings(**base)
+
+
+def _objective() -> GlassObjective:
+    return GlassObjective(GlassSchedule(gma_warmup_steps=2, seq_len_start=4, seq_len_end=4))
+
+
+def test_checkpoint_round_trip(toy: Path, tmp_path: Path) -> None:
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    m = _model()
+    train(m, _objective(), data, tmp_path / "run", _settings(max_steps=2))
+    loaded, ckpt = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["model_args"]["size"] == "xs"
+    x = torch.rand(1, 3, 3, 32, 32)
+    m.eval()
+    torch.testing.assert_close(loaded.infer_actions(x).continuous, m.infer_actions(x).continuous)
+
+
+def test_resume_continues_exactly(toy: Path, tmp_path: Path) -> None:
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    straight = _model()
+    train(straight, _objective(), data, tmp_path / "a", _settings(max_steps=6))
+    first = _model()
+    train(first, _objective(), data, tmp_path / "b", _settings(max_steps=3))
+    second = _model()
+    train(second, _objective(), data, tmp_path / "b", _settings(max_steps=6), resume=True)
+    for (k, v), v2 in zip(straight.state_dict().items(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # steps 2, 4, 6: nothing doubled by the resume
+
+
+def test_checkpoint_of_another_model_is_refused(toy: Path, tmp_path: Path) -> None:
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    train(_model(), _objective(), data, tmp_path / "run", _settings(max_steps=1))
+    with pytest.raises(FileExistsError, match="resume=true"):
+        train(_model(), _objective(), data, tmp_path / "run", _settings(max_steps=2))
+    bigger = Glass(size="s", image_size=32, num_actions=3)
+    with pytest.raises(CheckpointMismatchError, match="size: 'xs' vs 's'"):
+        train(bigger, _objective(), data, tmp_path / "run", _settings(max_steps=2), resume=True)
+
+
+# ---------------------------------------------------------------------------- learning a toy
+def _scores(model: Glass, root: Path) -> tuple[float, float]:
+    """R² of the global shifts against the true shifts, and NMI of the local actions."""
+    reader = EpisodeReader(root)
+    parts = {"val": [], "test": []}
+    model.eval()
+    with torch.no_grad():
+        for split in parts:
+            for ep in reader.indices(split):
+                x = torch.from_numpy(reader.frames(ep)).permute(0, 3, 1, 2)[None]
+                acts = model.infer_actions(x)
+                gt = reader.ground_truth(ep)
+                parts[split].append(
+                    (
+                        acts.continuous[0].numpy() * 16,
+                        acts.discrete[0].numpy(),
+                        gt["shift"],
+                        gt["local"],
+                    )
+                )
+    fit = [np.concatenate(p) for p in zip(*parts["val"], strict=True)]
+    test = [np.concatenate(p) for p in zip(*parts["test"], strict=True)]
+    r2 = M.linear_r2(fit[0], fit[2], test[0], test[2])["r2"]
+    return r2, M.nmi(test[1], test[3])
+
+
+def test_xs_model_recovers_the_true_actions_of_a_toy(toy: Path, tmp_path: Path) -> None:
+    """Known answer: from frames alone, the learned global shifts map linearly onto the true
+    shifts and the learned local actions match the true ones; an untrained model does not."""
+    r2_0, nmi_0 = _scores(_model(), toy)
+    assert r2_0 < 0.5 and nmi_0 < 0.3, "the thresholds below must fail for an untrained model"
+    model = _model(code_dim=8)
+    data = ClipDataset(toy, clip_length=6, cache=True)
+    schedule = GlassSchedule(
+        gma_warmup_steps=150,
+        seq_len_start=6,
+        seq_len_end=6,
+        teacher_forced_start=5,
+        teacher_forced_end=5,
+        motion_prior_steps=150,
+    )
+    weights = LossWeights(mask_size_target=0.06)
+    train(
+        model,
+        GlassObjective(schedule, weights),
+        data,
+        tmp_path / "toy_run",
+        _settings(batch_size=16, max_steps=None, max_minutes=0.75, lr=2e-3),
+    )
+    r2, nmi = _scores(model, toy)
+    assert r2 >= 0.9, f"global shift R² {r2:.3f}"
+    assert nmi >= 0.5, f"local action NMI {nmi:.3f}"
