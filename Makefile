@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The main job on the embedded default: a small Push dataset and preview videos
-# (resume=true: running it again keeps the data and rewrites the previews).
+# The main job on the embedded default: a small Push dataset with preview videos, a small GLASS
+# trained on its frames for 3 minutes, its evaluation against the ground truth and a video of
+# its learned actions. Running it again continues where it stopped (resume).
+DEMO_DATA := data/demo_push
+DEMO_RUN := runs/demo_glass
 demo: $(STAMP)
-	$(PY) scripts/collect.py env=push policy=scripted episodes=40 steps=50 workers=2 out=data/demo_push resume=true preview.episodes=16
+	$(PY) scripts/collect.py env=push policy=mixture episodes=60 steps=50 workers=2 masks=true out=$(DEMO_DATA) resume=true preview.episodes=16
+	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.max_minutes=3 trainer.sample_every=200 out=$(DEMO_RUN) resume=auto
+	$(PY) scripts/evaluate.py checkpoint=$(DEMO_RUN)/checkpoints/last.pt data=$(DEMO_DATA)
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
 test: $(STAMP)

@@ -3,6 +3,7 @@
     python scripts/benchmark.py envs      # steps/s at 64x64 vs Gymnasium Pusher-v5
     python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers; and
                                           # AsyncVectorEnv stepping alone, for comparison
+    python scripts/benchmark.py glass     # GLASS training transitions/s: size s vs paper
 
 Prints a Markdown table and writes JSON (``--out``, default benchmarks/<kind>.json).
 """
@@ -20,7 +21,7 @@ from latentplay.utils import bench
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("kind", choices=["envs", "collect"])
+    p.add_argument("kind", choices=["envs", "collect", "glass"])
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/<kind>.json)")
     p.add_argument("--repeats", type=int, default=None, help="runs per row; the median is kept")
     p.add_argument("--size", type=int, default=64, help="frame size for `envs`")
@@ -41,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
             ("max", "max", ".0f"),
             ("x_pusher_shipped", "x Pusher shipped", ".1f"),
             ("x_pusher_tuned", "x Pusher tuned", ".2f"),
+        ]
+    elif args.kind == "glass":
+        rows = bench.bench_glass(repeats=args.repeats or 3)
+        columns = [
+            ("name", "model", ""),
+            ("params", "params", ""),
+            ("masker_params", "masking net params", ""),
+            ("transitions_per_s", "train transitions/s (median)", ".1f"),
+            ("min", "min", ".1f"),
+            ("max", "max", ".1f"),
+            ("x_first", "x size s", ".3f"),
         ]
     else:
         rows = bench.bench_collect(args.env, (1, 2), args.episodes, repeats=args.repeats or 3)

@@ -2,7 +2,8 @@
 
     python scripts/evaluate.py checkpoint=runs/glass_push/checkpoints/last.pt data=data/push
 
-Prints a table and writes results.json (beside the run's checkpoints folder unless out= is set).
+Prints a table and writes results.json (beside the run's checkpoints folder unless out= is set)
+and actions.mp4, the learned actions driving the model from one real frame.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def main(cfg: DictConfig) -> None:
     write_json_atomic(out, results)
     print(summary_table(results))
     print(f"\nwritten: {out}")
+    if cfg.video:
+        from latentplay.evaluation.action_video import action_video
+
+        video = action_video(model.cpu(), cfg.data, out.with_name("actions.mp4"))
+        print(f"written: {video}")
 
 
 if __name__ == "__main__":

@@ -77,3 +77,26 @@ def test_collect_config_has_no_derived_values() -> None:
     cfg = _compose()
     flat = OmegaConf.to_container(cfg, resolve=True)
     assert "fps" not in flat and "action_dim" not in flat and "obs_shape" not in flat
+
+
+@pytest.mark.parametrize("size", ["xs", "s", "m", "paper"])
+def test_train_config_builds_every_size(size: str) -> None:
+    from latentplay.world_models.glass import SIZES, Glass, LossWeights
+    from latentplay.world_models.glass.train import GlassSchedule
+    from latentplay.world_models.train import TrainerSettings
+
+    cfg = _compose("data=x", f"model.size={size}", name="train")
+    require_complete(cfg)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    GlassSchedule(**model_cfg.pop("schedule"))
+    LossWeights(**model_cfg.pop("loss"))
+    assert model_cfg.pop("name") == "glass" and model_cfg["size"] in SIZES
+    Glass(image_size=64, **model_cfg)
+    TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
+
+
+def test_train_and_evaluate_configs_name_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="data"):
+        require_complete(_compose(name="train"))
+    with pytest.raises(ConfigError, match="checkpoint, data"):
+        require_complete(_compose(name="evaluate"))

@@ -220,6 +220,64 @@ def bench_vector_env(
     return rows
 
 
+def bench_glass(
+    sizes: Sequence[str] = ("s", "paper"),
+    batch: int = 16,
+    seq_len: int = 8,
+    steps: int = 3,
+    repeats: int = 3,
+    image_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Training transitions/s (GMA + LMA, forward, backward, Adam) per GLASS size, on random
+    64x64 clips, channels_last, in this process. Median over repeats of ``steps`` steps."""
+    import torch
+
+    from latentplay.world_models.glass import Glass
+    from latentplay.world_models.glass.model import describe
+    from latentplay.world_models.glass.train import GlassObjective, GlassSchedule
+
+    objective = GlassObjective(
+        GlassSchedule(gma_warmup_steps=0, seq_len_start=seq_len, seq_len_end=seq_len)
+    )
+    rows = []
+    for size in sizes:
+        torch.manual_seed(0)
+        model = Glass(size=size, image_size=image_size).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=4e-4)
+        clip = torch.rand(batch, seq_len, 3, image_size, image_size)
+
+        def step(model: Any = model, opt: Any = opt, clip: Any = clip) -> None:
+            loss, _ = objective(model, clip, 10_000)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        step()  # warm-up: allocator, mkldnn primitives
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates.append(steps * batch * (seq_len - 1) / (time.perf_counter() - t0))
+        rows.append(
+            {
+                "name": f"GLASS size={size}",
+                "params": describe(model)["params"]["total"],
+                "masker_params": describe(model)["params"]["masker"],
+                "transitions_per_s": statistics.median(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "batch": batch,
+                "seq_len": seq_len,
+                "repeats": repeats,
+            }
+        )
+    base = rows[0]["transitions_per_s"]
+    for r in rows:
+        r["x_first"] = r["transitions_per_s"] / base
+    return rows
+
+
 def machine() -> dict[str, Any]:
     import gymnasium
     import mujoco

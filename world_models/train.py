@@ -98,12 +98,14 @@ def train(
     data: ClipDataset,
     out: str | Path,
     settings: TrainerSettings,
-    resume: bool = False,
+    resume: bool | str = False,
     config: dict[str, Any] | None = None,
     sample_fn: Callable[[nn.Module, torch.Tensor, Path], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on clips of ``data`` into the run folder ``out``.
 
+    ``resume``: False (a run already in ``out`` is an error), True (continue it exactly; it
+    must exist) or ``"auto"`` (continue when there is one, else start).
     ``out/checkpoints/last.pt`` is rewritten atomically every few minutes and at the end;
     ``out/metrics.jsonl`` and TensorBoard logs (``out/tb``) get ``train/loss/*`` every
     ``log_every`` steps; ``sample_fn`` writes videos to ``out/samples`` every ``sample_every``.
@@ -112,6 +114,10 @@ def train(
 
     out = Path(out)
     ckpt_path = out / "checkpoints" / "last.pt"
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume={resume!r}; expected true, false or auto")
+    if resume == "auto":
+        resume = ckpt_path.exists()
     if ckpt_path.exists() and not resume:
         raise FileExistsError(
             f"{out} already holds a run; pass resume=true to continue it, or choose another out"
