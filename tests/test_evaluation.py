@@ -24,7 +24,9 @@ def _transitions(rng: np.random.Generator, n: int, perfect: bool) -> Transitions
     wrist = rng.choice([-0.15, 0.0, 0.15], n)
     ids = np.select([wrist > 0, wrist < 0], [2, 0], 1)  # a relabelling of the true classes
     shift = 0.5 * ee + (0 if perfect else rng.normal(0, 5, (n, 2)))
-    return Transitions(shift, ids if perfect else rng.integers(3, size=n), ee, wrist, rng.random(n) < 0.3)
+    return Transitions(
+        shift, ids if perfect else rng.integers(3, size=n), ee, wrist, rng.random(n) < 0.3
+    )
 
 
 def test_wrist_classes() -> None:
@@ -56,7 +58,9 @@ def test_unrelated_actions_score_at_chance() -> None:
 def test_action_video_is_written(tmp_path: Path) -> None:
     root = make_toy_dataset(tmp_path / "toy", episodes=12, steps=4, size=32)
     torch.manual_seed(0)
-    path = action_video(Glass(size="xs", image_size=32, num_actions=2), root, tmp_path / "a.mp4", steps=3)
+    path = action_video(
+        Glass(size="xs", image_size=32, num_actions=2), root, tmp_path / "a.mp4", steps=3
+    )
     import imageio.v3 as iio
 
     video = iio.imread(path)
