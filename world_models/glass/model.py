@@ -137,22 +137,34 @@ class ActionNet(nn.Module):
 
 
 class Renderer(nn.Module):
-    """Dynamics hidden state -> foreground RGB and mask at 1/4, 1/2 and full resolution."""
+    """Dynamics hidden state + the globally shifted previous foreground -> next foreground RGB
+    at 1/4, 1/2 and full resolution, and its mask.
+
+    Not in GLASS: each scale blends the rendering with the shifted previous foreground (and
+    mask) by a predicted per-pixel weight, so what the global shift explains stays sharp and
+    the network spends its capacity on local changes. GLASS renders the whole foreground anew.
+    """
 
     def __init__(self, hidden: int, w: int) -> None:
         super().__init__()
         self.up1 = UpBlock(hidden, 4 * w)  # 1/4
         self.up2 = UpBlock(4 * w, 2 * w)  # 1/2
         self.up3 = UpBlock(2 * w, w)  # 1
-        self.heads = nn.ModuleList(nn.Conv2d(c, 4, 3, 1, 1) for c in (4 * w, 2 * w, w))
+        self.heads = nn.ModuleList(nn.Conv2d(c, 5, 3, 1, 1) for c in (4 * w, 2 * w, w))
 
-    def forward(self, h: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(
+        self, h: torch.Tensor, base_fg: torch.Tensor, base_mask: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """-> (foreground RGB at [1/4, 1/2, 1] scales, full-resolution mask)."""
-        outs, x = [], h
+        rgbs, x = [], h
         for up, head in zip((self.up1, self.up2, self.up3), self.heads, strict=True):
             x = up(x)
-            outs.append(torch.sigmoid(head(x)))
-        return [o[:, :3] for o in outs], outs[-1][:, 3:]
+            o = torch.sigmoid(head(x))
+            base = F.interpolate(base_fg, size=o.shape[-2:], mode="bilinear", align_corners=False)
+            w = o[:, 4:5]
+            rgbs.append(w * o[:, :3] + (1 - w) * base)
+        mask = w * o[:, 3:4] + (1 - w) * base_mask
+        return rgbs, mask
 
 
 @dataclass
@@ -161,6 +173,8 @@ class GlassState:
 
     memory: list[tuple[torch.Tensor, torch.Tensor]] | None  # ConvLSTM (h, c) per layer
     features: torch.Tensor  # (B, C, h, w) encoder state of the current foreground
+    foreground: torch.Tensor  # (B, 3, H, W) the current foreground image
+    mask: torch.Tensor  # (B, 1, H, W) its mask
     background: torch.Tensor  # (B, 3, H, W) inpainted background
     frame: torch.Tensor  # (B, 3, H, W) the current frame (real for context, generated after)
 
@@ -304,10 +318,13 @@ class Glass(nn.Module):
         code: torch.Tensor,
         shift: torch.Tensor,
         memory: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        foreground: torch.Tensor,
+        mask: torch.Tensor,
     ) -> tuple[list[torch.Tensor], torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """One ConvLSTM step from (B, C, h, w) features under (B, D) code and (B, 2) shift.
+        """One ConvLSTM step from (B, C, h, w) features of ``foreground`` (B, 3, H, W) with
+        ``mask`` under (B, D) code and (B, 2) shift.
 
-        -> (foreground RGB at 3 scales, mask (B, 1, H, W), new memory)."""
+        -> (next foreground RGB at 3 scales, its mask (B, 1, H, W), new memory)."""
         hw = features.shape[2:]
         cond = torch.cat([code, shift], dim=1)[:, :, None, None].expand(-1, -1, *hw)
         x = torch.cat([features, cond], dim=1)
@@ -316,45 +333,53 @@ class Glass(nn.Module):
             h, c = cell(x, None if memory is None else memory[i])
             new_memory.append((h, c))
             x = h
-        rgb, mask = self.renderer(x)
-        return rgb, mask, new_memory
+        rgb, next_mask = self.renderer(
+            x, shift_images(foreground, shift), shift_images(mask, shift)
+        )
+        return rgb, next_mask, new_memory
 
     def lma(
         self,
         fg: torch.Tensor,
+        masks: torch.Tensor,
         shifted_fg: torch.Tensor,
         fg_shift: torch.Tensor,
         teacher_forced_steps: int,
     ) -> dict[str, Any]:
         """Local motion analysis on *detached* GMA outputs.
 
-        The first ``teacher_forced_steps`` transitions start from the real foreground's state;
-        the rest from the state of the model's own previous rendering (autoregressive).
+        The first ``teacher_forced_steps`` transitions start from the real foreground (its
+        state, image and mask); the rest from the model's own previous rendering
+        (autoregressive).
         """
         t = fg.shape[1]
         states = self.encode_fg(fg)
         shifted_states = self.encode_fg(shifted_fg)
         codes, ids, vq_loss = self.local_actions(states, shifted_states)
-        memory, feats = None, states[:, 0]
+        memory = None
         rgbs: list[list[torch.Tensor]] = [[], [], []]
-        masks, recon_states = [], []
+        rendered_masks: list[torch.Tensor] = []
+        recon_states: list[torch.Tensor] = []
         for i in range(t - 1):
-            if i >= teacher_forced_steps:
-                feats = recon_states[-1]
-            elif i > 0:
-                feats = states[:, i]
-            rgb, mask, memory = self.dynamics(feats, codes[:, i], fg_shift[:, i], memory)
+            if i < teacher_forced_steps:
+                feats, cur_fg, cur_mask = states[:, i], fg[:, i], masks[:, i]
+            else:
+                feats, cur_fg, cur_mask = recon_states[-1], rgbs[-1][-1], rendered_masks[-1]
+            rgb, mask, memory = self.dynamics(
+                feats, codes[:, i], fg_shift[:, i], memory, cur_fg, cur_mask
+            )
             for k in range(3):
                 rgbs[k].append(rgb[k])
-            masks.append(mask)
+            rendered_masks.append(mask)
             recon_states.append(self.encoder(rgb[-1]))
+        masks_out = rendered_masks
         return {
             "states": states,
             "codes": codes,
             "ids": ids,
             "vq_loss": vq_loss,
             "rendered": [torch.stack(r, dim=1) for r in rgbs],  # 3 x (B, T-1, 3, h_k, w_k)
-            "rendered_masks": torch.stack(masks, dim=1),
+            "rendered_masks": torch.stack(masks_out, dim=1),
             "recon_states": torch.stack(recon_states, dim=1),
         }
 
@@ -371,6 +396,7 @@ class Glass(nn.Module):
         out.update(
             self.lma(
                 out["foregrounds"].detach(),
+                out["masks"].detach(),
                 out["shifted_fg"].detach(),
                 out["fg_shift"].detach(),
                 teacher_forced_steps,
@@ -400,18 +426,22 @@ class Glass(nn.Module):
             states = self.encode_fg(fg)
             for i in range(frames.shape[1] - 1):
                 code = self.vq.embed(acts.discrete[:, i])
-                _, _, memory = self.dynamics(states[:, i], code, acts.continuous[:, i], memory)
+                _, _, memory = self.dynamics(
+                    states[:, i], code, acts.continuous[:, i], memory, fg[:, i], masks[:, i]
+                )
         feats = self.encoder(fg[:, -1])
-        return GlassState(memory, feats, background, frames[:, -1])
+        return GlassState(memory, feats, fg[:, -1], masks[:, -1], background, frames[:, -1])
 
     def step(self, state: GlassState, actions: Actions) -> GlassState:
         if actions.continuous is None or actions.discrete is None:
             raise ValueError("GLASS steps need both parts of its actions: continuous and discrete")
         code = self.vq.embed(actions.discrete.long())
-        rgb, mask, memory = self.dynamics(state.features, code, actions.continuous, state.memory)
+        rgb, mask, memory = self.dynamics(
+            state.features, code, actions.continuous, state.memory, state.foreground, state.mask
+        )
         fg = rgb[-1]
         frame = mask * fg + (1 - mask) * state.background
-        return GlassState(memory, self.encoder(fg), state.background, frame)
+        return GlassState(memory, self.encoder(fg), fg, mask, state.background, frame)
 
     def decode(self, state: GlassState) -> torch.Tensor:
         return state.frame
