@@ -4,6 +4,15 @@ Read top to bottom: sizes, the GMA (global motion analysis: mask, inpainting, sh
 compositing), the LMA (local motion analysis: encoder, VQ action network, ConvLSTM dynamics,
 multi-scale renderer), the training forward pass, then the :class:`WorldModel` methods.
 
+Departures from the published GLASS, each for a CPU budget of minutes instead of GPU-days:
+
+- small networks (``SIZES``), GroupNorm(1), channels_last;
+- a motion prior for the mask (frame differences, no labels; ``losses.motion_prior_loss``):
+  without it the mask collapsed to empty within a few hundred steps on Push-v0;
+- offline gradient-L1 losses instead of the VGG perceptual terms (no downloaded weights);
+- the renderer blends its output with the globally shifted previous foreground (``Renderer``);
+- cosine vector quantization with dead-code restarts (``layers.VectorQuantizer``).
+
 Shapes: frames ``(B, T, 3, H, W)`` float in [0, 1]; masks ``(B, T, 1, H, W)``; global shifts
 ``(B, T-1, 2)`` in normalized units (+x right, +y down, one unit = half the frame); LMA
 states ``(B, C, H/8, W/8)``.
