@@ -14,13 +14,6 @@ OBS_TYPES = ("pixels", "state", "pixels_state")
 
 
 @runtime_checkable
-class EnvState(Protocol):
-    """A restorable snapshot; ``to_arrays`` gives fixed-shape arrays for ``gt/state/*``."""
-
-    def to_arrays(self) -> dict[str, np.ndarray]: ...
-
-
-@runtime_checkable
 class GroundTruthEnv(Protocol):
     """The unwrapped env's ground-truth side. Frames go to models; all of this stays in ``gt/``.
 

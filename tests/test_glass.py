@@ -257,5 +257,5 @@ def test_xs_model_recovers_the_true_actions_of_a_toy(toy: Path, tmp_path: Path) 
     r2, nmi = _scores(model, toy)
     assert r2 >= 0.9, f"global shift R² {r2:.3f}"
     # Local actions are learned slowly on this budget (0.2-0.3 NMI measured after 400 steps,
-    # ~0.35 after 1000): the bar is "clearly above an untrained model", not "high".
+    # ~0.35 after 1.5 minutes): the bar is "clearly above an untrained model", not "high".
     assert nmi >= 0.1, f"local action NMI {nmi:.3f}"

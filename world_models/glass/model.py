@@ -414,31 +414,36 @@ class Glass(nn.Module):
         return out
 
     # ------------------------------------------------------------------ WorldModel protocol
-    def infer_actions(self, frames: torch.Tensor) -> Actions:
-        """Global shifts (B, T-1, 2) and local action ids (B, T-1) between consecutive frames."""
-        frames = to_float_frames(frames)
+    def _parse(self, frames: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, Actions]:
+        """GMA of a clip, the LMA states of its foregrounds, and the actions between frames."""
         g = self.gma(frames)
         states = self.encode_fg(g["foregrounds"])
         _, ids, _ = self.local_actions(states, self.encode_fg(g["shifted_fg"]))
-        return Actions(continuous=g["fg_shift"], discrete=ids)
+        return g, states, Actions(continuous=g["fg_shift"], discrete=ids)
+
+    def infer_actions(self, frames: torch.Tensor) -> Actions:
+        """Global shifts (B, T-1, 2) and local action ids (B, T-1) between consecutive frames."""
+        return self._parse(to_float_frames(frames))[2]
 
     def encode(self, frames: torch.Tensor) -> GlassState:
         """Context frames (B, T, 3, H, W) -> state after the last one (T-1 teacher-forced steps
         warm the dynamics memory when T > 1)."""
         frames = to_float_frames(frames)
-        masks = self.masks(frames)
-        fg = masks * frames
-        background = self.inpaint(frames[:, -1:], masks[:, -1:], enlarge=True)[:, 0]
         memory = None
-        if frames.shape[1] > 1:
-            acts = self.infer_actions(frames)
-            states = self.encode_fg(fg)
+        if frames.shape[1] > 1:  # one GMA pass gives masks, foregrounds, states and actions
+            g, states, acts = self._parse(frames)
+            masks, fg = g["masks"], g["foregrounds"]
             for i in range(frames.shape[1] - 1):
                 code = self.vq.embed(acts.discrete[:, i])
                 _, _, memory = self.dynamics(
                     states[:, i], code, acts.continuous[:, i], memory, fg[:, i], masks[:, i]
                 )
-        feats = self.encoder(fg[:, -1])
+            feats = states[:, -1]
+        else:
+            masks = self.masks(frames)
+            fg = masks * frames
+            feats = self.encoder(fg[:, -1])
+        background = self.inpaint(frames[:, -1:], masks[:, -1:], enlarge=True)[:, 0]
         return GlassState(memory, feats, fg[:, -1], masks[:, -1], background, frames[:, -1])
 
     def step(self, state: GlassState, actions: Actions) -> GlassState:
