@@ -104,9 +104,29 @@ def test_motion_weights_and_moving_pixels() -> None:
     w = L.motion_weights(x, x[:, 1:], bias=0.001)
     assert float(w[0, 0, 0, 2, 2]) == pytest.approx(6.001)  # |1-0| x 3 channels, twice
     assert float(w[0, 0, 0, 0, 0]) == pytest.approx(0.001)
-    moving = L.moving_pixels(x)
-    assert moving[0, :, 0, 2, 2].tolist() == [1.0, 1.0, 1.0]
-    assert float(moving[0, :, 0, 5, 5].sum()) == 0.0
+    target, weight = L.moving_pixels(x, margin=1)
+    # (2, 2) differs from both neighbours at t=1 only: moving there; at the clip ends it
+    # differs from its one neighbour: not judged.
+    assert target[0, :, 0, 2, 2].tolist() == [0.0, 1.0, 0.0]
+    assert weight[0, :, 0, 2, 2].tolist() == [0.0, 1.0, 0.0]
+    assert weight[0, :, 0, 2, 3].tolist() == [0.0, 0.0, 0.0]  # beside a change: not judged
+    assert target[0, :, 0, 5, 5].tolist() == [0.0, 0.0, 0.0]  # far from it: static
+    assert weight[0, :, 0, 5, 5].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_motion_prior_ignores_pixels_a_mover_only_arrives_at_or_leaves() -> None:
+    x = torch.zeros(1, 3, 3, 8, 8)
+    for t in range(3):
+        x[:, t, :, 4, t + 2 : t + 5] = 1.0  # a 3-pixel bar moving right by 1 pixel per frame
+    _, weight = L.moving_pixels(x, margin=1)
+    # At t=1 the bar covers columns 3-5: column 3 was dark at t+1, column 5 at t-1 (each
+    # changed towards one neighbour), column 4 is bright in all three frames.
+    assert weight[0, 1, 0, 4, 3:6].tolist() == [0.0, 0.0, 0.0]
+    masks = torch.full((1, 3, 1, 8, 8), 0.01)
+    masks[0, :, :, 4] = 0.99  # a whole row: right on the bar, wrong only beside it
+    far = torch.full_like(masks, 0.01)
+    far[0, :, :, 0] = 0.99  # a row far from any motion: wrong
+    assert float(L.motion_prior_loss(masks, x)) < float(L.motion_prior_loss(far, x))
 
 
 def test_vector_quantizer_picks_nearest_code_with_straight_through_gradient() -> None:

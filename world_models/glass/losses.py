@@ -118,22 +118,39 @@ def multiscale_l1(
     return total / len(preds)
 
 
-def moving_pixels(frames: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
-    """Pixels of frame t that change towards t-1 or t+1 (channel-summed |diff| > threshold),
-    dilated by one pixel. (B, T, 3, H, W) -> (B, T, 1, H, W) float {0, 1}, no gradient."""
+def moving_pixels(
+    frames: torch.Tensor, threshold: float = 0.1, margin: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A per-pixel foreground target from frame differences alone, and where it holds.
+
+    A pixel of frame t is *moving* when it differs (channel-summed |diff| > ``threshold``) from
+    both frame t-1 and frame t+1: something moved into it and out again, so it belongs to a
+    moving thing at t. It is *static* when no pixel within ``margin`` differs from either
+    neighbour. Pixels between the two (changed towards one neighbour only: where the mover is
+    arriving or has just left; or near a change; or at a clip end) are left to the other losses.
+
+    (B, T, 3, H, W) -> target and weight, both (B, T, 1, H, W) float {0, 1}, no gradient.
+    """
     x = frames.detach()
     change = ((x[:, 1:] - x[:, :-1]).abs().sum(dim=2, keepdim=True) > threshold).float()
     zero = torch.zeros_like(change[:, :1])
-    moving = torch.maximum(torch.cat([change, zero], 1), torch.cat([zero, change], 1))
-    b = moving.shape[0]
-    dilated = F.max_pool2d(rearrange(moving, "b t c h w -> (b t) c h w"), 3, 1, 1)
-    return rearrange(dilated, "(b t) c h w -> b t c h w", b=b)
+    prev, nxt = torch.cat([zero, change], 1), torch.cat([change, zero], 1)  # vs t-1, vs t+1
+    ends = torch.zeros_like(prev)
+    ends[:, 0], ends[:, -1] = 1.0, 1.0  # one neighbour only: never "moving"
+    moving = prev * nxt * (1 - ends)
+    b = x.shape[0]
+    near = F.max_pool2d(
+        rearrange(torch.maximum(prev, nxt), "b t c h w -> (b t) c h w"), 2 * margin + 1, 1, margin
+    )
+    static = 1 - rearrange(near, "(b t) c h w -> b t c h w", b=b)
+    return moving, torch.maximum(moving, static)
 
 
 def motion_prior_loss(masks: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the masks against :func:`moving_pixels` (a warm start)."""
-    target = moving_pixels(frames)
-    return F.binary_cross_entropy(masks.clamp(1e-4, 1 - 1e-4), target)
+    """Binary cross-entropy of the masks against :func:`moving_pixels` where it holds."""
+    target, weight = moving_pixels(frames)
+    bce = F.binary_cross_entropy(masks.clamp(1e-4, 1 - 1e-4), target, reduction="none")
+    return (bce * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def glass_losses(

@@ -11,6 +11,7 @@ Departures from the published GLASS, each for a CPU budget of minutes instead of
   without it the mask collapsed to empty within a few hundred steps on Push-v0;
 - offline gradient-L1 losses instead of the VGG perceptual terms (no downloaded weights);
 - the renderer blends its output with the globally shifted previous foreground (``Renderer``);
+- a U-Net inpainter (``Inpainter``);
 - cosine vector quantization with dead-code restarts (``layers.VectorQuantizer``).
 
 Shapes: frames ``(B, T, 3, H, W)`` float in [0, 1]; masks ``(B, T, 1, H, W)``; global shifts
@@ -61,20 +62,20 @@ SIZES: dict[str, GlassSize] = {
 }
 
 
-class MaskNet(nn.Module):
-    """U-Net: frame -> soft foreground mask in (0, 1)."""
+class UNet(nn.Module):
+    """3-level U-Net (x1, x2, x4 widths at 1/2, 1/4, 1/8 resolution) with sigmoid outputs."""
 
-    def __init__(self, w: int) -> None:
+    def __init__(self, cin: int, cout: int, w: int) -> None:
         super().__init__()
         self.d1, self.d2, self.d3 = (
-            conv_block(3, w, 2),
+            conv_block(cin, w, 2),
             conv_block(w, 2 * w, 2),
             conv_block(2 * w, 4 * w, 2),
         )
         self.mid = conv_block(4 * w, 4 * w)
         self.u2, self.u1 = UpBlock(4 * w, 2 * w, skip=2 * w), UpBlock(2 * w, w, skip=w)
-        self.u0 = UpBlock(w, w, skip=3)
-        self.head = nn.Conv2d(w, 1, 3, 1, 1)
+        self.u0 = UpBlock(w, w, skip=cin)
+        self.head = nn.Conv2d(w, cout, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h1 = self.d1(x)
@@ -84,22 +85,20 @@ class MaskNet(nn.Module):
         return torch.sigmoid(self.head(h))
 
 
-class Inpainter(nn.Module):
-    """Encoder-decoder filling masked (out-of-domain) pixels with background."""
+class MaskNet(UNet):
+    """Frame -> soft foreground mask in (0, 1)."""
 
     def __init__(self, w: int) -> None:
-        super().__init__()
-        self.down = nn.Sequential(
-            conv_block(3, w, 2), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2)
-        )
-        self.up = nn.ModuleList([UpBlock(4 * w, 2 * w), UpBlock(2 * w, w), UpBlock(w, w)])
-        self.head = nn.Conv2d(w, 3, 3, 1, 1)
+        super().__init__(3, 1, w)
 
-    def forward(self, patched: torch.Tensor) -> torch.Tensor:
-        h = self.down(patched)
-        for up in self.up:
-            h = up(h)
-        return torch.sigmoid(self.head(h))
+
+class Inpainter(UNet):
+    """Fills masked (out-of-domain) pixels with background. A U-Net, where GLASS's is a plain
+    encoder-decoder: the skips carry the unmasked surroundings at full resolution, so fills
+    near edges stay sharp (teacher-forced PSNR depends on them)."""
+
+    def __init__(self, w: int) -> None:
+        super().__init__(3, 3, w)
 
 
 class Encoder(nn.Module):
