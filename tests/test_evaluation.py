@@ -12,6 +12,7 @@ from latentplay.evaluation.action_video import action_video
 from latentplay.evaluation.world_model import (
     Transitions,
     action_metrics,
+    mask_centroid_motion,
     summary_table,
     wrist_classes,
 )
@@ -66,3 +67,13 @@ def test_action_video_is_written(tmp_path: Path) -> None:
     video = iio.imread(path)
     assert video.shape[0] == 4  # the real frame and 3 generated
     assert video.shape[2] >= 4 * 32 * 3  # 2 local actions + 4 directions, 4 per row, x3
+
+
+def test_mask_centroid_motion_is_the_translation_of_a_rigid_mask() -> None:
+    masks = np.zeros((3, 16, 16), bool)
+    masks[0, 2:5, 3:7] = True
+    masks[1, 4:7, 4:8] = True  # +1 px in x, +2 px in y
+    masks[2, 1:4, 6:10] = True  # +2 px in x, -3 px in y
+    np.testing.assert_allclose(mask_centroid_motion(masks), [[1.0, 2.0], [2.0, -3.0]])
+    masks[2] = False  # out of view: no motion to report
+    assert np.isnan(mask_centroid_motion(masks)[1]).all()
