@@ -7,7 +7,7 @@ rollout can branch from any state without touching the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -76,3 +76,25 @@ def to_float_frames(frames: torch.Tensor) -> torch.Tensor:
     if not frames.is_floating_point():
         raise TypeError(f"frames of dtype {frames.dtype}; expected uint8 or float in [0, 1]")
     return frames.float()
+
+
+def repeat_state(state: Any, n: int) -> Any:
+    """A model state of batch 1 repeated to batch ``n`` (tensors, and lists, tuples, dicts and
+    dataclasses of them, are walked; other values are shared; a state with its own
+    ``repeat_batch(n)`` method decides for itself). Branching many rollouts from one state:
+    ``model.step(repeat_state(state, n), actions)``."""
+    if hasattr(state, "repeat_batch"):
+        return state.repeat_batch(n)
+    if isinstance(state, torch.Tensor):
+        if state.shape[:1] != (1,):
+            raise ValueError(f"state tensor of shape {tuple(state.shape)}; expected batch 1")
+        return state.expand(n, *state.shape[1:])
+    if isinstance(state, list | tuple) and not hasattr(state, "_fields"):
+        return type(state)(repeat_state(s, n) for s in state)
+    if isinstance(state, dict):
+        return {k: repeat_state(v, n) for k, v in state.items()}
+    if is_dataclass(state) and not isinstance(state, type):
+        return replace(
+            state, **{f.name: repeat_state(getattr(state, f.name), n) for f in fields(state)}
+        )
+    return state

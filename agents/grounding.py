@@ -1,0 +1,186 @@
+"""Grounding: learned actions <-> env actions, fit from a few labelled transitions.
+
+A labelled transition is a pair of frames whose env action is known; the world model parses
+the frames into its learned action (global shift + local id for GLASS). Two maps are fit:
+
+- ``to_env``: learned action -> env action (planning in the learned space, acting in the env);
+- ``to_learned``: env action -> learned action (queries written in env terms), the continuous
+  part by regression and the discrete part by classification.
+
+``kind="linear"`` fits least squares (and a linear softmax classifier); ``kind="mlp"`` one hidden
+layer. With no labels, :func:`analytic_grounding` maps the end-effector displacement an env
+action commands onto an image shift through the camera (GLASS's shift is the arm's image
+motion; one normalized unit is half the frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from latentplay.world_models.protocol import Actions, ActionSpec
+
+KINDS = ("linear", "mlp")
+
+
+def _features(cont: torch.Tensor | None, ids: torch.Tensor | None, k: int) -> torch.Tensor:
+    parts = []
+    if cont is not None:
+        parts.append(cont.float())
+    if ids is not None and k:
+        parts.append(nn.functional.one_hot(ids.long(), k).float())
+    if not parts:
+        raise ValueError("actions with neither a continuous nor a discrete part")
+    return torch.cat(parts, dim=-1)
+
+
+def _net(din: int, dout: int, kind: str, hidden: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(din, dout)
+    return nn.Sequential(nn.Linear(din, hidden), nn.SiLU(), nn.Linear(hidden, dout))
+
+
+@dataclass
+class _Fitted:
+    net: nn.Module
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.x_mean) / self.x_std)
+
+
+def _fit(
+    x: torch.Tensor, y: torch.Tensor, kind: str, classify: int, hidden: int, steps: int, seed: int
+) -> _Fitted:
+    """Regression (classify=0, MSE) or classification into ``classify`` classes (CE)."""
+    torch.manual_seed(seed)
+    mean, std = x.mean(dim=0), x.std(dim=0, unbiased=False).clamp(min=1e-6)
+    xs = (x - mean) / std
+    net = _net(x.shape[1], classify or y.shape[1], kind, hidden)
+    if kind == "linear" and not classify:  # closed form, exact
+        a = torch.cat([xs, torch.ones(len(xs), 1)], dim=1).double()
+        sol = torch.linalg.lstsq(a, y.double()).solution.float()
+        with torch.no_grad():
+            net.weight.copy_(sol[:-1].T)
+            net.bias.copy_(sol[-1])
+        return _Fitted(net, mean, std)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss() if classify else nn.MSELoss()
+    target = y.long() if classify else y
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(net(xs), target).backward()
+        opt.step()
+    return _Fitted(net.eval(), mean, std)
+
+
+class Grounding:
+    """Maps between a model's learned actions and env actions (fit with :meth:`fit`)."""
+
+    def __init__(
+        self,
+        spec: ActionSpec,
+        env_dim: int,
+        *,
+        kind: str = "linear",
+        hidden: int = 64,
+        steps: int = 500,
+        seed: int = 0,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
+        self.spec, self.env_dim, self.kind = spec, env_dim, kind
+        self.hidden, self.steps, self.seed = hidden, steps, seed
+        self._to_env: _Fitted | None = None
+        self._to_cont: _Fitted | None = None
+        self._to_ids: _Fitted | None = None
+        self.labels = 0
+
+    def fit(self, learned: Actions, env_actions: torch.Tensor) -> Grounding:
+        """``learned`` (N, C) / (N,) one step each; ``env_actions`` (N, env_dim)."""
+        env_actions = torch.as_tensor(env_actions, dtype=torch.float32)
+        n = len(env_actions)
+        if env_actions.shape != (n, self.env_dim):
+            raise ValueError(
+                f"env_actions of shape {tuple(env_actions.shape)}; expected (N, {self.env_dim})"
+            )
+        if n < 2:
+            raise ValueError(f"{n} labelled transitions; grounding needs at least 2")
+        x = _features(learned.continuous, learned.discrete, self.spec.discrete)
+        if len(x) != n:
+            raise ValueError(f"{len(x)} learned actions for {n} env actions")
+        args = dict(kind=self.kind, hidden=self.hidden, steps=self.steps, seed=self.seed)
+        self._to_env = _fit(x, env_actions, classify=0, **args)
+        if learned.continuous is not None:
+            self._to_cont = _fit(env_actions, learned.continuous.float(), classify=0, **args)
+        if learned.discrete is not None and self.spec.discrete:
+            self._to_ids = _fit(env_actions, learned.discrete, classify=self.spec.discrete, **args)
+        self.labels = n
+        return self
+
+    def _need(self, part: _Fitted | None) -> _Fitted:
+        if part is None:
+            raise RuntimeError("Grounding is not fit: call fit(learned, env_actions) first")
+        return part
+
+    @torch.no_grad()
+    def to_env(self, learned: Actions) -> torch.Tensor:
+        """Learned actions (..., C) / (...) -> env actions (..., env_dim) clipped to [-1, 1]."""
+        x = _features(learned.continuous, learned.discrete, self.spec.discrete)
+        lead = x.shape[:-1]
+        y = self._need(self._to_env)(x.reshape(-1, x.shape[-1]).cpu())
+        return y.reshape(*lead, self.env_dim).clamp(-1, 1)
+
+    @torch.no_grad()
+    def to_learned(self, env_actions: torch.Tensor) -> Actions:
+        """Env actions (..., env_dim) -> learned actions (continuous (..., C), ids (...))."""
+        a = torch.as_tensor(env_actions, dtype=torch.float32)
+        lead, flat = a.shape[:-1], a.reshape(-1, self.env_dim)
+        cont = ids = None
+        if self.spec.continuous:
+            cont = self._need(self._to_cont)(flat).reshape(*lead, -1)
+        if self.spec.discrete:
+            ids = self._need(self._to_ids)(flat).argmax(dim=-1).reshape(lead)
+        return Actions(cont, ids)
+
+
+def analytic_grounding(
+    spec: ActionSpec, metres_per_unit: float, pixels_per_metre: np.ndarray, image_size: int
+) -> Grounding:
+    """No labels: an env action's x, y command ``metres_per_unit`` of end-effector motion,
+    seen as ``pixels_per_metre`` (2x2 Jacobian of the camera at the table's centre, (u, v) per
+    (x, y)); the learned shift is that motion in half-frames. Local actions stay unmapped
+    (ids map to a zero wrist command; env -> learned ids picks 0)."""
+    if spec.continuous != 2:
+        raise ValueError(f"analytic grounding maps 2-D shifts; spec has {spec.continuous}")
+    jac = torch.as_tensor(pixels_per_metre, dtype=torch.float32).reshape(2, 2)
+    to_shift = jac * metres_per_unit / (image_size / 2)  # env xy -> normalized shift
+    g = Grounding(spec, env_dim=3)
+    k = spec.discrete
+    # to_env: shift -> xy by the inverse; one-hot ids -> 0
+    w = torch.zeros(3, 2 + k)
+    w[:2, :2] = torch.linalg.inv(to_shift)
+    lin = nn.Linear(2 + k, 3)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+        lin.bias.zero_()
+    ones = torch.ones(2 + k)
+    g._to_env = _Fitted(lin, torch.zeros(2 + k), ones)
+    back = nn.Linear(3, 2)
+    with torch.no_grad():
+        back.weight.zero_()
+        back.weight[:, :2] = to_shift
+        back.bias.zero_()
+    g._to_cont = _Fitted(back, torch.zeros(3), torch.ones(3))
+    if k:
+        cls = nn.Linear(3, k)
+        with torch.no_grad():
+            cls.weight.zero_()
+            cls.bias.zero_()
+            cls.bias[0] = 1.0
+        g._to_ids = _Fitted(cls, torch.zeros(3), torch.ones(3))
+    return g
