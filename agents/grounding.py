@@ -184,3 +184,44 @@ def analytic_grounding(
             cls.bias[0] = 1.0
         g._to_ids = _Fitted(cls, torch.zeros(3), torch.ones(3))
     return g
+
+
+@torch.no_grad()
+def labelled_transitions(
+    model: object,
+    reader: object,
+    episodes: list[int],
+    n: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[Actions, torch.Tensor]:
+    """``n`` transitions drawn at random from ``episodes`` of a dataset
+    (:class:`~latentplay.rollouts.format.EpisodeReader`): the model's learned actions parsed
+    from the frames, and the env actions recorded with them (the labels)."""
+    conts, ids, envs = [], [], []
+    for ep in episodes:
+        frames = torch.from_numpy(reader.frames(ep)).permute(0, 3, 1, 2)[None].to(device)
+        acts = model.infer_actions(frames)
+        if acts.continuous is not None:
+            conts.append(acts.continuous[0].cpu())
+        if acts.discrete is not None:
+            ids.append(acts.discrete[0].cpu())
+        envs.append(torch.as_tensor(reader.ground_truth(ep)["actions"], dtype=torch.float32))
+    env = torch.cat(envs)
+    if n > len(env):
+        raise ValueError(f"{n} labels asked; the {len(episodes)} episodes have {len(env)}")
+    pick = torch.randperm(len(env), generator=torch.Generator().manual_seed(seed))[:n]
+    cont = torch.cat(conts)[pick] if conts else None
+    disc = torch.cat(ids)[pick] if ids else None
+    return Actions(cont, disc), env[pick]
+
+
+def camera_jacobian(
+    env: object, xy: tuple[float, float] = (0.0, 0.0), eps: float = 0.01
+) -> np.ndarray:
+    """(2, 2) pixels per metre of the env camera at table point ``xy``: columns d(u, v)/dx and
+    d(u, v)/dy (finite differences of the exact projection)."""
+    cam, z = env.camera, 0.075  # height of the arm's links above the table (the seen motion)
+    p = np.array([[xy[0], xy[1], z], [xy[0] + eps, xy[1], z], [xy[0], xy[1] + eps, z]])
+    uv = cam.world_to_pixel(p)
+    return np.stack([(uv[1] - uv[0]) / eps, (uv[2] - uv[0]) / eps], axis=1)
