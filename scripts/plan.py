@@ -53,6 +53,12 @@ def main(cfg: DictConfig) -> None:
     planner_cls = PLANNERS[planner_kw.pop("name")]
     device = resolve_device(cfg.device)
     model, ckpt = load_model(cfg.checkpoint, device)
+    if cfg.model_view == "global":  # GLASS's GMA alone: global shifts, ~100x cheaper steps
+        from latentplay.world_models.glass.global_model import GlassGlobal
+
+        model = GlassGlobal(model)
+    elif cfg.model_view != "full":
+        raise ValueError(f"model_view={cfg.model_view!r}; expected 'full' or 'global'")
     data = cfg.data or ckpt.get("config", {}).get("data")
     if data is None and any(n > 0 for n in cfg.grounding.labels):
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
