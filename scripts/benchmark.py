@@ -4,6 +4,7 @@
     python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers; and
                                           # AsyncVectorEnv stepping alone, for comparison
     python scripts/benchmark.py glass     # GLASS training transitions/s: size s vs paper
+    python scripts/benchmark.py plan      # ms per CEM replan (300 x 5 x 10) per world model
 
 Prints a Markdown table and writes JSON (``--out``, default benchmarks/<kind>.json).
 """
@@ -21,13 +22,14 @@ from latentplay.utils import bench
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("kind", choices=["envs", "collect", "glass"])
+    p.add_argument("kind", choices=["envs", "collect", "glass", "plan"])
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/<kind>.json)")
     p.add_argument("--repeats", type=int, default=None, help="runs per row; the median is kept")
     p.add_argument("--size", type=int, default=64, help="frame size for `envs`")
     p.add_argument("--steps", type=int, default=2000, help="timed steps per run for `envs`")
     p.add_argument("--episodes", type=int, default=400, help="episodes per run for `collect`")
     p.add_argument("--env", default="latentplay/Push-v0", help="env id for `collect`")
+    p.add_argument("--checkpoint", default=None, help="GLASS checkpoint for `plan`")
     args = p.parse_args(argv)
     command = "python scripts/benchmark.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
@@ -53,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
             ("min", "min", ".1f"),
             ("max", "max", ".1f"),
             ("x_first", "x size s", ".3f"),
+        ]
+    elif args.kind == "plan":
+        rows = bench.bench_plan(repeats=args.repeats or 3, checkpoint=args.checkpoint)
+        columns = [
+            ("name", "model", ""),
+            ("ms_per_replan", "ms / replan (median)", ".0f"),
+            ("min", "min", ".0f"),
+            ("max", "max", ".0f"),
+            ("x_target_1s", "x the 1 s target", ".2f"),
+            ("transitions", "imagined transitions / replan", ""),
         ]
     else:
         rows = bench.bench_collect(args.env, (1, 2), args.episodes, repeats=args.repeats or 3)

@@ -278,6 +278,82 @@ def bench_glass(
     return rows
 
 
+def bench_plan(
+    repeats: int = 3,
+    samples: int = 300,
+    horizon: int = 5,
+    iterations: int = 10,
+    checkpoint: str | None = None,
+    image_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Milliseconds per CEM replan (``samples`` x ``horizon`` x ``iterations`` imagined
+    transitions, goal-image cost) per world model, median over ``repeats`` replans: GLASS
+    size s rolled out with its GMA alone (``GlassGlobal``) and in full (GMA + LMA), and the true
+    simulator (Push-v0, env actions, true-position cost). Without ``checkpoint`` an untrained
+    size-s GLASS is timed (speed does not depend on the weights)."""
+    import torch
+
+    from latentplay.agents.mpc import OracleController
+    from latentplay.agents.planners import CEM
+    from latentplay.agents.planners.costs import GoalImageCost
+    from latentplay.agents.simulator import SimulatorModel
+    from latentplay.envs.arm import PushEnv
+    from latentplay.world_models.glass import Glass
+    from latentplay.world_models.glass.global_model import GlassGlobal
+
+    if checkpoint:
+        from latentplay.world_models.checkpoint import load_model
+
+        glass = load_model(checkpoint)[0]
+    else:
+        torch.manual_seed(0)
+        glass = Glass(size="s", image_size=image_size).eval()
+    env = PushEnv(width=image_size, height=image_size, time_limit=None)
+    env.reset(seed=0)
+    frame = torch.from_numpy(env.render_rgb()).permute(2, 0, 1)
+    goal = torch.from_numpy(env.render_goal()).permute(2, 0, 1)
+    settings = {"horizon": horizon, "samples": samples, "elites": 30, "iterations": iterations}
+
+    def timed(plan_once: Callable[[], Any]) -> list[float]:
+        plan_once()  # warm-up
+        out = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            plan_once()
+            out.append(1e3 * (time.perf_counter() - t0))
+        return out
+
+    rows = []
+    for name, model in (
+        ("GLASS s, GMA rollout (GlassGlobal)", GlassGlobal(glass)),
+        ("GLASS s, full rollout (GMA + LMA)", glass),
+    ):
+        planner = CEM(model.action_spec, **settings)
+        with torch.inference_mode():
+            ms = timed(lambda m=model, p=planner: p.plan(GoalImageCost(m, frame[None, None], goal)))
+        rows.append({"name": name, "ms": ms})
+    oracle = OracleController(
+        lambda: PushEnv(width=image_size, height=image_size, time_limit=None),
+        CEM(SimulatorModel.action_spec, **settings),
+    )
+    oracle.reset(env)
+    rows.append(
+        {"name": "true simulator (Push-v0)", "ms": timed(lambda: oracle.act([], env.get_state()))}
+    )
+    env.close()
+    for r in rows:
+        ms = r.pop("ms")
+        r.update(
+            ms_per_replan=statistics.median(ms),
+            min=min(ms),
+            max=max(ms),
+            x_target_1s=statistics.median(ms) / 1000.0,
+            transitions=samples * horizon * iterations,
+            repeats=repeats,
+        )
+    return rows
+
+
 def machine() -> dict[str, Any]:
     import gymnasium
     import mujoco

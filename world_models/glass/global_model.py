@@ -43,7 +43,7 @@ class GlassGlobal:
     def encode(self, frames: torch.Tensor) -> GlobalState:
         x = to_float_frames(frames)[:, -1:]
         mask = self.glass.masks(x)
-        bg = self.glass.inpaint(x, mask, enlarge=True)[:, 0]
+        bg = self.glass.inpaint(x, mask)[:, 0]
         fg, m = (mask * x)[:, 0], mask[:, 0]
         zero = x.new_zeros(x.shape[0], 2)
         return GlobalState(fg, m, bg, zero, fg, m)

@@ -442,7 +442,7 @@ class Glass(nn.Module):
             masks = self.masks(frames)
             fg = masks * frames
             feats = self.encoder(fg[:, -1])
-        background = self.inpaint(frames[:, -1:], masks[:, -1:], enlarge=True)[:, 0]
+        background = self.inpaint(frames[:, -1:], masks[:, -1:])[:, 0]
         return GlassState(memory, feats, fg[:, -1], masks[:, -1], background, frames[:, -1])
 
     def step(self, state: GlassState, actions: Actions) -> GlassState:
@@ -472,7 +472,7 @@ class Glass(nn.Module):
         foreground state and its inpainted background. (B, T, ...) -> (B, T-1, 3, H, W)."""
         frames = to_float_frames(frames)
         out = self.forward(frames, teacher_forced_steps=frames.shape[1])
-        background = self.inpaint(frames[:, :-1], out["masks"][:, :-1], enlarge=True)
+        background = self.inpaint(frames[:, :-1], out["masks"][:, :-1])
         m = out["rendered_masks"]
         return m * out["rendered"][-1] + (1 - m) * background
 
