@@ -342,7 +342,8 @@ def score_query(
     moved_true = np.linalg.norm(cf.object_pos[-1, objs, :2] - cf.object_pos[0, objs, :2], axis=-1)
     contact_true = cf.contact[:, objs].any(axis=0)
     out: dict[str, Any] = {"name": branches.query.name, "kind": branches.query.intervention.kind}
-    real = cf.frames[1:].astype(np.float64) / 255
+    chw = lambda v: v.transpose(0, 3, 1, 2).astype(np.float64) / 255  # noqa: E731
+    real = chw(cf.frames[1:])
     for name, (p_cf, p_f) in preds.items():
         pos_cf, rate = _fill(locate(p_cf)[:, objs], start_cf)
         err_px = np.linalg.norm(pos_cf - truth_px, axis=-1)  # (H, n)
@@ -361,7 +362,7 @@ def score_query(
         moved_pred = np.linalg.norm(to_metres(pos_cf[-1]) - to_metres(start_cf), axis=-1) > MOVED_M
         row["moved_correct"] = (moved_pred == (moved_true > MOVED_M)).tolist()
         row["contact_correct"] = (moved_pred == contact_true).tolist()
-        pf = p_cf.astype(np.float64) / 255
+        pf = chw(p_cf)
         row["psnr"] = np.minimum(M.psnr(pf, real), 60.0).tolist()
         row["ssim"] = M.ssim(pf, real).tolist()
         out[name] = row
