@@ -18,7 +18,7 @@ import torch
 from latentplay.agents.grounding import Grounding
 from latentplay.agents.planners import SamplingPlanner
 from latentplay.agents.planners.costs import GoalImageCost
-from latentplay.agents.simulator import SimState, SimulatorModel
+from latentplay.agents.simulator import SimulatorModel
 from latentplay.envs.arm import ArmEnv, ArmState
 from latentplay.world_models.protocol import Actions
 
@@ -82,8 +82,8 @@ class RandomController:
 
 class OracleController:
     """The planner with the true simulator as its model (the upper bound): env actions, cost
-    from true positions (distance to the goal at the last step; for Push plus half the
-    end-effector-to-object distance, as the env's reward)."""
+    from true positions at the last step: the env's own reward terms (distance to the goal;
+    for Push plus half the end-effector-to-object distance)."""
 
     def __init__(
         self, make_env: Callable[[], ArmEnv], planner: SamplingPlanner, execute: int = 1
@@ -95,17 +95,17 @@ class OracleController:
         self.task = env.task
 
     def _cost(self, state: ArmState) -> Callable[[Actions], torch.Tensor]:
+        env = self.sim.env
+
         def cost(actions: Actions) -> torch.Tensor:
-            s = SimState([state] * int(actions.continuous.shape[0]))
-            for t in range(len(actions)):
-                s = self.sim.step(s, actions.at(t))
-            goal = self.sim.ground_truth(s, "goal")
-            ee = self.sim.ground_truth(s, "ee_pos")[:, :2]
-            if self.task == "reach":
-                return torch.from_numpy(np.linalg.norm(ee - goal, axis=1)).float()
-            obj = self.sim.ground_truth(s, "object_pos")[:, 0, :2]
-            c = np.linalg.norm(obj - goal, axis=1) + 0.5 * np.linalg.norm(ee - obj, axis=1)
-            return torch.from_numpy(c).float()
+            a = actions.continuous.detach().cpu().numpy()
+            out = np.empty(len(a))
+            for i, seq in enumerate(a):  # one restore per sample, then its steps in order
+                env.set_state(state)
+                for act in seq:
+                    info = env.step(act)[-1]
+                out[i] = -info["reward_dist"] - info.get("reward_near", 0.0)
+            return torch.from_numpy(out).float()
 
         return cost
 

@@ -40,6 +40,7 @@ class SimulatorModel:
 
     def __init__(self, make_env: Callable[[], ArmEnv], device: str | torch.device = "cpu") -> None:
         self.env = make_env()
+        self.env.obs_type = "state"  # stepping never renders; decode() renders on demand
         self.device = torch.device(device)
         self._start: ArmState | None = None
 

@@ -123,8 +123,9 @@ def main(cfg: DictConfig) -> None:
         "rows": rows,
         **provenance(),
     }
-    write_json_atomic(out / "results.json", results)
     print(planning_table(rows))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", results)
     print(f"\nwritten: {out / 'results.json'}")
 
 
