@@ -15,15 +15,20 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The main job on the embedded default: a small Push dataset with preview videos, a small GLASS
-# trained on its frames for 3 minutes, its evaluation against the ground truth and a video of
-# its learned actions. Running it again continues where it stopped (resume).
+# The main job on the embedded default, end to end: a small Push dataset with preview videos; a
+# small GLASS trained on its frames for 3 minutes and evaluated against the ground truth (with a
+# video of its learned actions); MPC toward goal images on Reach in its learned action space,
+# beside random actions and the true simulator; a suite of counterfactual queries scored against
+# MuJoCo re-simulations. Ends with the path of report.html. Running it again resumes.
 DEMO_DATA := data/demo_push
 DEMO_RUN := runs/demo_glass
+DEMO_CKPT := $(DEMO_RUN)/checkpoints/last.pt
 demo: $(STAMP)
 	$(PY) scripts/collect.py env=push policy=mixture episodes=60 steps=50 workers=2 masks=true out=$(DEMO_DATA) resume=true preview.episodes=16
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.max_minutes=3 trainer.sample_every=200 out=$(DEMO_RUN) resume=auto
-	$(PY) scripts/evaluate.py checkpoint=$(DEMO_RUN)/checkpoints/last.pt data=$(DEMO_DATA)
+	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
+	$(PY) scripts/plan.py checkpoint=$(DEMO_CKPT) env=reach planner=cem episodes=5 max_steps=30 execute=3 space=state "grounding.labels=[100]" out=runs/demo_plan
+	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
 test: $(STAMP)
@@ -45,6 +50,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py envs
 	$(PY) scripts/benchmark.py collect
+	$(PY) scripts/benchmark.py glass
+	$(PY) scripts/benchmark.py plan
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -93,6 +93,7 @@ def run(
     videos: int = 6,
     device: str = "auto",
     progress: bool = True,
+    plan_results: str | Path | None = None,
 ) -> Path:
     from latentplay.evaluation.detector import ObjectDetector
     from latentplay.utils.io import provenance, write_json_atomic
@@ -151,7 +152,7 @@ def run(
             f"{key}: model {v['model']:.3g}, best baseline {v['best_baseline']:.3g}, "
             f"ratio {v['ratio']:.2f} (target >= 2: {'met' if v['met'] else 'NOT met'})"
         )
-    return _report(out, summary, outcomes[:videos], validation, payload)
+    return _report(out, summary, outcomes[:videos], validation, payload, plan_results)
 
 
 def _report(
@@ -160,6 +161,7 @@ def _report(
     shown: list[QueryOutcome],
     validation: dict[str, Any],
     payload: dict[str, Any],
+    plan_results: str | Path | None = None,
 ) -> Path:
     from latentplay.evaluation.report import (
         ReportSection,
@@ -222,9 +224,37 @@ def _report(
             table=[{k: v for k, v in validation.items() if not isinstance(v, (list, dict))}],
         ),
     ]
+    if plan_results is not None:
+        sections.insert(0, _planning_section(Path(plan_results), out))
     return write_report(
         out,
         title=f"Counterfactual queries: {payload['checkpoint']}",
         summary_rows=rows,
         sections=sections,
     )
+
+
+def _planning_section(path: Path, out: Path) -> Any:
+    """A report section from a scripts/plan.py results.json (table and success bars)."""
+    import json
+
+    from latentplay.evaluation.planning import PLAN_COLUMNS
+    from latentplay.evaluation.report import ReportSection, metric_bars
+
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"plan_results={path}: cannot read a plan.py results.json ({e})") from e
+    rows = [{label: r[k] for k, label in PLAN_COLUMNS} for r in plan["rows"]]
+    bars = metric_bars(
+        {plan["env"]: {r["controller"]: r["success_rate"] for r in plan["rows"]}},
+        out / "planning_success.png",
+        ylabel="success rate",
+        title=f"MPC in {plan['env']} ({plan['episodes']} episodes)",
+    )
+    text = (
+        f"Planner {plan['planner']['name']} in the learned action space, goal images from "
+        f"reachable states; success: {plan['success']}. Oracle: the same planner with MuJoCo "
+        "as its model."
+    )
+    return ReportSection("Planning", text, table=rows, images=[bars])

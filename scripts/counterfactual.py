@@ -36,6 +36,7 @@ def main(cfg: DictConfig) -> None:
         videos=cfg.videos,
         device=cfg.device,
         progress=cfg.progress,
+        plan_results=cfg.plan_results,
     )
     print(f"\nreport: {report}")
 

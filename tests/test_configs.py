@@ -100,3 +100,28 @@ def test_train_and_evaluate_configs_name_what_is_missing() -> None:
         require_complete(_compose(name="train"))
     with pytest.raises(ConfigError, match="checkpoint, data"):
         require_complete(_compose(name="evaluate"))
+
+
+PLANNERS = sorted(p.stem for p in (CONFIGS / "planner").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("planner", PLANNERS)
+def test_planner_configs_build_their_planner(planner: str) -> None:
+    from latentplay.agents.planners import PLANNERS as BUILD
+    from latentplay.world_models.protocol import ActionSpec
+
+    cfg = _compose("checkpoint=x.pt", f"planner={planner}", name="plan")
+    require_complete(cfg)
+    kw = OmegaConf.to_container(cfg.planner)
+    p = BUILD[kw.pop("name")](ActionSpec(continuous=2, discrete=4), **kw)
+    assert (p.samples, p.horizon, p.iterations) == (300, 5, 10)  # the latency setting
+
+
+def test_plan_and_counterfactual_configs_name_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="checkpoint"):
+        require_complete(_compose(name="plan"))
+    with pytest.raises(ConfigError, match="checkpoint"):
+        require_complete(_compose(name="counterfactual"))
+    cfg = _compose("checkpoint=oracle", name="counterfactual")
+    require_complete(cfg)
+    assert cfg.queries == "all"
