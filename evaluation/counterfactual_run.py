@@ -47,8 +47,9 @@ def verdict(overall: dict[str, dict[str, float]]) -> dict[str, Any]:
     for key in ("object_err_px", "effect_err_px"):
         model = overall["model"].get(key, float("nan"))
         best = min(overall["copy"].get(key, np.inf), overall["factual"].get(key, np.inf))
-        out[key] = {"model": model, "best_baseline": best, "ratio": best / max(model, 1e-12)}
-        out[key]["met"] = bool(out[key]["ratio"] >= 2.0)
+        ratio = best / model if model > 0 else None  # None: the model is exact
+        met = best > 0 if ratio is None else ratio >= 2.0
+        out[key] = {"model": model, "best_baseline": best, "ratio": ratio, "met": bool(met)}
     return out
 
 
@@ -148,9 +149,10 @@ def run(
     write_json_atomic(out / "results.json", payload)
     print(overall_table(summary.overall))
     for key, v in check.items():
+        ratio = "exact" if v["ratio"] is None else f"{v['ratio']:.2f}"
         print(
             f"{key}: model {v['model']:.3g}, best baseline {v['best_baseline']:.3g}, "
-            f"ratio {v['ratio']:.2f} (target >= 2: {'met' if v['met'] else 'NOT met'})"
+            f"ratio {ratio} (target >= 2: {'met' if v['met'] else 'NOT met'})"
         )
     return _report(out, summary, outcomes[:videos], validation, payload, plan_results)
 

@@ -123,3 +123,18 @@ def test_the_true_simulator_as_the_model_scores_zero_error() -> None:
     assert s.overall["factual"]["object_err_px"] > 0.5
     assert s.overall["factual"]["effect_err_px"] > 0.5
     assert set(s.per_kind) == {"move_object", "actions"}
+
+
+def test_verdict_asks_for_half_the_better_baselines_error() -> None:
+    from latentplay.evaluation.counterfactual_run import verdict
+
+    overall = {
+        "model": {"object_err_px": 1.0, "effect_err_px": 0.0},
+        "copy": {"object_err_px": 2.5, "effect_err_px": 1.5},
+        "factual": {"object_err_px": 1.9, "effect_err_px": 3.0},
+    }
+    v = verdict(overall)
+    assert v["object_err_px"]["best_baseline"] == 1.9 and not v["object_err_px"]["met"]
+    assert v["effect_err_px"]["ratio"] is None and v["effect_err_px"]["met"]
+    overall["model"]["object_err_px"] = 0.95
+    assert verdict(overall)["object_err_px"]["met"]
