@@ -206,7 +206,13 @@ def labelled_transitions(
             conts.append(acts.continuous[0].cpu())
         if acts.discrete is not None:
             ids.append(acts.discrete[0].cpu())
-        envs.append(torch.as_tensor(reader.ground_truth(ep)["actions"], dtype=torch.float32))
+        labels = torch.as_tensor(reader.ground_truth(ep)["actions"], dtype=torch.float32)
+        ref = acts.continuous if acts.continuous is not None else acts.discrete
+        if ref.shape[1] != len(labels):
+            raise ValueError(
+                f"episode {ep}: {ref.shape[1]} learned actions for {len(labels)} env actions"
+            )
+        envs.append(labels)
     env = torch.cat(envs)
     if n > len(env):
         raise ValueError(f"{n} labels asked; the {len(episodes)} episodes have {len(env)}")

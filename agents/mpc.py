@@ -110,7 +110,7 @@ class OracleController:
         return cost
 
     def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
-        plan = self.planner.plan(self._cost(state))
+        plan = self.planner.plan(self._cost(state), executed=self.execute)
         return plan.actions.continuous[0, : self.execute].cpu().numpy()
 
 
@@ -141,7 +141,9 @@ class ModelController:
     def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
         ctx = np.stack(frames[-self.context :])
         x = torch.from_numpy(ctx).permute(0, 3, 1, 2)[None].to(self.device)
+        if hasattr(self.model, "set_start"):  # the simulator as the model: told the truth
+            self.model.set_start(state)
         cost = GoalImageCost(self.model, x, self.goal, space=self.space, chunk=self.chunk)
-        plan = self.planner.plan(cost)
+        plan = self.planner.plan(cost, executed=self.execute)
         first = Actions(*(None if a is None else a[0, : self.execute] for a in plan.actions))
         return self.grounding.to_env(first).cpu().numpy()

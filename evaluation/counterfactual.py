@@ -16,6 +16,7 @@ video B standing in for D).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,10 +42,10 @@ OBJECT_HALF_HEIGHT = 0.02  # m: detected pixels are mapped to the plane of objec
 class Intervention:
     """do(...) on the start state, or new actions. Fields used per ``kind``:
 
-    - ``move_object``: ``object`` moved by ``offset`` (m), to ``xy``, or ``sideways`` m across
-      the factual end effector's path (out of its way; the side that stays on the table);
+    - ``move_object``: ``object`` moved by ``offset`` (m), to ``xy``, or ``sideways`` m (or
+      more) across the factual end effector's path, until it is clear of it (out of its way);
     - ``add_object``: a new object at ``xy``, or where the factual end effector is after
-      ``path_step`` steps (in the arm's path);
+      ``path_step`` steps (in the arm's path; the nearest path point clear of the objects);
     - ``remove_object``: ``object``;
     - ``set_mass`` / ``set_friction``: ``object``'s value times ``factor`` (or set to ``value``);
     - ``actions``: constant actions toward object ``toward`` (from where the end effector
@@ -75,6 +76,8 @@ class Intervention:
         }.get(self.kind, ())
         if need and all(getattr(self, k) is None for k in need):
             raise ValueError(f"intervention {self.kind} needs one of {need}")
+        if not 0 < abs(self.speed) <= 1:
+            raise ValueError(f"speed={self.speed}; expected 0 < |speed| <= 1 (env action units)")
 
 
 @dataclass(frozen=True)
@@ -169,21 +172,24 @@ def make_env(query: Query, width: int = 64, height: int = 64) -> ArmEnv:
 
 def start_state(env: ArmEnv, query: Query) -> tuple[ArmState, np.ndarray]:
     """The query's start S and the factual env actions from it (H, 3): the scripted push
-    policy's, run from ``reset(seed)``."""
+    policy's, run from ``reset(seed)``. S is ``lead`` steps before the first step in which an
+    object moves (more than 0.5 mm) or is touched, so every object is at rest at S."""
     _, info = env.reset(seed=query.seed)
     policy = ScriptedPushPolicy(env.action_space)
     policy.reset(np.random.default_rng(query.seed), info)
-    states, actions, first_contact = [env.get_state()], [], None
+    states, actions, first = [env.get_state()], [], None
     for t in range(query.max_warmup + query.horizon):
+        before = info["object_pos"][:, :2].copy()
         a = policy.act(None, info)
         _, _, _, _, info = env.step(a)
         actions.append(a)
         states.append(env.get_state())
-        if first_contact is None and info["contact_arm_object"].any():
-            first_contact = t
-        if first_contact is not None and len(actions) >= first_contact + query.horizon:
+        moved = np.linalg.norm(info["object_pos"][:, :2] - before, axis=1) > 5e-4
+        if first is None and (info["contact_arm_object"].any() or moved.any()):
+            first = t
+        if first is not None and len(actions) >= first + query.horizon:
             break
-    s0 = max(0, (first_contact or 0) - query.lead)
+    s0 = max(0, (first or 0) - query.lead)
     acts = np.stack(actions[s0 : s0 + query.horizon])
     if len(acts) < query.horizon:
         raise RuntimeError(f"query {query.name}: only {len(acts)} factual steps")
@@ -201,14 +207,10 @@ def intervene(env: ArmEnv, query: Query, factual: Branch) -> np.ndarray:
         elif iv.offset is not None:
             xy = start + np.asarray(iv.offset)
         else:
-            xy = _sideways(start, factual.ee_pos[-1, :2] - factual.ee_pos[0, :2], iv.sideways)
+            xy = _out_of_path(query, start, factual.ee_pos[:, :2], iv.sideways)
         env.move_object(i, xy)
     elif iv.kind == "add_object":
-        if iv.xy is not None:
-            xy = np.asarray(iv.xy)
-        else:
-            step = min(iv.path_step, query.horizon)
-            xy = factual.ee_pos[step, :2]
+        xy = np.asarray(iv.xy) if iv.xy is not None else _free_path_point(query, factual)
         env.add_object(xy)
     elif iv.kind == "remove_object":
         env.remove_object(i)
@@ -219,6 +221,8 @@ def intervene(env: ArmEnv, query: Query, factual: Branch) -> np.ndarray:
         (env.set_object_mass if iv.kind == "set_mass" else env.set_object_friction)(i, v)
     else:  # new actions
         if iv.toward is not None:
+            if not factual.object_active[iv.toward]:
+                raise ValueError(f"query {query.name}: toward={iv.toward} is not an object here")
             d = factual.object_pos[0, iv.toward, :2] - factual.ee_pos[0, :2]
         else:
             d = np.asarray(iv.direction, np.float64)
@@ -227,12 +231,52 @@ def intervene(env: ArmEnv, query: Query, factual: Branch) -> np.ndarray:
     return actions
 
 
-def _sideways(start: np.ndarray, path: np.ndarray, distance: float) -> np.ndarray:
-    """``start`` moved ``distance`` across ``path``, to the side nearer the table's centre."""
-    d = path / max(np.linalg.norm(path), 1e-9)
-    normal = np.array([-d[1], d[0]])
-    cands = [start + distance * normal, start - distance * normal]
-    return min(cands, key=lambda p: float(np.abs(p).max()))
+OBJECT_CLEARANCE_M = 0.055  # centre to centre: two 4.4 cm objects plus a gap
+PATH_CLEARANCE_M = 0.07  # object centre to the end-effector path: paddle half-length + object
+
+
+def _dist_to_path(p: np.ndarray, path: np.ndarray) -> float:
+    """Distance from point p (2,) to the polyline ``path`` (T, 2)."""
+    a, b = path[:-1], path[1:]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0, 1)
+    return float(np.linalg.norm(a + t[:, None] * ab - p, axis=1).min())
+
+
+def _out_of_path(query: Query, start: np.ndarray, path: np.ndarray, distance: float) -> np.ndarray:
+    """``start`` moved across the end effector's factual path, to the side it already is on,
+    by ``distance`` or more, until it is ``PATH_CLEARANCE_M`` from the whole path."""
+    d = path[-1] - path[0]
+    normal = np.array([-d[1], d[0]]) / max(np.linalg.norm(d), 1e-9)
+    side = np.sign(np.dot(start - path[0], normal)) or 1.0
+    lim = 0.13
+    for sign in (side, -side):
+        for k in range(8):
+            p = start + sign * (distance + 0.01 * k) * normal
+            if np.abs(p).max() <= lim and _dist_to_path(p, path) >= PATH_CLEARANCE_M:
+                return p
+    raise ValueError(
+        f"query {query.name}: no spot {distance} m or more across the arm's path is "
+        f"{PATH_CLEARANCE_M} m clear of it and on the table; choose another seed"
+    )
+
+
+def _free_path_point(query: Query, factual: Branch) -> np.ndarray:
+    """Where the factual end effector is after ``path_step`` steps, or the nearest later or
+    earlier path point that is clear of every object and of the end effector at the start."""
+    iv, path = query.intervention, factual.ee_pos[:, :2]
+    objs = factual.object_pos[0, factual.object_active, :2]
+    order = sorted(range(1, len(path)), key=lambda k: abs(k - iv.path_step))
+    for k in order:
+        p = path[k]
+        if (np.linalg.norm(objs - p, axis=1) >= OBJECT_CLEARANCE_M).all() and np.linalg.norm(
+            p - path[0]
+        ) >= OBJECT_CLEARANCE_M:
+            return p
+    raise ValueError(
+        f"query {query.name}: no point of the arm's path is {OBJECT_CLEARANCE_M} m clear of "
+        "the objects; choose another seed"
+    )
 
 
 @dataclass
@@ -309,6 +353,45 @@ def _fill(pred: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
     return filled, float(1 - miss.mean()) if miss.size else 1.0
 
 
+PADDLE_REACH_M = 0.030  # paddle pixel centre to object centre (box half-size 2.2 cm + ~1 px)
+
+
+def paddle_pixels(frames: np.ndarray) -> np.ndarray:
+    """Pixels of the orange wrist paddle (the only part of the arm low enough to touch an
+    object; the links pass above them). (N, h, w, 3) uint8 -> (N, h, w) bool."""
+    f = frames.astype(np.int16)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    return (r > 170) & (g > 70) & (g < 190) & (b < 90) & (r - g > 50)
+
+
+def visual_contact(
+    frames: np.ndarray, object_px: np.ndarray, to_metres: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Contact read from frames: a paddle pixel within ``PADDLE_REACH_M`` of an object's
+    detected centre (table metres). frames (N, h, w, 3), object_px (N, n, 2) -> (N, n) bool."""
+    paddle = paddle_pixels(frames)
+    out = np.zeros(object_px.shape[:2], bool)
+    for t in range(len(frames)):
+        vs, us = np.nonzero(paddle[t])
+        if not len(us):
+            continue
+        pts = to_metres(np.stack([us + 0.5, vs + 0.5], axis=1))  # (P, 2)
+        obj = to_metres(object_px[t])  # (n, 2), NaN where not found
+        d = np.linalg.norm(pts[None] - obj[:, None], axis=-1).min(axis=1)
+        out[t] = np.nan_to_num(d, nan=np.inf) < PADDLE_REACH_M
+    return out
+
+
+def _outcomes(
+    frames: np.ndarray, pos: np.ndarray, start: np.ndarray, to_metres: Callable
+) -> tuple[np.ndarray, np.ndarray]:
+    """Did each object end > 1 cm from where it started; was it touched at any step (the
+    paddle within reach in a frame, or the object moved: objects here only move when touched,
+    and a touch can fall between frames)?"""
+    moved = np.linalg.norm(to_metres(pos[-1]) - to_metres(start), axis=-1) > MOVED_M
+    return moved, visual_contact(frames, pos, to_metres).any(axis=0) | moved
+
+
 def score_query(
     branches: QueryBranches,
     model_cf: np.ndarray,
@@ -318,18 +401,33 @@ def score_query(
 ) -> dict[str, Any]:
     """Per-step errors of the model and the baselines; see the module doc.
 
+    Every quantity of the truth and of the predictions is read from frames the same way (the
+    detector's object positions; moved = ended more than 1 cm from the start; contact = the
+    paddle within reach of the object), so a perfect prediction scores exactly zero; how
+    these readings agree with the simulator on the true frames is reported as
+    ``reading_vs_simulator``. Steps where the detector misses an object in the *true*
+    counterfactual video (the arm over it) are left out of the position errors (NaN-aware
+    means); objects it misses in a *predicted* frame count as where they started.
+
     ``to_metres``: (..., 2) pixels -> (..., 2) table metres (the camera's inverse projection)."""
     f, cf = branches.factual, branches.counterfactual
-    h = len(cf.actions)
+    h, name = len(cf.actions), branches.query.name
+    for what, video in (("model_cf", model_cf), ("model_f", model_f)):
+        if video.shape != cf.frames[1:].shape:
+            raise ValueError(
+                f"query {name}: {what} of shape {video.shape}; expected {cf.frames[1:].shape}"
+            )
     objs = np.flatnonzero(cf.object_active)  # objects of the counterfactual scene
+    if not len(objs):
+        raise ValueError(f"query {name}: the counterfactual scene has no object to score")
     both = [i for i in objs if f.object_active[i]]  # ... also in the factual one
     true_cf = locate(cf.frames)[:, objs]  # (H+1, n, 2)
     true_f = locate(f.frames)[:, objs]
     start_cf, start_f = true_cf[0], true_f[0]
     if not np.isfinite(start_cf).all():
         raise RuntimeError(
-            f"query {branches.query.name}: the detector misses an object in the true start "
-            "frame (occluded?); choose another start"
+            f"query {name}: the detector misses an object in the true start frame "
+            "(occluded?); choose another start"
         )
     preds = {
         "model": (model_cf, model_f),
@@ -339,36 +437,51 @@ def score_query(
     truth_px = true_cf[1:]
     idx_both = [int(np.flatnonzero(objs == i)[0]) for i in both]
     true_effect = (true_cf[1:, idx_both] - true_f[1:, idx_both]) if both else None
-    moved_true = np.linalg.norm(cf.object_pos[-1, objs, :2] - cf.object_pos[0, objs, :2], axis=-1)
-    contact_true = cf.contact[:, objs].any(axis=0)
-    out: dict[str, Any] = {"name": branches.query.name, "kind": branches.query.intervention.kind}
+    moved_true, contact_true = _outcomes(cf.frames[1:], truth_px, start_cf, to_metres)
+    sim_moved = np.linalg.norm(cf.object_pos[-1, objs, :2] - cf.object_pos[0, objs, :2], -1)
+    out: dict[str, Any] = {
+        "name": name,
+        "kind": branches.query.intervention.kind,
+        "true_moved": moved_true.tolist(),
+        "true_contact": contact_true.tolist(),
+        "reading_vs_simulator": {
+            "moved_agree": (moved_true == (sim_moved > MOVED_M)).tolist(),
+            "contact_agree": (
+                contact_true == (cf.contact[:, objs].any(axis=0) | (sim_moved > MOVED_M))
+            ).tolist(),
+            "truth_detected": float(np.isfinite(truth_px).all(axis=-1).mean()),
+        },
+    }
     chw = lambda v: v.transpose(0, 3, 1, 2).astype(np.float64) / 255  # noqa: E731
     real = chw(cf.frames[1:])
-    for name, (p_cf, p_f) in preds.items():
+    for pred_name, (p_cf, p_f) in preds.items():
         pos_cf, rate = _fill(locate(p_cf)[:, objs], start_cf)
-        err_px = np.linalg.norm(pos_cf - truth_px, axis=-1)  # (H, n)
+        err_px = np.linalg.norm(pos_cf - truth_px, axis=-1)  # (H, n), NaN: truth unseen
         err_m = np.linalg.norm(to_metres(pos_cf) - to_metres(truth_px), axis=-1)
         row = {
-            "object_err_px": err_px.mean(axis=1).tolist(),
-            "object_err_cm": (100 * err_m.mean(axis=1)).tolist(),
+            "object_err_px": _nanmean_rows(err_px),
+            "object_err_cm": _nanmean_rows(100 * err_m),
             "detected": rate,
         }
         if true_effect is not None:
             pos_f, _ = _fill(locate(p_f)[:, both], start_f[idx_both])
             effect = pos_cf[:, idx_both] - pos_f
-            row["effect_err_px"] = (
-                np.linalg.norm(effect - true_effect, axis=-1).mean(axis=1).tolist()
-            )
-        moved_pred = np.linalg.norm(to_metres(pos_cf[-1]) - to_metres(start_cf), axis=-1) > MOVED_M
-        row["moved_correct"] = (moved_pred == (moved_true > MOVED_M)).tolist()
-        row["contact_correct"] = (moved_pred == contact_true).tolist()
+            row["effect_err_px"] = _nanmean_rows(np.linalg.norm(effect - true_effect, axis=-1))
+        moved, contact = _outcomes(p_cf, pos_cf, start_cf, to_metres)
+        row["moved_correct"] = (moved == moved_true).tolist()
+        row["contact_correct"] = (contact == contact_true).tolist()
         pf = chw(p_cf)
         row["psnr"] = np.minimum(M.psnr(pf, real), 60.0).tolist()
         row["ssim"] = M.ssim(pf, real).tolist()
-        out[name] = row
-    out["true_moved"] = (moved_true > MOVED_M).tolist()
-    out["true_contact"] = contact_true.tolist()
+        out[pred_name] = row
     return out
+
+
+def _nanmean_rows(x: np.ndarray) -> list[float]:
+    """Mean over objects per step, ignoring NaN (a step with no seen object stays NaN)."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=1).tolist()
 
 
 @dataclass
@@ -382,7 +495,11 @@ SERIES = ("object_err_px", "object_err_cm", "effect_err_px", "psnr", "ssim")
 
 
 def summarize(results: list[dict[str, Any]]) -> SuiteSummary:
-    """Means over queries: per horizon step, overall (mean over steps), and per kind."""
+    """Means over queries (NaN-aware: steps where the truth was unseen are skipped): per
+    horizon step, overall (mean over steps), and per kind."""
+    horizons = {len(r["model"]["object_err_px"]) for r in results}
+    if len(horizons) != 1:
+        raise ValueError(f"queries of different horizons {sorted(horizons)}; summarize apart")
     s = SuiteSummary()
 
     def agg(rows: list[dict[str, Any]]) -> tuple[dict, dict]:
@@ -393,12 +510,16 @@ def summarize(results: list[dict[str, Any]]) -> SuiteSummary:
                 vals = [r[p][key] for r in rows if key in r[p]]
                 if vals:
                     arr = np.asarray(vals, np.float64)
-                    steps[p][key] = arr.mean(axis=0).tolist()
-                    overall[p][key] = float(arr.mean())
-                    overall[p][f"{key}_final"] = float(arr[:, -1].mean())
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        steps[p][key] = np.nanmean(arr, axis=0).tolist()
+                        overall[p][key] = float(np.nanmean(arr))
+                        overall[p][f"{key}_final"] = float(np.nanmean(arr[:, -1]))
             for key in ("moved_correct", "contact_correct"):
                 flat = [v for r in rows for v in r[p][key]]
-                overall[p][key.replace("_correct", "_acc")] = float(np.mean(flat))
+                overall[p][key.replace("_correct", "_acc")] = (
+                    float(np.mean(flat)) if flat else float("nan")
+                )
             overall[p]["detected"] = float(np.mean([r[p]["detected"] for r in rows]))
         return steps, overall
 

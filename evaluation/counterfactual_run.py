@@ -47,6 +47,9 @@ def verdict(overall: dict[str, dict[str, float]]) -> dict[str, Any]:
     for key in ("object_err_px", "effect_err_px"):
         model = overall["model"].get(key, float("nan"))
         best = min(overall["copy"].get(key, np.inf), overall["factual"].get(key, np.inf))
+        if not np.isfinite(model):  # missing or NaN: nothing was measured, nothing is met
+            out[key] = {"model": model, "best_baseline": best, "ratio": None, "met": False}
+            continue
         ratio = best / model if model > 0 else None  # None: the model is exact
         met = best > 0 if ratio is None else ratio >= 2.0
         out[key] = {"model": model, "best_baseline": best, "ratio": ratio, "met": bool(met)}

@@ -89,7 +89,9 @@ def repeat_state(state: Any, n: int) -> Any:
         if state.shape[:1] != (1,):
             raise ValueError(f"state tensor of shape {tuple(state.shape)}; expected batch 1")
         return state.expand(n, *state.shape[1:])
-    if isinstance(state, list | tuple) and not hasattr(state, "_fields"):
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # NamedTuple
+        return type(state)(*(repeat_state(s, n) for s in state))
+    if isinstance(state, list | tuple):
         return type(state)(repeat_state(s, n) for s in state)
     if isinstance(state, dict):
         return {k: repeat_state(v, n) for k, v in state.items()}

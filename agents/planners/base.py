@@ -85,13 +85,14 @@ class SamplingPlanner:
         self.std = torch.full((h, c), self.std_init, device=self.device)
         self.probs = torch.full((h, k), 1.0 / k, device=self.device) if k else None
 
-    def _shift(self) -> None:
-        """Receding horizon: drop the executed step, repeat the last, widen the std again."""
-        self.mean = torch.cat([self.mean[1:], self.mean[-1:]])
+    def _shift(self, k: int = 1) -> None:
+        """Receding horizon: drop the ``k`` executed steps, repeat the last, widen the std."""
+        k = min(k, self.horizon)
+        self.mean = torch.cat([self.mean[k:], self.mean[-1:].expand(k, -1)])
         self.std = torch.full_like(self.std, self.std_init)
         if self.probs is not None:
-            uniform = torch.full_like(self.probs[-1:], 1.0 / self.spec.discrete)
-            self.probs = torch.cat([self.probs[1:], uniform])
+            uniform = torch.full_like(self.probs[-k:], 1.0 / self.spec.discrete)
+            self.probs = torch.cat([self.probs[k:], uniform])
 
     def _sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """n sequences: normalized continuous (n, H, C) in [-1, 1], discrete ids (n, H).
@@ -130,12 +131,16 @@ class SamplingPlanner:
         costs = cost(actions)
         if costs.shape != (n,):
             raise ValueError(f"cost returned shape {tuple(costs.shape)}; expected ({n},)")
-        return torch.nan_to_num(costs.detach().float(), nan=float("inf")).to(self.device)
+        c = costs.detach().float().to(self.device)
+        if (c == -torch.inf).any():
+            raise ValueError("cost returned -inf; costs must be finite, +inf or NaN (= rejected)")
+        return torch.where(torch.isnan(c), torch.inf, c)  # NaN and +inf: never elites first
 
     @torch.no_grad()
-    def plan(self, cost: Cost, warm_start: bool = True) -> Plan:
+    def plan(self, cost: Cost, warm_start: bool = True, executed: int = 1) -> Plan:
         """Optimize the action sequence for ``cost``; warm-starts from the previous call's plan
-        shifted by one step unless ``warm_start=False``."""
+        unless ``warm_start=False``. ``executed``: how many of the returned steps the caller
+        will carry out before asking again (the warm start is shifted by that many)."""
         if not warm_start:
             self.reset()
         elite_costs, best = [], float("inf")
@@ -150,5 +155,5 @@ class SamplingPlanner:
         ids = None if self.probs is None else self.probs.argmax(dim=1)[None]
         final = self._actions(u, ids)
         final_cost = float(self._score(cost, final, 1)[0])
-        self._shift()
+        self._shift(executed)
         return Plan(final, final_cost, min(best, final_cost), elite_costs)
