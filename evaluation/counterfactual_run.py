@@ -103,6 +103,7 @@ def run(
     from latentplay.utils.io import provenance, write_json_atomic
     from latentplay.world_models.train import resolve_device
 
+    started = provenance()  # the code that runs, not the one checked out at the end
     dev = resolve_device(device)
     queries = [q for f in query_files for q in load_queries(f)]
     if not queries:
@@ -147,7 +148,7 @@ def run(
         "per_step": summary.per_step,
         "verdict": check,
         "results": results,
-        **provenance(),
+        **started,
     }
     write_json_atomic(out / "results.json", payload)
     print(overall_table(summary.overall))

@@ -41,6 +41,7 @@ def main(cfg: DictConfig) -> None:
     from latentplay.world_models.checkpoint import load_model
     from latentplay.world_models.train import resolve_device
 
+    started = provenance()  # the code that runs, not the one checked out at the end
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
 
     def make_env() -> ArmEnv:
@@ -121,7 +122,7 @@ def main(cfg: DictConfig) -> None:
         "max_steps": cfg.max_steps,
         "success": {"reach": "end effector within 2 cm", "push": "object within 3 cm"},
         "rows": rows,
-        **provenance(),
+        **started,
     }
     print(planning_table(rows))
     out.mkdir(parents=True, exist_ok=True)
