@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from latentplay.envs.arm import ArmEnv, ArmState
-from latentplay.world_models.protocol import Actions, ActionSpec
+from latentplay.world_models.protocol import Actions, ActionSpec, rollout
 
 
 @dataclass
@@ -74,12 +74,7 @@ class SimulatorModel:
         return state.frames.to(self.device)
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
-        state = self.encode(context)
-        frames = []
-        for t in range(len(actions)):
-            state = self.step(state, actions.at(t))
-            frames.append(self.decode(state))
-        return torch.stack(frames, dim=1)
+        return rollout(self, context, actions)
 
     def ground_truth(self, state: SimState, key: str) -> np.ndarray:
         """``env.ground_truth()[key]`` for each state of the batch, stacked."""

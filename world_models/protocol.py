@@ -100,3 +100,14 @@ def repeat_state(state: Any, n: int) -> Any:
             state, **{f.name: repeat_state(getattr(state, f.name), n) for f in fields(state)}
         )
     return state
+
+
+def rollout(model: WorldModel, context: torch.Tensor, actions: Actions) -> torch.Tensor:
+    """The protocol's ``rollout`` from its other methods: encode ``context``, step through
+    ``actions``, decode each state -> ``(B, T_actions, 3, H, W)``."""
+    state = model.encode(context)
+    frames = []
+    for t in range(len(actions)):
+        state = model.step(state, actions.at(t))
+        frames.append(model.decode(state))
+    return torch.stack(frames, dim=1)

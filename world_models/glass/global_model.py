@@ -16,7 +16,7 @@ import torch
 
 from latentplay.world_models.glass.model import Glass
 from latentplay.world_models.layers import shift_images
-from latentplay.world_models.protocol import Actions, ActionSpec, to_float_frames
+from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
 
 
 @dataclass
@@ -75,9 +75,4 @@ class GlassGlobal:
 
     @torch.no_grad()
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
-        state = self.encode(context)
-        out = []
-        for t in range(len(actions)):
-            state = self.step(state, actions.at(t))
-            out.append(self.decode(state))
-        return torch.stack(out, dim=1)
+        return rollout(self, context, actions)

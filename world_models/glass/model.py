@@ -37,7 +37,7 @@ from latentplay.world_models.layers import (
     conv_block,
     shift_images,
 )
-from latentplay.world_models.protocol import Actions, ActionSpec, to_float_frames
+from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
 
 OUT_OF_DOMAIN = -1.1  # masked pixels handed to the inpainter (outside [0, 1])
 
@@ -460,12 +460,7 @@ class Glass(nn.Module):
         return state.frame
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
-        state = self.encode(context)
-        frames = []
-        for t in range(len(actions)):
-            state = self.step(state, actions.at(t))
-            frames.append(self.decode(state))
-        return torch.stack(frames, dim=1)
+        return rollout(self, context, actions)
 
     def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
         """One-step predictions, each from the true previous frame (GLASS's evaluation): its
