@@ -34,6 +34,7 @@ def main(cfg: DictConfig) -> None:
         resume=cfg.resume,
         config=OmegaConf.to_container(cfg, resolve=True),
         sample_fn=run.sample_fn,
+        before_checkpoint=run.before_checkpoint,
     )
     print(
         f"{result.out}: step {result.step}, {result.seconds / 60:.1f} min of training, "

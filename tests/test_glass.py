@@ -15,8 +15,9 @@ from latentplay.rollouts.toy import make_toy_dataset
 from latentplay.world_models.checkpoint import CheckpointMismatchError, load_model
 from latentplay.world_models.glass import Glass, LossWeights, glass_losses
 from latentplay.world_models.glass import losses as L
-from latentplay.world_models.glass.train import GlassObjective, GlassSchedule
-from latentplay.world_models.layers import VectorQuantizer, shift_images
+from latentplay.world_models.glass.model import MAX_LOCAL_FLOW, Renderer
+from latentplay.world_models.glass.train import GlassCalibration, GlassObjective, GlassSchedule
+from latentplay.world_models.layers import VectorQuantizer, shift_images, warp_images
 from latentplay.world_models.protocol import Actions, WorldModel
 from latentplay.world_models.train import TrainerSettings, train
 
@@ -73,6 +74,57 @@ def test_shift_images_moves_content_by_whole_pixels() -> None:
     img[0, 0, 3, 2] = 1.0
     out = shift_images(img, torch.tensor([[2 * 2 / 8, -1 * 2 / 8]]))  # +2 px right, 1 px up
     assert out[0, 0, 2, 4] == pytest.approx(1.0) and float(out.sum()) == pytest.approx(1.0)
+
+
+def test_warp_by_a_constant_flow_is_a_shift() -> None:
+    x = torch.rand(2, 3, 16, 16)
+    shifts = torch.tensor([[0.25, -0.125], [0.1, 0.3]])
+    flow = shifts[:, :, None, None].expand(-1, -1, 16, 16)
+    torch.testing.assert_close(warp_images(x, flow), shift_images(x, shifts))
+    img = torch.zeros(1, 1, 8, 8)
+    img[0, 0, 3, 2] = 1.0
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[0, 0, 3, 3] = 2 / 8  # only the pixel right of the dot pulls from one pixel left
+    out = warp_images(img, flow)
+    assert float(out[0, 0, 3, 3]) == pytest.approx(1.0) and float(out[0, 0, 3, 2]) == 1.0
+
+
+def test_flow_renderer_can_move_a_link_the_global_shift_does_not() -> None:
+    """Known answer: a flow of +1 px in x everywhere and a zero blend weight render the
+    shifted previous foreground moved one more pixel right."""
+    torch.manual_seed(0)
+    r = Renderer(hidden=8, w=4, kind="flow")
+    h = torch.randn(1, 8, 4, 4)
+    fg, mask = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        for head in r.heads:
+            head.weight.zero_()
+            head.bias.zero_()
+            head.bias[4] = -30.0  # blend weight sigmoid(-30) ~ 0: keep the warped base
+            head.bias[5] = float(torch.atanh(torch.tensor((2 / 32) / MAX_LOCAL_FLOW)))
+        rgbs, m = r(h, fg, mask)
+    torch.testing.assert_close(rgbs[-1], shift_images(fg, torch.tensor([[2 / 32, 0.0]])))
+    torch.testing.assert_close(m, shift_images(mask, torch.tensor([[2 / 32, 0.0]])))
+    assert [x.shape[-1] for x in rgbs] == [8, 16, 32]
+    with pytest.raises(ValueError, match="renderer='crisp'"):
+        Renderer(hidden=8, w=4, kind="crisp")
+
+
+def test_remembered_background_shows_what_an_occluder_uncovers() -> None:
+    """A static scene behind a 1-pixel occluder moving right: where the occluder stands at t,
+    the background is the pixel seen there before; where it stood from the start, the
+    inpainting."""
+    scene = torch.rand(1, 1, 3, 4, 6).expand(1, 4, 3, 4, 6)
+    masks = torch.zeros(1, 4, 1, 4, 6)
+    for t in range(4):
+        masks[0, t, 0, :, 1 + t] = 1.0  # column 1 + t is covered at t
+    frames = scene * (1 - masks)  # the occluder is black
+    fills = torch.full_like(frames, 0.5)  # an inpainter that knows nothing
+    bg = Glass.remembered_backgrounds(frames, masks, frames * (1 - masks) + fills * masks)
+    torch.testing.assert_close(bg[0, 0, :, :, 1], fills[0, 0, :, :, 1])  # never seen yet
+    torch.testing.assert_close(bg[0, 3, :, :, 4], scene[0, 3, :, :, 4])  # seen at t <= 2
+    torch.testing.assert_close(bg[0, 3, :, :, 1], scene[0, 3, :, :, 1])  # seen since t=1
+    torch.testing.assert_close(bg[0, 2, :, :, 3], scene[0, 2, :, :, 3])
 
 
 def test_mask_losses_known_values() -> None:
@@ -223,6 +275,12 @@ def test_checkpoint_of_another_model_is_refused(toy: Path, tmp_path: Path) -> No
     bigger = Glass(size="s", image_size=32, num_actions=3)
     with pytest.raises(CheckpointMismatchError, match="size: 'xs' vs 's'"):
         train(bigger, _objective(), data, tmp_path / "run", _settings(max_steps=2), resume=True)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["model_args"]["renderer"] = "blend"  # arguments that do not build these weights
+    torch.save(ckpt, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointMismatchError, match=r"edited\.pt: its weights do not fit"):
+        load_model(tmp_path / "edited.pt")
 
 
 # ---------------------------------------------------------------------------- learning a toy
@@ -272,10 +330,11 @@ def test_xs_model_recovers_the_true_actions_of_a_toy(toy: Path, tmp_path: Path) 
         GlassObjective(schedule, weights),
         data,
         tmp_path / "toy_run",
-        _settings(batch_size=16, max_steps=400, max_minutes=None, lr=2e-3),  # ~40 s here
+        _settings(batch_size=16, max_steps=400, max_minutes=None, lr=2e-3),  # ~60 s here
+        before_checkpoint=GlassCalibration(data),
     )
     r2, nmi = _scores(model, toy)
     assert r2 >= 0.9, f"global shift R² {r2:.3f}"
     # Local actions are learned slowly on this budget (0.2-0.3 NMI measured after 400 steps,
     # ~0.35 after 1.5 minutes): the bar is "clearly above an untrained model", not "high".
-    assert nmi >= 0.1, f"local action NMI {nmi:.3f}"
+    assert nmi >= 0.5, f"local action NMI {nmi:.3f}"

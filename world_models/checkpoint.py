@@ -78,7 +78,13 @@ def load_model(
     """Rebuild the model from the checkpoint alone; returns (model in eval mode, checkpoint)."""
     ckpt = read_checkpoint(path, device)
     model = build_model(ckpt["model_name"], ckpt["model_args"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:  # weights of another version of the model's code
+        raise CheckpointMismatchError(
+            f"{path}: its weights do not fit {ckpt['model_name']}({ckpt['model_args']}) as "
+            f"this code builds it: {e}"
+        ) from e
     return model.to(device).eval(), ckpt
 
 

@@ -20,6 +20,7 @@ class TrainingRun:
     dataset: ClipDataset
     settings: TrainerSettings
     sample_fn: Callable | None
+    before_checkpoint: Callable | None = None
 
 
 def build_training(
@@ -32,7 +33,12 @@ def build_training(
         raise ValueError(f"{data}: frames are {meta['width']}x{meta['height']}; expected square")
     if name == "glass":
         from latentplay.world_models.glass import Glass, LossWeights
-        from latentplay.world_models.glass.train import GlassObjective, GlassSchedule, glass_samples
+        from latentplay.world_models.glass.train import (
+            GlassCalibration,
+            GlassObjective,
+            GlassSchedule,
+            glass_samples,
+        )
 
         schedule = GlassSchedule(**cfg.pop("schedule", {}))
         weights = LossWeights(**cfg.pop("loss", {}))
@@ -44,5 +50,6 @@ def build_training(
             dataset,
             TrainerSettings(**trainer_cfg),
             glass_samples,
+            GlassCalibration(dataset),
         )
     raise ValueError(f"model.name={name!r}; expected one of ['glass']")

@@ -47,6 +47,18 @@ def shift_images(
     return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
+def warp_images(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Move the content of ``images (N, C, H, W)`` by a dense ``flow (N, 2, H, W)`` in the units
+    of :func:`shift_images` (x then y; ``output(p) = input(p - flow(p))``, bilinear, zeros
+    outside). A constant flow equals :func:`shift_images` by the same shift."""
+    h, w = images.shape[-2:]
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=images.device, dtype=images.dtype)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, 2)
+    grid = grid.unsqueeze(0) - flow.permute(0, 2, 3, 1)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class ShiftRegressor(nn.Module):
     """Reads a channel-concatenated pair of images and outputs a 2-vector shift.
 

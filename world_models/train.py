@@ -101,6 +101,7 @@ def train(
     resume: bool | str = False,
     config: dict[str, Any] | None = None,
     sample_fn: Callable[[nn.Module, torch.Tensor, Path], None] | None = None,
+    before_checkpoint: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on clips of ``data`` into the run folder ``out``.
 
@@ -108,7 +109,9 @@ def train(
     must exist) or ``"auto"`` (continue when there is one, else start).
     ``out/checkpoints/last.pt`` is rewritten atomically every few minutes and at the end;
     ``out/metrics.jsonl`` and TensorBoard logs (``out/tb``) get ``train/loss/*`` every
-    ``log_every`` steps; ``sample_fn`` writes videos to ``out/samples`` every ``sample_every``.
+    ``log_every`` steps; ``sample_fn`` writes videos to ``out/samples`` every ``sample_every``;
+    ``before_checkpoint(model)`` runs before each checkpoint (e.g. to recompute statistics that
+    only inference reads; it must not change what training computes).
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -145,6 +148,8 @@ def train(
     (out / "samples").mkdir(exist_ok=True)
 
     def checkpoint() -> None:
+        if before_checkpoint is not None:
+            before_checkpoint(model)
         save_checkpoint(
             ckpt_path,
             model=model,

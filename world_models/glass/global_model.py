@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from latentplay.world_models.glass.model import Glass
+from latentplay.world_models.glass.model import Glass, over
 from latentplay.world_models.layers import shift_images
 from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
 
@@ -62,7 +62,7 @@ class GlassGlobal:
         return GlobalState(fg, mask, state.background, total, state.origin_fg, state.origin_mask)
 
     def decode(self, state: GlobalState) -> torch.Tensor:
-        return state.mask * state.foreground + (1 - state.mask) * state.background
+        return over(state.foreground, state.mask, state.background)
 
     def embed(self, state: GlobalState) -> torch.Tensor:
         """The foreground mask's centroid (x, y in [-1, 1]): where the agent is."""

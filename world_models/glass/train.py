@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.video import tile, write_video
 from latentplay.world_models.glass.losses import LossWeights, glass_losses
 from latentplay.world_models.glass.model import Glass
@@ -77,6 +79,24 @@ class GlassObjective:
             std = out["fg_shift"].detach().flatten(0, 1).std(dim=0)
             model.shift_std.mul_(0.99).add_(0.01 * std)
         return loss, terms
+
+
+class GlassCalibration:
+    """Before every checkpoint: :meth:`Glass.calibrate` on ``clips`` clips spread evenly over
+    the training set (the same clips every time, no random draws: resumed runs stay exact)."""
+
+    def __init__(self, dataset: ClipDataset, clips: int = 256, batch_size: int = 16) -> None:
+        n = min(len(dataset), clips)
+        self.dataset, self.batch_size = dataset, batch_size
+        self.indices = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
+
+    def __call__(self, model: Glass) -> None:
+        device = next(model.parameters()).device
+        b = self.batch_size
+        model.calibrate(
+            torch.stack([self.dataset[i] for i in self.indices[j : j + b]]).to(device)
+            for j in range(0, len(self.indices), b)
+        )
 
 
 def glass_samples(model: Glass, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
