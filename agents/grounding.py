@@ -8,7 +8,11 @@ the frames into its learned action (global shift + local id for GLASS). Two maps
   part by regression and the discrete part by classification.
 
 ``kind="linear"`` fits least squares (and a linear softmax classifier); ``kind="mlp"`` one hidden
-layer. With no labels, :func:`analytic_grounding` maps the end-effector displacement an env
+layer. A linear ``to_env`` inverts the forward fit (learned shift from env action) for what the
+shift determines, and takes only the rest (what the shift does not see, e.g. the wrist) from the
+regression of env action on learned action: the learned shift is a noisy reading of the motion,
+and regressing on a noisy variable attenuates the gain (errors in variables), so the arm would
+move less than the planner asked. With no labels, :func:`analytic_grounding` maps the end-effector displacement an env
 action commands onto an image shift through the camera (GLASS's shift is the arm's image
 motion; one normalized unit is half the frame).
 """
@@ -78,6 +82,34 @@ def _fit(
     return _Fitted(net.eval(), mean, std)
 
 
+def _affine(f: _Fitted) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear :class:`_Fitted` as ``y = x @ A.T + b`` on raw (unstandardized) inputs."""
+    a = f.net.weight / f.x_std
+    return a, f.net.bias - a @ f.x_mean
+
+
+def _inverse_forward(forward: _Fitted, regression: _Fitted, din: int) -> _Fitted:
+    """``to_env`` from the forward fit ``shift = A env + b`` (C rows) and the regression
+    ``env = R x + r`` (x: the shift, then any one-hot local ids):
+
+        env = pinv(A) (shift - b) + (I - pinv(A) A) (R x + r)
+
+    the part of the env action the shift determines by inverting the forward fit, the part it
+    does not (A's null space) from the regression. Exact when both fits are."""
+    a, b = _affine(forward)
+    r, r0 = _affine(regression)
+    pinv = torch.linalg.pinv(a.double()).float()  # (E, C)
+    null = torch.eye(a.shape[1]) - pinv @ a  # (E, E)
+    c = a.shape[0]
+    weight = null @ r
+    weight[:, :c] += pinv
+    lin = nn.Linear(din, a.shape[1])
+    with torch.no_grad():
+        lin.weight.copy_(weight)
+        lin.bias.copy_(null @ r0 - pinv @ b)
+    return _Fitted(lin, torch.zeros(din), torch.ones(din))
+
+
 class Grounding:
     """Maps between a model's learned actions and env actions (fit with :meth:`fit`)."""
 
@@ -117,6 +149,8 @@ class Grounding:
         self._to_env = _fit(x, env_actions, classify=0, **args)
         if learned.continuous is not None:
             self._to_cont = _fit(env_actions, learned.continuous.float(), classify=0, **args)
+            if self.kind == "linear":
+                self._to_env = _inverse_forward(self._to_cont, self._to_env, x.shape[1])
         if learned.discrete is not None and self.spec.discrete:
             self._to_ids = _fit(env_actions, learned.discrete, classify=self.spec.discrete, **args)
         self.labels = n

@@ -230,6 +230,32 @@ def test_schedules() -> None:
     assert s0.motion_prior(20) == 0.0
 
 
+def test_calibrate_gives_inference_the_statistics_of_the_clips() -> None:
+    """Precise BatchNorm: after calibrating on one batch, inference (running statistics) picks
+    the local actions that normalizing by that batch's own statistics picks; nothing but the
+    action network's normalization buffers changes, and the mode is restored."""
+    m = _model()
+    x = torch.rand(8, 5, 3, 32, 32)
+    with torch.no_grad():
+        for bn in m.modules():  # running statistics far from any batch's
+            if isinstance(bn, torch.nn.BatchNorm1d):
+                bn.running_mean.fill_(5.0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    m.train()
+    m.calibrate([x])
+    assert m.training
+    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("action_net.mlp.") for k in changed), changed
+    with torch.no_grad():
+        m.eval()
+        ids_running = m.infer_actions(x).discrete
+        for bn in m.action_net.modules():
+            if isinstance(bn, torch.nn.BatchNorm1d):
+                bn.train()  # normalize by the batch itself
+        ids_batch = m.infer_actions(x).discrete
+    torch.testing.assert_close(ids_running, ids_batch)
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def _settings(**kw) -> TrainerSettings:
     base = dict(batch_size=4, max_steps=6, max_minutes=None, log_every=2, sample_every=10**9)
@@ -255,12 +281,35 @@ def test_checkpoint_round_trip(toy: Path, tmp_path: Path) -> None:
 
 def test_resume_continues_exactly(toy: Path, tmp_path: Path) -> None:
     data = ClipDataset(toy, clip_length=4, cache=True)
+    calibrate = GlassCalibration(data, clips=16)  # before every checkpoint: 2 of them in b
     straight = _model()
-    train(straight, _objective(), data, tmp_path / "a", _settings(max_steps=6))
+    train(
+        straight,
+        _objective(),
+        data,
+        tmp_path / "a",
+        _settings(max_steps=6),
+        before_checkpoint=calibrate,
+    )
     first = _model()
-    train(first, _objective(), data, tmp_path / "b", _settings(max_steps=3))
+    train(
+        first,
+        _objective(),
+        data,
+        tmp_path / "b",
+        _settings(max_steps=3),
+        before_checkpoint=calibrate,
+    )
     second = _model()
-    train(second, _objective(), data, tmp_path / "b", _settings(max_steps=6), resume=True)
+    train(
+        second,
+        _objective(),
+        data,
+        tmp_path / "b",
+        _settings(max_steps=6),
+        resume=True,
+        before_checkpoint=calibrate,
+    )
     for (k, v), v2 in zip(straight.state_dict().items(), second.state_dict().values(), strict=True):
         torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()

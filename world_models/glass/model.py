@@ -10,9 +10,12 @@ Departures from the published GLASS, each for a CPU budget of minutes instead of
 - a motion prior for the mask (frame differences, no labels; ``losses.motion_prior_loss``):
   without it the mask collapsed to empty within a few hundred steps on Push-v0;
 - offline gradient-L1 losses instead of the VGG perceptual terms (no downloaded weights);
-- the renderer blends its output with the globally shifted previous foreground (``Renderer``);
-- a U-Net inpainter (``Inpainter``);
-- cosine vector quantization with dead-code restarts (``layers.VectorQuantizer``).
+- the renderer warps the globally shifted previous foreground by a local flow and blends it
+  with its own output, modulated by the actions (``Renderer``);
+- a U-Net inpainter (``Inpainter``); predicted frames composite over the background
+  remembered from the context frames (``remembered_backgrounds``, ``over``);
+- cosine vector quantization with dead-code restarts (``layers.VectorQuantizer``), and the
+  action network's batch statistics recomputed before each checkpoint (``calibrate``).
 
 Shapes: frames ``(B, T, 3, H, W)`` float in [0, 1]; masks ``(B, T, 1, H, W)``; global shifts
 ``(B, T-1, 2)`` in normalized units (+x right, +y down, one unit = half the frame); LMA
