@@ -12,9 +12,9 @@ layer. A linear ``to_env`` inverts the forward fit (learned shift from env actio
 shift determines, and takes only the rest (what the shift does not see, e.g. the wrist) from the
 regression of env action on learned action: the learned shift is a noisy reading of the motion,
 and regressing on a noisy variable attenuates the gain (errors in variables), so the arm would
-move less than the planner asked. With no labels, :func:`analytic_grounding` maps the end-effector displacement an env
-action commands onto an image shift through the camera (GLASS's shift is the arm's image
-motion; one normalized unit is half the frame).
+move less than the planner asked. With no labels, :func:`analytic_grounding` maps the
+end-effector displacement an env action commands onto an image shift through the camera
+(GLASS's shift is the arm's image motion; one normalized unit is half the frame).
 """
 
 from __future__ import annotations

@@ -126,13 +126,23 @@ def image_metrics(
     batch: int = 16,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """PSNR/SSIM per horizon step: teacher-forced, autoregressive (inferred and random actions)
-    from one context frame, and copy-the-context-frame."""
+    """PSNR/SSIM per horizon step: teacher-forced (beside copying the previous true frame),
+    autoregressive (inferred and random actions) from one context frame, and copy-the-context-
+    frame."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     spec = model.action_spec
     std = getattr(model, "shift_std", torch.full((2,), spec.continuous_bound / 3)).cpu()
     rows: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("tf_psnr", "tf_ssim", "ar_psnr", "ar_ssim", "rand_psnr", "copy_psnr")
+        k: []
+        for k in (
+            "tf_psnr",
+            "tf_ssim",
+            "tf_copy_psnr",
+            "ar_psnr",
+            "ar_ssim",
+            "rand_psnr",
+            "copy_psnr",
+        )
     }
     clips = list(_clips(reader, episodes, horizon + 1))
     for i in range(0, len(clips), batch):
@@ -147,10 +157,12 @@ def image_metrics(
             discrete=torch.randint(spec.discrete, (b, horizon), generator=gen).to(device),
         )
         rnd = _to_unit(model.rollout(x[:, :1], rand))
-        copy = np.repeat(_to_unit(x[:, :1].float() / 255), horizon, axis=1)
+        previous = _to_unit(x[:, :-1].float() / 255)
+        copy = np.repeat(previous[:, :1], horizon, axis=1)
         cap = lambda p: np.minimum(p, PSNR_CAP)  # noqa: E731
         rows["tf_psnr"].append(cap(M.psnr(tf, real)))
         rows["tf_ssim"].append(M.ssim(tf, real))
+        rows["tf_copy_psnr"].append(cap(M.psnr(previous, real)))
         rows["ar_psnr"].append(cap(M.psnr(ar, real)))
         rows["ar_ssim"].append(M.ssim(ar, real))
         rows["rand_psnr"].append(cap(M.psnr(rnd, real)))
@@ -159,6 +171,7 @@ def image_metrics(
     return {
         "eval/image/tf_psnr": float(per["tf_psnr"].mean()),
         "eval/image/tf_ssim": float(per["tf_ssim"].mean()),
+        "eval/image/tf_copy_psnr": float(per["tf_copy_psnr"].mean()),
         f"eval/image/ar{horizon}_psnr": float(per["ar_psnr"].mean()),
         f"eval/image/ar{horizon}_ssim": float(per["ar_ssim"].mean()),
         f"eval/image/ar{horizon}_psnr_random_actions": float(per["rand_psnr"].mean()),
@@ -282,6 +295,7 @@ SUMMARY = [
     ("eval/mask/iou", "arm mask IoU", ">= 0.6"),
     ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ">= 28"),
     ("eval/image/tf_ssim", "SSIM teacher-forced", ""),
+    ("eval/image/tf_copy_psnr", "PSNR copy-the-previous-frame baseline, one step (dB)", ""),
     ("eval/image/ar8_psnr", "PSNR autoregressive, 8 steps from 1 frame (dB)", ">= 22"),
     ("eval/image/ar8_ssim", "SSIM autoregressive, 8 steps", ""),
     ("eval/image/copy8_psnr", "PSNR copy-first-frame baseline, 8 steps (dB)", ""),

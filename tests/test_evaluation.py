@@ -77,3 +77,24 @@ def test_mask_centroid_motion_is_the_translation_of_a_rigid_mask() -> None:
     np.testing.assert_allclose(mask_centroid_motion(masks), [[1.0, 2.0], [2.0, -3.0]])
     masks[2] = False  # out of view: no motion to report
     assert np.isnan(mask_centroid_motion(masks)[1]).all()
+
+
+def test_image_metrics_score_the_copy_baselines_exactly(tmp_path: Path) -> None:
+    """The copy baselines are computed by hand here: copying the previous true frame (one
+    step) and holding the first frame (autoregressive horizon)."""
+    from latentplay.evaluation import metrics as M
+    from latentplay.evaluation.world_model import PSNR_CAP, image_metrics
+    from latentplay.rollouts.format import EpisodeReader
+
+    root = make_toy_dataset(tmp_path / "toy", episodes=6, steps=8, size=32)
+    reader = EpisodeReader(root)
+    eps = reader.indices("train")[:2]
+    torch.manual_seed(0)
+    res = image_metrics(Glass(size="xs", image_size=32).eval(), reader, eps, 4, torch.device("cpu"))
+    clips = [reader.frames(e)[s : s + 5] / 255.0 for e in eps for s in (0, 5) if s + 5 <= 9]
+    one_step = [np.minimum(M.psnr(c[:-1][None], c[1:][None]), PSNR_CAP) for c in clips]
+    held = [np.minimum(M.psnr(np.repeat(c[:1], 4, 0)[None], c[1:][None]), PSNR_CAP) for c in clips]
+    assert res["eval/image/clips"] == len(clips)
+    assert res["eval/image/tf_copy_psnr"] == pytest.approx(np.concatenate(one_step).mean(), 1e-5)
+    assert res["eval/image/copy4_psnr"] == pytest.approx(np.concatenate(held).mean(), 1e-5)
+    assert res["eval/image/tf_psnr"] < PSNR_CAP  # an untrained model is not a copy
