@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=400, help="episodes per run for `collect`")
     p.add_argument("--env", default="latentplay/Push-v0", help="env id for `collect`")
     p.add_argument("--checkpoint", default=None, help="GLASS checkpoint for `plan`")
+    p.add_argument(
+        "--no-full", action="store_true", help="`plan`: skip the full GLASS rollout (~1 min/plan)"
+    )
     args = p.parse_args(argv)
     command = "python scripts/benchmark.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
@@ -57,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             ("x_first", "x size s", ".3f"),
         ]
     elif args.kind == "plan":
-        rows = bench.bench_plan(repeats=args.repeats or 3, checkpoint=args.checkpoint)
+        rows = bench.bench_plan(
+            repeats=args.repeats or 3, checkpoint=args.checkpoint, full=not args.no_full
+        )
         columns = [
             ("name", "model", ""),
             ("ms_per_replan", "ms / replan (median)", ".0f"),

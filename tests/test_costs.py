@@ -11,7 +11,7 @@ import torch
 from latentplay.agents.planners import CEM, MPPI
 from latentplay.agents.planners.costs import GoalImageCost, ObjectPositionCost
 from latentplay.world_models.glass import Glass
-from latentplay.world_models.glass.global_model import GlassGlobal
+from latentplay.world_models.glass.global_model import GlassGlobal, mask_centroid
 from latentplay.world_models.protocol import Actions, ActionSpec, repeat_state
 
 SIZE = 40
@@ -100,11 +100,13 @@ def test_glass_global_view_translates_the_context_foreground() -> None:
     )
     square = torch.zeros(2, 1, 32, 32)
     square[:, :, 10:14, 8:12] = 1.0  # a mask whose centroid is known: moves with the shift
-    boxed = replace(state, origin_mask=square, mask=square)
+    boxed = replace(state, origin_mask=square, origin_centroid=mask_centroid(square))
     moved = view.step(boxed, Actions(shift, None))
     torch.testing.assert_close(
         view.embed(moved) - view.embed(boxed), torch.tensor([[0.25, 0.0], [0.0, 0.0]])
     )
+    # the embedding needs no image, and equals the centroid of the shifted mask it stands for
+    torch.testing.assert_close(view.embed(moved), mask_centroid(moved.mask), atol=1e-5, rtol=0)
     twice = view.step(nxt, Actions(shift, None))
     torch.testing.assert_close(twice.shift[0], torch.tensor([0.5, 0.0]))
     assert view.decode(twice).shape == (2, 3, 32, 32)

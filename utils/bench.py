@@ -285,10 +285,12 @@ def bench_plan(
     iterations: int = 10,
     checkpoint: str | None = None,
     image_size: int = 64,
+    full: bool = True,
 ) -> list[dict[str, Any]]:
     """Milliseconds per CEM replan (``samples`` x ``horizon`` x ``iterations`` imagined
     transitions, goal-image cost) per world model, median over ``repeats`` replans: GLASS
-    size s rolled out with its GMA alone (``GlassGlobal``) and in full (GMA + LMA), and the true
+    size s rolled out with its GMA alone (``GlassGlobal``; cost on decoded frames, and in its
+    state, the mask centroid) and in full (GMA + LMA, unless ``full=False``), and the true
     simulator (Push-v0, env actions, true-position cost). Without ``checkpoint`` an untrained
     size-s GLASS is timed (speed does not depend on the weights)."""
     import torch
@@ -324,13 +326,20 @@ def bench_plan(
         return out
 
     rows = []
-    for name, model in (
-        ("GLASS s, GMA rollout (GlassGlobal)", GlassGlobal(glass)),
-        ("GLASS s, full rollout (GMA + LMA)", glass),
-    ):
+    runs = [
+        ("GLASS s, GMA rollout (GlassGlobal), goal-image cost", GlassGlobal(glass), "pixels"),
+        ("GLASS s, GMA rollout (GlassGlobal), state cost", GlassGlobal(glass), "state"),
+    ]
+    if full:
+        runs.append(("GLASS s, full rollout (GMA + LMA), goal-image cost", glass, "pixels"))
+    for name, model, space in runs:
         planner = CEM(model.action_spec, **settings)
         with torch.inference_mode():
-            ms = timed(lambda m=model, p=planner: p.plan(GoalImageCost(m, frame[None, None], goal)))
+            ms = timed(
+                lambda m=model, p=planner, s=space: p.plan(
+                    GoalImageCost(m, frame[None, None], goal, space=s)
+                )
+            )
         rows.append({"name": name, "ms": ms})
     oracle = OracleController(
         lambda: PushEnv(width=image_size, height=image_size, time_limit=None),

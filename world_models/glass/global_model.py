@@ -10,7 +10,7 @@ actions (the wrist), so the action spec has the continuous shift only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -19,14 +19,36 @@ from latentplay.world_models.layers import shift_images
 from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
 
 
+def mask_centroid(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) soft masks -> their centroids (B, 2), x then y in normalized [-1, 1]
+    units (pixel centres; the units of the global shift)."""
+    m = mask[:, 0]
+    h, w = m.shape[-2:]
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=m.device)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=m.device)
+    area = m.sum(dim=(1, 2)).clamp(min=1e-6)
+    return torch.stack([(m.sum(1) * xs).sum(1) / area, (m.sum(2) * ys).sum(1) / area], 1)
+
+
 @dataclass
 class GlobalState:
-    foreground: torch.Tensor  # (B, 3, H, W) masked foreground, moved by the shifts so far
-    mask: torch.Tensor  # (B, 1, H, W)
+    """The context's foreground and mask, and the total shift so far. Stepping only adds to
+    the shift; the shifted images are made when read (one resampling from the context, so
+    no blur accumulates), and a planner scoring the state's embedding never makes them."""
+
     background: torch.Tensor  # (B, 3, H, W) inpainted background (static)
-    shift: torch.Tensor  # (B, 2) total shift so far (the foreground is re-shifted from 0)
-    origin_fg: torch.Tensor  # (B, 3, H, W) the context's foreground (no resampling blur)
+    shift: torch.Tensor  # (B, 2) total shift so far
+    origin_fg: torch.Tensor  # (B, 3, H, W) the context's foreground
     origin_mask: torch.Tensor  # (B, 1, H, W)
+    origin_centroid: torch.Tensor  # (B, 2) centroid of origin_mask
+
+    @property
+    def foreground(self) -> torch.Tensor:
+        return shift_images(self.origin_fg, self.shift)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return shift_images(self.origin_mask, self.shift)
 
 
 class GlassGlobal:
@@ -45,8 +67,7 @@ class GlassGlobal:
         mask = self.glass.masks(x)
         bg = self.glass.inpaint(x, mask)[:, 0]
         fg, m = (mask * x)[:, 0], mask[:, 0]
-        zero = x.new_zeros(x.shape[0], 2)
-        return GlobalState(fg, m, bg, zero, fg, m)
+        return GlobalState(bg, x.new_zeros(x.shape[0], 2), fg, m, mask_centroid(m))
 
     @torch.no_grad()
     def infer_actions(self, frames: torch.Tensor) -> Actions:
@@ -56,22 +77,16 @@ class GlassGlobal:
     def step(self, state: GlobalState, actions: Actions) -> GlobalState:
         if actions.continuous is None:
             raise ValueError("GlassGlobal steps need the continuous (global shift) action")
-        total = state.shift + actions.continuous
-        fg = shift_images(state.origin_fg, total)  # one resampling from the context: sharp
-        mask = shift_images(state.origin_mask, total)
-        return GlobalState(fg, mask, state.background, total, state.origin_fg, state.origin_mask)
+        return replace(state, shift=state.shift + actions.continuous)
 
     def decode(self, state: GlobalState) -> torch.Tensor:
         return over(state.foreground, state.mask, state.background)
 
     def embed(self, state: GlobalState) -> torch.Tensor:
-        """The foreground mask's centroid (x, y in [-1, 1]): where the agent is."""
-        m = state.mask[:, 0]
-        h, w = m.shape[-2:]
-        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=m.device)
-        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=m.device)
-        area = m.sum(dim=(1, 2)).clamp(min=1e-6)
-        return torch.stack([(m.sum(1) * xs).sum(1) / area, (m.sum(2) * ys).sum(1) / area], 1)
+        """The foreground mask's centroid (x, y in [-1, 1]): where the agent is. A translation
+        moves it by the shift, exactly while the mask stays inside the frame, so no image is
+        made (the planning cost of ``space=state``)."""
+        return state.origin_centroid + state.shift
 
     @torch.no_grad()
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
