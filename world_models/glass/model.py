@@ -185,9 +185,9 @@ class Renderer(nn.Module):
         self.up1 = UpBlock(hidden, 4 * w, skip=skip)  # 1/4
         self.up2 = UpBlock(4 * w, 2 * w, skip=skip)  # 1/2
         self.up3 = UpBlock(2 * w, w, skip=skip)  # 1
-        # The actions modulate every scale (FiLM, zero at initialization), as GLASS's modulated
-        # convolutions do: a local action that sets what the foreground looks like acts here
-        # directly, not only through the dynamics' state.
+        # The actions modulate every scale (FiLM, zero at initialization; GLASS modulates the
+        # convolutions of its dynamics network by them): a local action that sets what the
+        # foreground looks like acts here directly, not only through the dynamics' state.
         self.films = (
             nn.ModuleList(nn.Linear(cond, 2 * c) for c in (4 * w, 2 * w, w)) if cond else None
         )
