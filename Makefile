@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(PY) scripts/collect.py env=push policy=mixture episodes=60 steps=50 workers=2 masks=true out=$(DEMO_DATA) resume=true preview.episodes=16
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.max_minutes=3 trainer.sample_every=200 out=$(DEMO_RUN) resume=auto
 	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
-	$(PY) scripts/plan.py checkpoint=$(DEMO_CKPT) env=reach planner=cem episodes=5 max_steps=30 execute=3 space=state "grounding.labels=[100]" out=runs/demo_plan
+	$(PY) scripts/plan.py checkpoint=$(DEMO_CKPT) env=reach planner=cem episodes=5 max_steps=30 execute=3 space=state "grounding.labels=[0,100]" out=runs/demo_plan
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
