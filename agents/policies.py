@@ -75,7 +75,9 @@ class ScriptedPushPolicy:
     (``approach`` m) and push it towards the point for ``push_steps`` steps, pick again.
     Aiming at inner points keeps objects off the walls. With no active object it reaches random
     waypoints. The wrist runs in segments of 3-10 steps turning one way, the other, or not
-    (``wrist_speed``): a discrete local action, as BAIR's gripper.
+    (``wrist_speed``): a discrete local action, as BAIR's gripper. With probability
+    ``aim_at_object`` a stroke aims at another active object instead of a random point, so
+    the pushed object pushes that one (chained pushes for PushMulti).
     """
 
     name = "scripted"
@@ -89,8 +91,12 @@ class ScriptedPushPolicy:
         wrist_speed: float = 0.7,
         noise: float = 0.1,
         ee_step: float = 0.02,
+        aim_at_object: float = 0.0,
     ) -> None:
         self.space = _box(action_space)
+        if not 0.0 <= aim_at_object <= 1.0:
+            raise ValueError(f"aim_at_object={aim_at_object}; expected a probability in [0, 1]")
+        self.aim_at_object = aim_at_object
         if self.space.shape != (3,):
             raise ValueError(f"ScriptedPushPolicy drives (dx, dy, dwrist); got {self.space}")
         self.speed, self.approach, self.push_steps = speed, approach, tuple(push_steps)
@@ -122,8 +128,13 @@ class ScriptedPushPolicy:
         if self._phase == "pick":
             if active.size:
                 self._obj = int(rng.choice(active))
-                obj = np.asarray(info["object_pos"])[self._obj, :2]
-                aim = rng.uniform(-0.09, 0.09, 2) - obj
+                positions = np.asarray(info["object_pos"])[:, :2]
+                obj = positions[self._obj]
+                others = active[active != self._obj]
+                if others.size and rng.random() < self.aim_at_object:
+                    aim = positions[int(rng.choice(others))] - obj
+                else:
+                    aim = rng.uniform(-0.09, 0.09, 2) - obj
                 if np.linalg.norm(aim) < 1e-3:
                     aim = rng.standard_normal(2)
                 self._dir = aim / np.linalg.norm(aim)

@@ -26,8 +26,9 @@ class CheckpointMismatchError(ValueError):
 
 def model_registry() -> dict[str, type[nn.Module]]:
     from latentplay.world_models.glass import Glass
+    from latentplay.world_models.yoda import Yoda
 
-    return {Glass.name: Glass}
+    return {Glass.name: Glass, Yoda.name: Yoda}
 
 
 def build_model(name: str, args: dict[str, Any]) -> nn.Module:

@@ -52,4 +52,15 @@ def build_training(
             glass_samples,
             GlassCalibration(dataset),
         )
-    raise ValueError(f"model.name={name!r}; expected one of ['glass']")
+    if name == "yoda":
+        from latentplay.world_models.yoda import Yoda
+        from latentplay.world_models.yoda.train import YodaObjective, YodaSchedule, yoda_samples
+
+        schedule = YodaSchedule(**cfg.pop("schedule", {}))
+        model = Yoda(image_size=meta["width"], **cfg)
+        dataset = ClipDataset(data, split=split, clip_length=schedule.clip_length, cache=True)
+        settings = TrainerSettings(**trainer_cfg)
+        return TrainingRun(
+            model, YodaObjective(schedule), dataset, settings, yoda_samples
+        )
+    raise ValueError(f"model.name={name!r}; expected one of ['glass', 'yoda']")

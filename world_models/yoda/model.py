@@ -1,0 +1,284 @@
+"""YODA-style world model: the next frame by flow matching, controlled by sparse flow.
+
+What the user (or a planner) controls is a *poke*: ``k`` pixels, each with a motion vector.
+The model generates the next frame from the previous one, one randomly chosen earlier frame
+(its distance embedded, YODA's cheap memory) and the poke; without a poke (condition dropout at
+training) it keeps simulating, so a pushed object can go on to push another.
+
+Ours differs from the original (Davtyan & Favaro, AAAI 2024) in being CPU-sized: it generates
+in pixel space at 64x64 (no autoencoder to train first; the stem patchifies 2x2) the
+*difference* to the previous frame, which is zero on the static scene, with a network that
+predicts that difference (the data) rather than the velocity; the flow comes from
+OpenCV (:mod:`.flow`), not RAFT; conditions are dropped per sample, not per batch.
+
+Actions (the protocol's ``Actions.continuous``, ``(B, 4k)`` per step): for each of the ``k``
+points ``(x, y, dx, dy)``: position in normalized image units (``align_corners=False``: -1 is
+the left/top edge, +1 the right/bottom edge) and motion in units of ``flow_scale`` pixels per
+step. ``Actions()`` (no continuous part) is the unconditioned step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
+from latentplay.world_models.yoda.flow import FlowEstimator
+from latentplay.world_models.yoda.flow_matching import SOLVERS, integrate, velocity_from_data
+from latentplay.world_models.yoda.net import SIZES, VelocityNet, YodaSize
+from latentplay.world_models.yoda.sparse import null_condition, rasterize, sample_points
+
+
+PREDICTIONS = ("data", "velocity")  # what the network outputs (see flow_matching)
+
+
+@dataclass
+class YodaState:
+    """The frames seen or generated so far (at most ``memory`` of them): ``(B, T, 3, H, W)``."""
+
+    frames: torch.Tensor
+
+    def repeat_batch(self, n: int) -> YodaState:
+        if self.frames.shape[0] != 1:
+            raise ValueError(f"state of batch {self.frames.shape[0]}; expected batch 1")
+        return YodaState(self.frames.expand(n, *self.frames.shape[1:]))
+
+
+class Yoda(nn.Module):
+    name: ClassVar[str] = "yoda"
+
+    def __init__(
+        self,
+        *,
+        size: str = "s",
+        points: int = 5,
+        image_size: int = 64,
+        flow_method: str = "farneback",
+        flow_scale: float = 4.0,
+        memory: int = 7,
+        sample_steps: int = 10,
+        solver: str = "euler",
+        prediction: str = "data",
+        spread: float = 1.5,
+    ) -> None:
+        super().__init__()
+        if size not in SIZES:
+            raise ValueError(f"size={size!r}; expected one of {list(SIZES)}")
+        if points < 1:
+            raise ValueError(f"points={points}; expected >= 1 control points")
+        if flow_scale <= 0:
+            raise ValueError(f"flow_scale={flow_scale}; expected > 0 (pixels per unit)")
+        if memory < 1:
+            raise ValueError(f"memory={memory}; expected >= 1 frame")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r}; expected one of {list(PREDICTIONS)}")
+        if solver not in SOLVERS:
+            raise ValueError(f"solver={solver!r}; expected one of {list(SOLVERS)}")
+        self._args = {
+            "size": size,
+            "points": points,
+            "image_size": image_size,
+            "flow_method": flow_method,
+            "flow_scale": flow_scale,
+            "memory": memory,
+            "sample_steps": sample_steps,
+            "solver": solver,
+            "prediction": prediction,
+            "spread": spread,
+        }
+        self.points, self.image_size, self.flow_scale = points, image_size, flow_scale
+        self.memory, self.sample_steps, self.solver = memory, sample_steps, solver
+        self.prediction, self.spread = prediction, spread
+        self.flow = FlowEstimator(flow_method)
+        self.net = VelocityNet(SIZES[size], image_size)
+        self.generator: torch.Generator | None = None  # set for reproducible sampling
+
+    def model_args(self) -> dict[str, Any]:
+        return dict(self._args)
+
+    @property
+    def size(self) -> YodaSize:
+        return SIZES[self._args["size"]]
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        return ActionSpec(continuous=4 * self.points, continuous_bound=1.0, sparse_points=self.points)
+
+    # ------------------------------------------------------------------ controls
+    def controls_to_actions(self, points: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """Pixels ``(..., k, 2)`` ``(x, y)`` and vectors ``(..., k, 2)`` px/step -> ``(..., 4k)``."""
+        size = self.image_size
+        xy = (points.float() + 0.5) * (2.0 / size) - 1.0
+        return torch.cat([xy, vectors.float() / self.flow_scale], dim=-1).flatten(-2)
+
+    def actions_to_controls(self, continuous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(..., 4k)`` -> pixels ``(..., k, 2)`` and vectors ``(..., k, 2)`` px/step."""
+        if continuous.shape[-1] != 4 * self.points:
+            raise ValueError(
+                f"actions of shape {tuple(continuous.shape)}; expected (..., {4 * self.points}) "
+                f"= (x, y, dx, dy) for each of {self.points} points"
+            )
+        if not torch.isfinite(continuous).all():
+            raise ValueError("actions hold NaN or inf")
+        a = continuous.reshape(*continuous.shape[:-1], self.points, 4)
+        points = (a[..., :2] + 1.0) * (self.image_size / 2.0) - 0.5
+        return points, a[..., 2:] * self.flow_scale
+
+    def control_map(
+        self,
+        points: torch.Tensor,
+        vectors: torch.Tensor,
+        present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        size = (self.image_size, self.image_size)
+        return rasterize(points, vectors, size, self.flow_scale, present, self.spread)
+
+    def null_map(self, b: int, device: torch.device) -> torch.Tensor:
+        return null_condition((b, 3, self.image_size, self.image_size), device, self.generator)
+
+    def sparse_controls(
+        self, prev: torch.Tensor, nxt: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The controls YODA trains on: ``k`` points drawn from the OpenCV flow prev -> next."""
+        flow = self.flow(prev, nxt)
+        return sample_points(flow.cpu(), self.points, generator)
+
+    # ------------------------------------------------------------------ generation
+    def velocity_field(
+        self, prev: torch.Tensor, memory: torch.Tensor, distance: torch.Tensor, control: torch.Tensor
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``v(x_t, t)`` for the difference ``next - prev`` under these conditions (the net
+        predicts the data or the velocity, per ``prediction``)."""
+        tokens = self.net.control_tokens(control)
+        logd = distance.float().log()
+
+        def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out = self.net(x, t, prev, memory, logd, control, tokens)
+            if self.prediction == "data":
+                return velocity_from_data(out, x, t)
+            return out
+
+        return v
+
+    def generate(
+        self, prev: torch.Tensor, memory: torch.Tensor, distance: torch.Tensor, control: torch.Tensor
+    ) -> torch.Tensor:
+        """The next frame ``(B, 3, H, W)`` in [0, 1]: integrate the ODE from noise to the
+        difference to ``prev``, add it."""
+        v = self.velocity_field(prev, memory, distance, control)
+        x0 = torch.randn(prev.shape, generator=self.generator, device=prev.device)
+        delta = integrate(v, x0, self.sample_steps, self.solver)
+        return (prev + delta).clamp(0.0, 1.0)
+
+    # ------------------------------------------------------------------ WorldModel protocol
+    def encode(self, frames: torch.Tensor) -> YodaState:
+        frames = to_float_frames(frames)
+        return YodaState(frames[:, -self.memory :])
+
+    def infer_actions(self, frames: torch.Tensor) -> Actions:
+        """The sparse flow of each transition (``k`` points drawn from the OpenCV flow, with a
+        fixed seed: the same frames always parse to the same actions): ``(B, T-1, 4k)``."""
+        frames = to_float_frames(frames)
+        b, t = frames.shape[:2]
+        gen = torch.Generator().manual_seed(0)
+        flow = self.flow(frames[:, :-1], frames[:, 1:]).cpu()  # (B, T-1, 2, H, W)
+        pts, vec = sample_points(flow.flatten(0, 1), self.points, gen)
+        acts = self.controls_to_actions(pts, vec).reshape(b, t - 1, -1)
+        return Actions(continuous=acts.to(frames.device))
+
+    def step(self, state: YodaState, actions: Actions) -> YodaState:
+        frames = state.frames
+        b = frames.shape[0]
+        if actions.continuous is None:
+            control = self.null_map(b, frames.device)
+        else:
+            pts, vec = self.actions_to_controls(actions.continuous.to(frames.device))
+            control = self.control_map(pts, vec)
+        return self.step_control(state, control)
+
+    def step_control(self, state: YodaState, control: torch.Tensor) -> YodaState:
+        """One step under a control map ``(B, 3, H, W)`` (see :meth:`control_map`)."""
+        frames = state.frames
+        b, n = frames.shape[:2]
+        distance = torch.full((b,), float(n), device=frames.device)
+        nxt = self.generate(frames[:, -1], frames[:, 0], distance, control)
+        return YodaState(torch.cat([frames, nxt[:, None]], dim=1)[:, -self.memory :])
+
+    def decode(self, state: YodaState) -> torch.Tensor:
+        return state.frames[:, -1]
+
+    def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
+        return rollout(self, context, actions)
+
+    def simulate(self, context: torch.Tensor, steps: int) -> torch.Tensor:
+        """``steps`` unconditioned frames after ``context``: ``(B, steps, 3, H, W)``."""
+        state, out = self.encode(context), []
+        for _ in range(steps):
+            state = self.step(state, Actions())
+            out.append(self.decode(state))
+        return torch.stack(out, dim=1)
+
+    def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
+        """One-step predictions from the true frames up to the previous one, under the parsed
+        sparse flow of each transition: ``(B, T, ...) -> (B, T-1, 3, H, W)``."""
+        frames = to_float_frames(frames)
+        acts = self.infer_actions(frames)
+        out = []
+        for i in range(frames.shape[1] - 1):
+            state = self.encode(frames[:, : i + 1])
+            out.append(self.decode(self.step(state, acts.at(i))))
+        return torch.stack(out, dim=1)
+
+    def random_actions(self, b: int, horizon: int, generator: torch.Generator) -> Actions:
+        """Random pokes, for the controllability baseline: uniform positions, vectors of the
+        typical training magnitude in random directions."""
+        k = self.points
+        xy = torch.rand(b, horizon, k, 2, generator=generator) * 2 - 1
+        vec = torch.randn(b, horizon, k, 2, generator=generator) * 0.5
+        return Actions(continuous=torch.cat([xy, vec], dim=-1).flatten(-2))
+
+    @torch.no_grad()
+    def poke(
+        self,
+        frames: torch.Tensor,
+        points: torch.Tensor,
+        vectors: torch.Tensor,
+        steps: int = 1,
+        then: int = 0,
+    ) -> torch.Tensor:
+        """Generate ``steps`` frames with the poke held, then ``then`` frames without control.
+
+        ``frames (B, T, 3, H, W)`` context; ``points (B, n, 2)`` pixels ``(x, y)`` and
+        ``vectors (B, n, 2)`` pixels per step, ``n <= k`` (a poke may use fewer points than the
+        model's ``k``). Returns ``(B, steps + then, 3, H, W)`` in [0, 1].
+        """
+        frames = to_float_frames(frames)
+        points, vectors = torch.as_tensor(points), torch.as_tensor(vectors)
+        if points.ndim == 2:
+            points, vectors = points[None], vectors[None]
+        b, n = points.shape[:2]
+        if points.shape != vectors.shape or points.shape[-1] != 2 or b != frames.shape[0]:
+            raise ValueError(
+                f"points {tuple(points.shape)} and vectors {tuple(vectors.shape)} for "
+                f"{frames.shape[0]} videos; expected both ({frames.shape[0]}, n, 2)"
+            )
+        if not 1 <= n <= self.points:
+            raise ValueError(f"a poke of {n} points; this model takes 1 to {self.points}")
+        if not (torch.isfinite(points).all() and torch.isfinite(vectors).all()):
+            raise ValueError("poke points or vectors hold NaN or inf")
+        pad = self.points - n
+        present = torch.ones(b, self.points, dtype=torch.bool)
+        present[:, n:] = False
+        pts = torch.cat([points.float(), torch.zeros(b, pad, 2)], 1)
+        vec = torch.cat([vectors.float(), torch.zeros(b, pad, 2)], 1)
+        control = self.control_map(pts, vec, present).to(frames.device)
+        state, out = self.encode(frames), []
+        for i in range(steps + then):
+            c = control if i < steps else self.null_map(b, frames.device)
+            state = self.step_control(state, c)
+            out.append(self.decode(state))
+        return torch.stack(out, dim=1)
