@@ -116,6 +116,22 @@ def _to_unit(x: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 1).cpu().numpy().astype(np.float64)
 
 
+def _random_actions(model: Any, b: int, horizon: int, gen: torch.Generator) -> Actions:
+    """The controllability baseline's actions: the model's own ``random_actions`` when it has
+    one (YODA: random pokes), else Gaussian global shifts at the model's typical scale and
+    uniform local codes (GLASS)."""
+    device = next(model.parameters()).device
+    if hasattr(model, "random_actions"):
+        a = model.random_actions(b, horizon, gen)
+        return Actions(*(None if p is None else p.to(device) for p in a))
+    spec = model.action_spec
+    std = getattr(model, "shift_std", torch.full((2,), spec.continuous_bound / 3)).cpu()
+    return Actions(
+        continuous=(torch.randn(b, horizon, 2, generator=gen) * std).to(device),
+        discrete=torch.randint(spec.discrete, (b, horizon), generator=gen).to(device),
+    )
+
+
 @torch.no_grad()
 def image_metrics(
     model: Any,
@@ -125,13 +141,14 @@ def image_metrics(
     device: torch.device,
     batch: int = 16,
     seed: int = 0,
+    clips: int | None = None,
 ) -> dict[str, Any]:
     """PSNR/SSIM per horizon step: teacher-forced (beside copying the previous true frame),
     autoregressive (inferred and random actions) from one context frame, and copy-the-context-
     frame."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    spec = model.action_spec
-    std = getattr(model, "shift_std", torch.full((2,), spec.continuous_bound / 3)).cpu()
+    if hasattr(model, "generator"):  # models that sample (YODA): the same noise every run
+        model.generator = torch.Generator(device=device).manual_seed(seed)
     rows: dict[str, list[np.ndarray]] = {
         k: []
         for k in (
@@ -144,19 +161,18 @@ def image_metrics(
             "copy_psnr",
         )
     }
-    clips = list(_clips(reader, episodes, horizon + 1))
+    all_clips = list(_clips(reader, episodes, horizon + 1))
+    if clips is not None and clips < len(all_clips):  # evenly spread over the episodes
+        pick = np.linspace(0, len(all_clips) - 1, clips).round().astype(int)
+        all_clips = [all_clips[j] for j in pick]
+    clips = all_clips
     for i in range(0, len(clips), batch):
         x = torch.from_numpy(np.stack(clips[i : i + batch])).permute(0, 1, 4, 2, 3).to(device)
         real = _to_unit(x[:, 1:].float() / 255)
         tf = _to_unit(model.teacher_forced(x))
         acts = model.infer_actions(x)
         ar = _to_unit(model.rollout(x[:, :1], acts))
-        b = x.shape[0]
-        rand = Actions(
-            continuous=(torch.randn(b, horizon, 2, generator=gen) * std).to(device),
-            discrete=torch.randint(spec.discrete, (b, horizon), generator=gen).to(device),
-        )
-        rnd = _to_unit(model.rollout(x[:, :1], rand))
+        rnd = _to_unit(model.rollout(x[:, :1], _random_actions(model, x.shape[0], horizon, gen)))
         previous = _to_unit(x[:, :-1].float() / 255)
         copy = np.repeat(previous[:, :1], horizon, axis=1)
         cap = lambda p: np.minimum(p, PSNR_CAP)  # noqa: E731
@@ -239,8 +255,11 @@ def evaluate(
     horizon: int = 8,
     max_episodes: int | None = None,
     device: str | torch.device = "cpu",
+    max_clips: int | None = None,
 ) -> dict[str, Any]:
-    """All metrics; actions are fit on ``val`` and scored on ``test`` episodes."""
+    """All metrics the model has parts for (global/local action identification and masks for
+    GLASS; image metrics for every model); actions are fit on ``val`` and scored on ``test``
+    episodes. ``max_clips`` caps the clips of the image metrics (sampling models are slow)."""
     device = torch.device(device)
     reader = EpisodeReader(data)
     fit_eps, test_eps = (
@@ -264,15 +283,17 @@ def evaluate(
             ),
         },
     }
-    results.update(
-        action_metrics(
-            parse_episodes(model, reader, fit_eps, device),
-            parse_episodes(model, reader, test_eps, device),
+    if model.action_spec.continuous == 2 and model.action_spec.discrete:  # global + local (GLASS)
+        results.update(
+            action_metrics(
+                parse_episodes(model, reader, fit_eps, device),
+                parse_episodes(model, reader, test_eps, device),
+            )
         )
-    )
-    results.update(translation_ceiling(reader, fit_eps, test_eps))
-    results.update(mask_metrics(model, reader, test_eps, device))
-    results.update(image_metrics(model, reader, test_eps, horizon, device))
+        results.update(translation_ceiling(reader, fit_eps, test_eps))
+    if hasattr(model, "masks"):
+        results.update(mask_metrics(model, reader, test_eps, device))
+    results.update(image_metrics(model, reader, test_eps, horizon, device, clips=max_clips))
     reader.close()
     return results
 
@@ -305,8 +326,13 @@ SUMMARY = [
 
 
 def summary_table(results: dict[str, Any]) -> str:
+    """Markdown table of the headline metrics; the targets are GLASS's (issue 3), shown for
+    GLASS checkpoints only (others keep ΔPSNR's)."""
+    glass = results.get("model", "glass") == "glass"
     lines = ["| metric | value | target |", "|---|---:|---|"]
     for key, label, target in SUMMARY:
+        if not glass and key != "eval/control/delta_psnr":
+            target = ""
         if key in results:
             v = results[key]
             lines.append(

@@ -26,15 +26,19 @@ def main(cfg: DictConfig) -> None:
 
     device = resolve_device(cfg.device)
     model, ckpt = load_model(cfg.checkpoint, device)
-    results = evaluate(model, cfg.data, cfg.horizon, cfg.max_episodes, device)
-    results.update(checkpoint=str(cfg.checkpoint), step=ckpt["step"], **provenance())
+    results = evaluate(model, cfg.data, cfg.horizon, cfg.max_episodes, device, cfg.max_clips)
+    results.update(
+        model=ckpt["model_name"], checkpoint=str(cfg.checkpoint), step=ckpt["step"], **provenance()
+    )
     out = (
         Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent.parent / "results.json"
     )
     write_json_atomic(out, results)
     print(summary_table(results))
     print(f"\nwritten: {out}")
-    if cfg.video:
+    if cfg.video and hasattr(model, "poke"):
+        print("pokes and their videos, scored against MuJoCo: scripts/poke.py")
+    elif cfg.video:
         from latentplay.evaluation.action_video import action_video
 
         video = action_video(model.cpu(), cfg.data, out.with_name("actions.mp4"))

@@ -58,8 +58,14 @@ def main(cfg: DictConfig) -> None:
         from latentplay.world_models.glass.global_model import GlassGlobal
 
         model = GlassGlobal(model)
+    elif cfg.model_view == "ee_poke":  # a sparse-flow model poked at the end effector
+        from latentplay.agents.ee_poke import EndEffectorPoke
+
+        model = EndEffectorPoke(model, make_env(), cfg.sample_steps)
     elif cfg.model_view != "full":
-        raise ValueError(f"model_view={cfg.model_view!r}; expected 'full' or 'global'")
+        raise ValueError(
+            f"model_view={cfg.model_view!r}; expected 'full', 'global' (GLASS) or 'ee_poke' (YODA)"
+        )
     data = cfg.data or ckpt.get("config", {}).get("data")
     if data is None and any(n > 0 for n in cfg.grounding.labels):
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")

@@ -119,3 +119,21 @@ def test_cost_of_the_wrong_shape_is_refused() -> None:
         CEM(SPEC).plan(lambda acts: torch.zeros(1))
     with pytest.raises(ValueError, match="nothing to plan"):
         CEM(ActionSpec())
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_planner_plans_a_sparse_flow_spec_as_its_points(name: str) -> None:
+    """YODA's spec (k points of (x, y, dx, dy)) is planned unchanged: a cost with a known best
+    poke (the first point at a place with a given vector, the rest irrelevant) is found."""
+    spec = ActionSpec(continuous=4 * 2, continuous_bound=1.0, sparse_points=2)
+    best = torch.tensor([0.5, -0.25, 0.4, 0.1])
+
+    def cost(actions: Actions) -> torch.Tensor:
+        return ((actions.continuous[:, :, :4] - best) ** 2).sum(dim=(1, 2))
+
+    plan = PLANNERS[name](spec, horizon=2, samples=300, elites=30, iterations=15, seed=0)
+    found = plan.plan(cost)
+    assert found.actions.continuous.shape == (1, 2, 8)
+    torch.testing.assert_close(
+        found.actions.continuous[0, :, :4], best.expand(2, 4), atol=0.05, rtol=0
+    )

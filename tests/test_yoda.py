@@ -108,7 +108,7 @@ def test_condition_dropout_is_per_sample_and_replaces_with_noise() -> None:
     assert abs(float(dropped.float().mean()) - 0.5) < 0.03
     assert torch.equal(out[~dropped], maps[~dropped])
     assert abs(float(out[dropped].std()) - 1.0) < 0.05
-    with pytest.raises(ValueError, match="p=1.5"):
+    with pytest.raises(ValueError, match=r"p=1\.5"):
         drop_conditions(maps, 1.5)
 
 
@@ -212,7 +212,9 @@ def _sprite_centres(frames: np.ndarray) -> np.ndarray:
     """Centroids (x, y) of the red sprite in float frames ``(N, 3, H, W)`` (NaN if absent)."""
     red = torch.as_tensor(LIGHTS[0]).float().div(255)[None, :, None, None]
     near = (torch.as_tensor(frames) - red).abs().amax(dim=1) < 0.2  # (N, H, W)
-    ys, xs = torch.meshgrid(torch.arange(frames.shape[-2]), torch.arange(frames.shape[-1]), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(frames.shape[-2]), torch.arange(frames.shape[-1]), indexing="ij"
+    )
     n = near.sum(dim=(1, 2)).float()
     cx = (near * xs).sum(dim=(1, 2)) / n
     cy = (near * ys).sum(dim=(1, 2)) / n
@@ -236,9 +238,7 @@ def _poke_score(model: Yoda, root: Path) -> float:
                 out = model.poke(ctx, pts - 0.5, POKES[:, None])[:, 0]
                 before = _sprite_centres(ctx[:, -1].numpy())
                 moved = _sprite_centres(out.numpy()) - before
-                cos = (moved * POKES.numpy()).sum(1) / (
-                    np.linalg.norm(moved, axis=1) * 2.0 + 1e-9
-                )
+                cos = (moved * POKES.numpy()).sum(1) / (np.linalg.norm(moved, axis=1) * 2.0 + 1e-9)
                 ok = (cos > 2**-0.5) & (np.linalg.norm(moved, axis=1) > 0.5)
                 hits.extend(np.nan_to_num(ok, nan=0.0).astype(bool).tolist())
     model.generator = None

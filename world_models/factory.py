@@ -60,7 +60,5 @@ def build_training(
         model = Yoda(image_size=meta["width"], **cfg)
         dataset = ClipDataset(data, split=split, clip_length=schedule.clip_length, cache=True)
         settings = TrainerSettings(**trainer_cfg)
-        return TrainingRun(
-            model, YodaObjective(schedule), dataset, settings, yoda_samples
-        )
+        return TrainingRun(model, YodaObjective(schedule), dataset, settings, yoda_samples)
     raise ValueError(f"model.name={name!r}; expected one of ['glass', 'yoda']")

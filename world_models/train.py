@@ -194,7 +194,7 @@ def train(
             dt = time.perf_counter() - t0
             elapsed += dt
             step += 1
-            n = clip.shape[0] * (clip.shape[1] - 1)
+            n = clip.shape[0] * getattr(step_fn, "transitions_per_clip", clip.shape[1] - 1)
             transitions += n
             t_rate += dt
             bar.update(1)

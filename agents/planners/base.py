@@ -6,7 +6,9 @@ to it), a categorical per step for the discrete part. Each iteration samples ``s
 sequences, scores them with a ``cost`` callable (``Actions (N, H, ...) -> (N,) costs``, the only
 link to a model), and refits the distribution on the best ``elites``; CEM and MPPI differ only
 in the refit. ``plan()`` returns the mean (continuous) and mode (discrete) sequence and keeps it
-for the next call, shifted by one step (warm start for receding-horizon control).
+for the next call, shifted by one step (warm start for receding-horizon control). A sparse-flow
+spec (YODA: ``sparse_points = k``) is planned as its continuous part, ``(x, y, dx, dy)`` per
+point in units of the bound.
 """
 
 from __future__ import annotations
@@ -49,8 +51,6 @@ class SamplingPlanner:
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
-        if spec.sparse_points:
-            raise ValueError("sparse-point action specs are planned through grounding; got one")
         if spec.continuous <= 0 and spec.discrete <= 0:
             raise ValueError(f"action spec {spec} has nothing to plan")
         for name, value in (("horizon", horizon), ("iterations", iterations)):

@@ -38,7 +38,9 @@ class FlowEstimator:
             raise ValueError(f"flow method={method!r}; expected one of {list(METHODS)}")
         self.method, self.min_magnitude = method, min_magnitude
         self._dis = (
-            cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
+            cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+            if method == "dis"
+            else None
         )
 
     def pair(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:

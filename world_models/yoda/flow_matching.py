@@ -72,7 +72,9 @@ def flow_matching_loss(
     return (velocity(xt, t) - u).pow(2).mean()
 
 
-def integrate(velocity: Velocity, x0: torch.Tensor, steps: int, solver: str = "euler") -> torch.Tensor:
+def integrate(
+    velocity: Velocity, x0: torch.Tensor, steps: int, solver: str = "euler"
+) -> torch.Tensor:
     """``x(1)`` from ``x(0) = x0`` in ``steps`` equal steps (Heun: 2 evaluations per step,
     except the last, which is Euler's, as in EDM: ``2 * steps - 1`` evaluations)."""
     if solver not in SOLVERS:

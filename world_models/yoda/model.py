@@ -32,7 +32,6 @@ from latentplay.world_models.yoda.flow_matching import SOLVERS, integrate, veloc
 from latentplay.world_models.yoda.net import SIZES, VelocityNet, YodaSize
 from latentplay.world_models.yoda.sparse import null_condition, rasterize, sample_points
 
-
 PREDICTIONS = ("data", "velocity")  # what the network outputs (see flow_matching)
 
 
@@ -106,11 +105,13 @@ class Yoda(nn.Module):
 
     @property
     def action_spec(self) -> ActionSpec:
-        return ActionSpec(continuous=4 * self.points, continuous_bound=1.0, sparse_points=self.points)
+        return ActionSpec(
+            continuous=4 * self.points, continuous_bound=1.0, sparse_points=self.points
+        )
 
     # ------------------------------------------------------------------ controls
     def controls_to_actions(self, points: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """Pixels ``(..., k, 2)`` ``(x, y)`` and vectors ``(..., k, 2)`` px/step -> ``(..., 4k)``."""
+        """Pixels ``(..., k, 2)`` ``(x, y)``, vectors ``(..., k, 2)`` px/step -> ``(..., 4k)``."""
         size = self.image_size
         xy = (points.float() + 0.5) * (2.0 / size) - 1.0
         return torch.cat([xy, vectors.float() / self.flow_scale], dim=-1).flatten(-2)
@@ -149,7 +150,11 @@ class Yoda(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def velocity_field(
-        self, prev: torch.Tensor, memory: torch.Tensor, distance: torch.Tensor, control: torch.Tensor
+        self,
+        prev: torch.Tensor,
+        memory: torch.Tensor,
+        distance: torch.Tensor,
+        control: torch.Tensor,
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``v(x_t, t)`` for the difference ``next - prev`` under these conditions (the net
         predicts the data or the velocity, per ``prediction``)."""
@@ -165,7 +170,11 @@ class Yoda(nn.Module):
         return v
 
     def generate(
-        self, prev: torch.Tensor, memory: torch.Tensor, distance: torch.Tensor, control: torch.Tensor
+        self,
+        prev: torch.Tensor,
+        memory: torch.Tensor,
+        distance: torch.Tensor,
+        control: torch.Tensor,
     ) -> torch.Tensor:
         """The next frame ``(B, 3, H, W)`` in [0, 1]: integrate the ODE from noise to the
         difference to ``prev``, add it."""
@@ -250,35 +259,38 @@ class Yoda(nn.Module):
         steps: int = 1,
         then: int = 0,
     ) -> torch.Tensor:
-        """Generate ``steps`` frames with the poke held, then ``then`` frames without control.
+        """Generate frames under a poke, then ``then`` frames without control.
 
-        ``frames (B, T, 3, H, W)`` context; ``points (B, n, 2)`` pixels ``(x, y)`` and
-        ``vectors (B, n, 2)`` pixels per step, ``n <= k`` (a poke may use fewer points than the
-        model's ``k``). Returns ``(B, steps + then, 3, H, W)`` in [0, 1].
+        ``frames (B, T, 3, H, W)`` context. ``points`` pixels ``(x, y)`` and ``vectors`` pixels
+        per step, both ``(B, n, 2)`` (held for ``steps`` steps) or ``(B, S, n, 2)`` (one poke
+        per step, ``S`` steps; ``steps`` is ignored), ``n <= k`` (a poke may use fewer points
+        than the model's ``k``). Returns ``(B, steps + then, 3, H, W)`` in [0, 1].
         """
         frames = to_float_frames(frames)
-        points, vectors = torch.as_tensor(points), torch.as_tensor(vectors)
-        if points.ndim == 2:
-            points, vectors = points[None], vectors[None]
-        b, n = points.shape[:2]
-        if points.shape != vectors.shape or points.shape[-1] != 2 or b != frames.shape[0]:
+        points, vectors = torch.as_tensor(points).float(), torch.as_tensor(vectors).float()
+        b = frames.shape[0]
+        if points.shape != vectors.shape or points.shape[-1] != 2 or points.ndim not in (3, 4):
             raise ValueError(
-                f"points {tuple(points.shape)} and vectors {tuple(vectors.shape)} for "
-                f"{frames.shape[0]} videos; expected both ({frames.shape[0]}, n, 2)"
+                f"points {tuple(points.shape)} and vectors {tuple(vectors.shape)}; expected both "
+                f"({b}, n, 2) or ({b}, steps, n, 2)"
             )
+        if points.shape[0] != b:
+            raise ValueError(f"a poke for {points.shape[0]} videos; expected both ({b}, n, 2)")
+        if points.ndim == 3:
+            points = points[:, None].expand(-1, steps, -1, -1)
+            vectors = vectors[:, None].expand(-1, steps, -1, -1)
+        n = points.shape[2]
         if not 1 <= n <= self.points:
             raise ValueError(f"a poke of {n} points; this model takes 1 to {self.points}")
         if not (torch.isfinite(points).all() and torch.isfinite(vectors).all()):
             raise ValueError("poke points or vectors hold NaN or inf")
-        pad = self.points - n
-        present = torch.ones(b, self.points, dtype=torch.bool)
-        present[:, n:] = False
-        pts = torch.cat([points.float(), torch.zeros(b, pad, 2)], 1)
-        vec = torch.cat([vectors.float(), torch.zeros(b, pad, 2)], 1)
-        control = self.control_map(pts, vec, present).to(frames.device)
+        held = points.shape[1]
         state, out = self.encode(frames), []
-        for i in range(steps + then):
-            c = control if i < steps else self.null_map(b, frames.device)
+        for i in range(held + then):
+            if i < held:
+                c = self.control_map(points[:, i], vectors[:, i]).to(frames.device)
+            else:
+                c = self.null_map(b, frames.device)
             state = self.step_control(state, c)
             out.append(self.decode(state))
         return torch.stack(out, dim=1)

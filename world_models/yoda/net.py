@@ -115,7 +115,10 @@ class VelocityNet(nn.Module):
         hw = size.head_width
         self.up = nn.ConvTranspose2d(c0, hw, 2, 2)  # back to full resolution
         self.head = nn.Sequential(
-            nn.Conv2d(hw + cin, hw, 3, 1, 1), nn.GroupNorm(1, hw), nn.SiLU(), nn.Conv2d(hw, 3, 3, 1, 1)
+            nn.Conv2d(hw + cin, hw, 3, 1, 1),
+            nn.GroupNorm(1, hw),
+            nn.SiLU(),
+            nn.Conv2d(hw, 3, 3, 1, 1),
         )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)

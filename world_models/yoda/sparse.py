@@ -24,7 +24,7 @@ def sample_points(
         raise ValueError(f"flow of shape {tuple(flow.shape)}; expected (B, 2, H, W)")
     if k < 1:
         raise ValueError(f"k={k}; expected >= 1 control points")
-    b, _, h, w = flow.shape
+    w = flow.shape[-1]
     mag = flow.float().norm(dim=1).flatten(1)  # (B, H*W)
     mag = torch.nan_to_num(mag, nan=0.0, posinf=0.0)
     total = mag.sum(dim=1, keepdim=True)

@@ -41,6 +41,8 @@ class YodaObjective:
     memory frame drawn uniformly among frames 0..t-1, the sparse flow of that transition.
     Random draws use torch's global generator, which checkpoints save: resumes stay exact."""
 
+    transitions_per_clip = 1  # one transition of each clip per step
+
     def __init__(self, schedule: YodaSchedule | None = None) -> None:
         self.schedule = schedule or YodaSchedule()
 
@@ -59,7 +61,7 @@ class YodaObjective:
         distance = (t - m).float().to(device)
         points, vectors = model.sparse_controls(prev, nxt, g)
         control = model.control_map(points, vectors).to(device)
-        control, dropped = drop_conditions(control, s.drop_control, g)
+        control, _ = drop_conditions(control, s.drop_control, g)
         v = model.velocity_field(prev, memory, distance, control)
         x0 = torch.randn(prev.shape, generator=g).to(device)
         if s.time_logit_mean is None:
