@@ -45,7 +45,9 @@ class Intervention:
     - ``move_object``: ``object`` moved by ``offset`` (m), to ``xy``, or ``sideways`` m (or
       more) across the factual end effector's path, until it is clear of it (out of its way);
     - ``add_object``: a new object at ``xy``, or where the factual end effector is after
-      ``path_step`` steps (in the arm's path; the nearest path point clear of the objects);
+      ``path_step`` steps (in the arm's path; the nearest path point clear of the objects), or
+      ``ahead`` m beyond ``object`` in the direction the factual push moves it (in the pushed
+      object's way: a chained push);
     - ``remove_object``: ``object``;
     - ``set_mass`` / ``set_friction``: ``object``'s value times ``factor`` (or set to ``value``);
     - ``actions``: constant actions toward object ``toward`` (from where the end effector
@@ -62,6 +64,7 @@ class Intervention:
     value: float | None = None
     toward: int | None = None
     direction: tuple[float, float] | None = None
+    ahead: float | None = None
     speed: float = 0.8
 
     def __post_init__(self) -> None:
@@ -69,7 +72,7 @@ class Intervention:
             raise ValueError(f"intervention kind={self.kind!r}; expected one of {KINDS}")
         need = {
             "move_object": ("offset", "xy", "sideways"),
-            "add_object": ("xy", "path_step"),
+            "add_object": ("xy", "path_step", "ahead"),
             "set_mass": ("factor", "value"),
             "set_friction": ("factor", "value"),
             "actions": ("toward", "direction"),
@@ -210,7 +213,12 @@ def intervene(env: ArmEnv, query: Query, factual: Branch) -> np.ndarray:
             xy = _out_of_path(query, start, factual.ee_pos[:, :2], iv.sideways)
         env.move_object(i, xy)
     elif iv.kind == "add_object":
-        xy = np.asarray(iv.xy) if iv.xy is not None else _free_path_point(query, factual)
+        if iv.xy is not None:
+            xy = np.asarray(iv.xy)
+        elif iv.ahead is not None:
+            xy = _ahead_of(query, factual, i, iv.ahead)
+        else:
+            xy = _free_path_point(query, factual)
         env.add_object(xy)
     elif iv.kind == "remove_object":
         env.remove_object(i)
@@ -259,6 +267,26 @@ def _out_of_path(query: Query, start: np.ndarray, path: np.ndarray, distance: fl
         f"query {query.name}: no spot {distance} m or more across the arm's path is "
         f"{PATH_CLEARANCE_M} m clear of it and on the table; choose another seed"
     )
+
+
+def _ahead_of(query: Query, factual: Branch, i: int, distance: float) -> np.ndarray:
+    """``distance`` m beyond object ``i`` along its factual motion (the end effector's, if it
+    barely moves), on the table and clear of the other objects."""
+    start = factual.object_pos[0, i, :2]
+    d = factual.object_pos[-1, i, :2] - start
+    if np.linalg.norm(d) < 0.005:
+        d = factual.ee_pos[-1, :2] - factual.ee_pos[0, :2]
+    p = start + d / max(np.linalg.norm(d), 1e-9) * distance
+    others = [j for j in np.flatnonzero(factual.object_active) if j != i]
+    clear = all(
+        np.linalg.norm(factual.object_pos[0, j, :2] - p) >= OBJECT_CLEARANCE_M for j in others
+    )
+    if np.abs(p).max() > 0.13 or not clear:
+        raise ValueError(
+            f"query {query.name}: {distance} m ahead of object {i} is off the table or on "
+            "another object; choose another seed"
+        )
+    return p
 
 
 def _free_path_point(query: Query, factual: Branch) -> np.ndarray:

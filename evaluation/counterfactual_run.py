@@ -70,6 +70,8 @@ def _model_and_grounding(
     from latentplay.world_models.checkpoint import load_model
 
     model, ckpt = load_model(checkpoint, device)
+    if hasattr(model, "poke"):  # sparse flow (YODA): poked at the end effector, analytically
+        return _end_effector_pokes(model, checkpoint, device)
     data = data or ckpt.get("config", {}).get("data")
     if data is None:
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
@@ -86,6 +88,26 @@ def _model_and_grounding(
     return model, to_learned, Path(checkpoint).resolve().parent.parent.name
 
 
+def _end_effector_pokes(model: Any, checkpoint: str, device: torch.device) -> tuple[Any, Any, str]:
+    """A sparse-flow model answers with pokes at the end effector: env actions become the end
+    effector's pixel motion through the camera (no labels). Its own parse of the factual video
+    would carry the factual objects' motion into the counterfactual, so queries to it always
+    use these grounded actions."""
+    from latentplay.agents.ee_poke import EndEffectorPoke
+    from latentplay.agents.grounding import analytic_grounding, camera_jacobian
+    from latentplay.envs.arm import EE_STEP, PushMultiEnv
+
+    env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
+    wrapped = EndEffectorPoke(model, env)
+    g = analytic_grounding(wrapped.action_spec, EE_STEP, camera_jacobian(env), model.image_size)
+
+    def to_learned(a: np.ndarray) -> Actions:
+        acts = g.to_learned(torch.as_tensor(a, dtype=torch.float32)[None])
+        return Actions(acts.continuous.to(device), None)
+
+    return wrapped, to_learned, Path(checkpoint).resolve().parent.parent.name
+
+
 def run(
     *,
     checkpoint: str,
@@ -98,7 +120,11 @@ def run(
     device: str = "auto",
     progress: bool = True,
     plan_results: str | Path | None = None,
+    include: list[str | Path] | None = None,
 ) -> Path:
+    """Run the queries of ``query_files`` against ``checkpoint``; returns report.html's path.
+    ``plan_results`` (a scripts/plan.py results.json) and ``include`` (folders written by
+    scripts/poke.py or by another run of this one, e.g. a second model's) add sections."""
     from latentplay.evaluation.detector import ObjectDetector
     from latentplay.utils.io import provenance, write_json_atomic
     from latentplay.world_models.train import resolve_device
@@ -129,6 +155,9 @@ def run(
             sim = SimulatorModel(lambda q=q: make_env(q), device=dev)
             outcomes += run_queries(sim, [q], locate, to_metres, to_learned, "grounded", dev, False)
     else:
+        if getattr(model, "name", "") == "yoda-ee" and action_source != "grounded":
+            print("sparse-flow model: queries use grounded end-effector pokes (action_source)")
+            action_source = "grounded"
         outcomes = run_queries(
             model, queries, locate, to_metres, to_learned, action_source, dev, progress
         )
@@ -158,7 +187,7 @@ def run(
             f"{key}: model {v['model']:.3g}, best baseline {v['best_baseline']:.3g}, "
             f"ratio {ratio} (target >= 2: {'met' if v['met'] else 'NOT met'})"
         )
-    return _report(out, summary, outcomes[:videos], validation, payload, plan_results)
+    return _report(out, summary, outcomes[:videos], validation, payload, plan_results, include)
 
 
 def _report(
@@ -168,6 +197,7 @@ def _report(
     validation: dict[str, Any],
     payload: dict[str, Any],
     plan_results: str | Path | None = None,
+    include: list[str | Path] | None = None,
 ) -> Path:
     from latentplay.evaluation.report import (
         ReportSection,
@@ -232,6 +262,8 @@ def _report(
     ]
     if plan_results is not None:
         sections.insert(0, _planning_section(Path(plan_results), out))
+    for folder in include or []:
+        sections.append(_included_section(Path(folder), out))
     return write_report(
         out,
         title=f"Counterfactual queries: {payload['checkpoint']}",
@@ -264,3 +296,46 @@ def _planning_section(path: Path, out: Path) -> Any:
         "as its model."
     )
     return ReportSection("Planning", text, table=rows, images=[bars])
+
+
+def _included_section(folder: Path, out: Path) -> Any:
+    """A section from another run's folder: scripts/poke.py's (poke_results.json and its
+    videos) or this script's (results.json with per-query scores and videos). Its videos are
+    copied under ``out/included/<folder name>/`` (a report links only files inside it)."""
+    import json
+    import shutil
+
+    from latentplay.evaluation.report import ReportSection
+
+    dest = out / "included" / folder.name
+    if (folder / "poke_results.json").is_file():
+        res = json.loads((folder / "poke_results.json").read_text())
+        videos = [folder / f"{k}.mp4" for k in ("poke", "chain") if (folder / f"{k}.mp4").is_file()]
+        table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
+        text = (
+            f"{res.get('checkpoint')}: poked at the end effector with the end effector's true "
+            "motion; MuJoCo | model (arrows: the pokes) | difference."
+        )
+        title = "Pokes against MuJoCo (sparse-flow model)"
+    elif (folder / "results.json").is_file():
+        res = json.loads((folder / "results.json").read_text())
+        if "overall" not in res:
+            raise ValueError(f"include={folder}: results.json is not a counterfactual run's")
+        videos = sorted((folder / "videos").glob("*.mp4"))
+        table = [{"predictor": p, **v} for p, v in res["overall"].items()]
+        text = (
+            f"{res.get('checkpoint')} on {res.get('queries')} queries "
+            f"({', '.join(res.get('kinds', []))}); truth | model | copy | factual | difference."
+        )
+        title = f"Counterfactual queries: {res.get('checkpoint')}"
+    else:
+        raise ValueError(
+            f"include={folder}: expected a folder with poke_results.json (scripts/poke.py) or "
+            "results.json (scripts/counterfactual.py)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for v in videos:
+        shutil.copyfile(v, dest / v.name)
+        copied.append(dest / v.name)
+    return ReportSection(title, text, table=table, videos=copied)

@@ -37,6 +37,7 @@ def main(cfg: DictConfig) -> None:
         device=cfg.device,
         progress=cfg.progress,
         plan_results=cfg.plan_results,
+        include=list(cfg.include),
     )
     print(f"\nreport: {report}")
 
