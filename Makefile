@@ -19,16 +19,25 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # small GLASS trained on its frames for 3 minutes and evaluated against the ground truth (with a
 # video of its learned actions); MPC toward goal images on Reach in its learned action space,
 # beside random actions and the true simulator; a suite of counterfactual queries scored against
-# MuJoCo re-simulations. Ends with the path of report.html. Running it again resumes.
+# MuJoCo re-simulations; a small PushMulti dataset and a small YODA trained on it for 4 minutes,
+# poked against MuJoCo (poke and chained-push videos) and asked the chained-push counterfactual.
+# Ends with the path of report.html (it shows all of the above). Running it again resumes.
 DEMO_DATA := data/demo_push
 DEMO_RUN := runs/demo_glass
 DEMO_CKPT := $(DEMO_RUN)/checkpoints/last.pt
+DEMO_MULTI := data/demo_multi
+DEMO_YODA := runs/demo_yoda
+DEMO_YODA_CKPT := $(DEMO_YODA)/checkpoints/last.pt
 demo: $(STAMP)
 	$(PY) scripts/collect.py env=push policy=mixture episodes=60 steps=50 workers=2 masks=true out=$(DEMO_DATA) resume=true preview.episodes=16
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.max_minutes=3 trainer.sample_every=200 out=$(DEMO_RUN) resume=auto
 	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
 	$(PY) scripts/plan.py checkpoint=$(DEMO_CKPT) env=reach planner=cem episodes=5 max_steps=30 execute=3 space=state "grounding.labels=[0,100]" out=runs/demo_plan
-	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json
+	$(PY) scripts/collect.py env=push_multi policy=chain episodes=60 steps=50 workers=2 out=$(DEMO_MULTI) resume=true preview.episodes=0
+	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.max_minutes=4 trainer.sample_every=200 out=$(DEMO_YODA) resume=auto
+	$(PY) scripts/poke.py checkpoint=$(DEMO_YODA_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_YODA)/poke
+	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_YODA_CKPT) "queries=[chain_push]" videos=3 out=runs/demo_yoda_counterfactual
+	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json "include=[$(DEMO_YODA)/poke,runs/demo_yoda_counterfactual]"
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
 test: $(STAMP)
@@ -52,6 +61,7 @@ bench: $(STAMP)
 	$(PY) scripts/benchmark.py collect
 	$(PY) scripts/benchmark.py glass
 	$(PY) scripts/benchmark.py plan
+	$(PY) scripts/benchmark.py yoda
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -5,6 +5,7 @@
                                           # AsyncVectorEnv stepping alone, for comparison
     python scripts/benchmark.py glass     # GLASS training transitions/s: size s vs paper
     python scripts/benchmark.py plan      # ms per CEM replan (300 x 5 x 10) per world model
+    python scripts/benchmark.py yoda      # s per generated YODA frame by ODE steps, vs 0.3 s
 
 Prints a Markdown table and writes JSON (``--out``, default benchmarks/<kind>.json).
 """
@@ -22,7 +23,7 @@ from latentplay.utils import bench
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("kind", choices=["envs", "collect", "glass", "plan"])
+    p.add_argument("kind", choices=["envs", "collect", "glass", "plan", "yoda"])
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/<kind>.json)")
     p.add_argument("--repeats", type=int, default=None, help="runs per row; the median is kept")
     p.add_argument("--size", type=int, default=64, help="frame size for `envs`")
@@ -58,6 +59,19 @@ def main(argv: list[str] | None = None) -> int:
             ("min", "min", ".1f"),
             ("max", "max", ".1f"),
             ("x_first", "x size s", ".3f"),
+        ]
+    elif args.kind == "yoda":
+        rows = bench.bench_yoda(repeats=args.repeats or 5)
+        columns = [
+            ("name", "model", ""),
+            ("params", "params", ""),
+            ("evaluations", "net evals", ""),
+            ("s_per_frame", "s / frame (median)", ".3f"),
+            ("min", "min", ".3f"),
+            ("max", "max", ".3f"),
+            ("x_target", "x 0.3 s target", ".2f"),
+            ("paper_sampler_s", "s / frame at 100 RK4 steps", ".1f"),
+            ("train_samples_per_s", "train samples/s", ".1f"),
         ]
     elif args.kind == "plan":
         rows = bench.bench_plan(

@@ -262,3 +262,15 @@ def test_xs_model_moves_a_toy_sprite_the_way_it_is_poked(toy: Path, tmp_path: Pa
     score = _poke_score(model, toy)
     # Measured: 0.72 after 500 steps (~35 s here); an untrained model ~0.2.
     assert score >= 0.6, f"pokes followed {score:.2f}"
+
+
+def test_frame_time_benchmark_counts_network_evaluations() -> None:
+    from latentplay.utils.bench import bench_yoda
+
+    rows = bench_yoda(
+        settings=(("xs", "euler", 2), ("xs", "heun", 3)), repeats=1, image_size=32, batch=2
+    )
+    assert [r["evaluations"] for r in rows] == [2, 5]
+    for r in rows:
+        assert r["s_per_frame"] > 0 and r["train_samples_per_s"] > 0
+        assert r["paper_sampler_s"] == pytest.approx(r["s_per_frame"] / r["evaluations"] * 400)
