@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from latentplay.envs.arm import PushMultiEnv
 from latentplay.evaluation.detector import ObjectDetector
-from latentplay.evaluation.poke import MOVED_M, _px_per_m, build_queries, score_pokes
+from latentplay.evaluation.poke import (
+    MOVED_M,
+    _px_per_m,
+    build_queries,
+    object_error,
+    score_pokes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +49,69 @@ def test_true_frames_score_perfectly_and_frozen_frames_score_zero(setup) -> None
     frozen = np.stack([np.repeat(q.frames[:1], 6, axis=0) for q in queries])
     none = score_pokes(queries, frozen, detector, ppm)
     assert none["eval/poke/angle_match"] == 0.0 and none["eval/poke/chain_reproduced"] == 0.0
+
+
+class ReplayModel:
+    """A "model" whose rollouts are the real clip itself: the harness's ceiling."""
+
+    def infer_actions(self, frames):
+        from latentplay.world_models.protocol import Actions
+
+        self.clip = frames
+        return Actions(continuous=torch.zeros(frames.shape[0], frames.shape[1] - 1, 4))
+
+    def rollout(self, context, actions):
+        return self.clip[:, 1:].float() / 255
+
+
+class FrozenModel(ReplayModel):
+    def rollout(self, context, actions):
+        return (context.float() / 255).expand(-1, self.clip.shape[1] - 1, -1, -1, -1)
+
+
+def test_object_error_of_the_true_video_is_near_zero_and_of_a_frozen_one_is_copys(
+    tmp_path, setup
+) -> None:
+    import functools
+
+    from latentplay.agents.policies import ScriptedPushPolicy
+    from latentplay.rollouts.collect import CollectSpec, collect
+
+    _, detector, ppm = setup
+    spec = CollectSpec(
+        env_id="latentplay/PushMulti-v0",
+        policy_factory=functools.partial(ScriptedPushPolicy, aim_at_object=0.5),
+        episodes=12,
+        steps=24,
+        shard_episodes=6,
+        seed=3,
+        env_kwargs={"width": 64, "height": 64},
+        split_fractions=(0.0, 0.0, 1.0),
+    )
+    collect(spec, tmp_path / "multi", workers=1, progress=False)
+    true = object_error(ReplayModel(), tmp_path / "multi", detector, ppm)
+    assert true["eval/objects/clips"] >= 3
+    assert true["eval/objects/err8_px"] < 0.5 and true["eval/objects/copy_over_model8"] > 4
+    frozen = object_error(FrozenModel(), tmp_path / "multi", detector, ppm)
+    assert frozen["eval/objects/copy_over_model8"] == pytest.approx(1.0)
+
+
+def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:
+    import json
+
+    from latentplay.evaluation.counterfactual_run import _included_section
+    from latentplay.rollouts.video import write_video
+
+    poke = tmp_path / "poke"
+    poke.mkdir()
+    (poke / "poke_results.json").write_text(
+        json.dumps({"checkpoint": "c.pt", "eval/poke/angle_match": 0.5, "rows": []})
+    )
+    write_video(np.zeros((3, 16, 16, 3), np.uint8), poke / "poke.mp4", fps=2)
+    out = tmp_path / "report"
+    section = _included_section(poke, out)
+    assert section.table == [{"metric": "eval/poke/angle_match", "value": 0.5}]
+    assert section.videos == [out / "included" / "poke" / "poke.mp4"]
+    assert section.videos[0].is_file()
+    with pytest.raises(ValueError, match="expected a folder with poke_results.json"):
+        _included_section(tmp_path, out)
