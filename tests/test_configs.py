@@ -38,6 +38,12 @@ def test_export_config_names_what_is_missing() -> None:
     require_complete(_compose("data=x", "dataset_id=a/b-v0", name="export"))
 
 
+def test_poke_config_names_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="checkpoint"):
+        require_complete(_compose(name="poke"))
+    require_complete(_compose("checkpoint=x.pt", name="poke"))
+
+
 def test_config_groups_are_found() -> None:
     assert {"reach", "push", "push_multi"} <= set(ENVS)
     assert {"random", "scripted", "sb3", "mixture"} <= set(POLICIES)
@@ -93,6 +99,27 @@ def test_train_config_builds_every_size(size: str) -> None:
     assert model_cfg.pop("name") == "glass" and model_cfg["size"] in SIZES
     Glass(image_size=64, **model_cfg)
     TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
+
+
+@pytest.mark.parametrize("size", ["xs", "s", "m"])
+def test_yoda_train_config_builds_every_size(size: str, tmp_path: Path) -> None:
+    from latentplay.rollouts.toy import make_toy_dataset
+    from latentplay.world_models.factory import build_training
+    from latentplay.world_models.yoda import Yoda
+
+    data = make_toy_dataset(tmp_path / "toy", episodes=4, steps=8, size=32)
+    cfg = _compose(f"data={data}", "model=yoda", f"model.size={size}", name="train")
+    require_complete(cfg)
+    run = build_training(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        str(data),
+        "train",
+        OmegaConf.to_container(cfg.trainer, resolve=True),
+    )
+    assert isinstance(run.model, Yoda) and run.model.model_args()["size"] == size
+    assert run.model.image_size == 32 and run.dataset.clip_length == cfg.model.schedule.clip_length
+    with pytest.raises(TypeError, match="colour"):
+        build_training({**OmegaConf.to_container(cfg.model), "colour": 1}, str(data), "train", {})
 
 
 def test_train_and_evaluate_configs_name_what_is_missing() -> None:
