@@ -10,7 +10,9 @@ way"), and nothing about the objects. Object positions in its frames are read by
 
 Scores: **angle match** (the pushed object's predicted displacement within 45 degrees of the
 true one, over queries where it truly moved > 1 cm); **chain reproduction** (B truly moved > 1
-cm; predicted B moved > 1 cm within 90 degrees of the truth); and, on test episodes of a
+cm; predicted B moved > 1 cm within 45 degrees of the truth), beside the rate at which objects
+that truly stayed put (< 0.5 cm) are predicted to move > 1 cm (what a model that merely
+jitters objects would score as reproduced chains); and, on test episodes of a
 dataset, the **object-position error after 8 steps** rolled out from one frame under the
 actions parsed from the real clip, beside copy-the-last-frame.
 """
@@ -170,7 +172,12 @@ def score_pokes(
             row["hit_cos"] = _cos(np.nan_to_num(pred_d[h]), true_d[h])
             row["hit_pred_px"] = float(np.linalg.norm(np.nan_to_num(pred_d[h])))
             row["hit_true_px"] = float(np.linalg.norm(true_d[h]))
-            row["chain_reproduced"] = bool(moved and row["hit_cos"] > 0.0)
+            row["chain_reproduced"] = bool(moved and row["hit_cos"] > COS_ANGLE)
+        # objects that truly stayed (< 0.5 cm): does the model move them anyway (> 1 cm)?
+        still = q.active & (travel_m < MOVED_M / 2)
+        still[j] = False
+        pred_px = np.linalg.norm(np.nan_to_num(pred_d), axis=1)
+        row["still_moved"] = [bool(pred_px[i] > MOVED_M * px_per_m) for i in np.flatnonzero(still)]
         rows.append(row)
     moved = [r for r in rows if r["pushed_moved"]]
     chains = [r for r in rows if r["kind"] == "chain"]
@@ -187,6 +194,9 @@ def score_pokes(
             float(np.mean([r["chain_reproduced"] for r in chains])) if chains else float("nan")
         ),
         "eval/poke/chain_queries": len(chains),
+        "eval/poke/still_moved": float(np.mean(still))
+        if (still := [m for r in rows for m in r["still_moved"]])
+        else float("nan"),
         "rows": rows,
     }
 
@@ -334,6 +344,7 @@ SUMMARY = [
         ">= 0.5",
     ),
     ("eval/poke/chain_queries", "chain queries", ""),
+    ("eval/poke/still_moved", "objects that stayed put but moved > 1 cm in the model", ""),
     ("eval/objects/err8_px", "object-position error after 8 steps (px)", ""),
     ("eval/objects/copy8_px", "copy-the-last-frame error after 8 steps (px)", ""),
     ("eval/objects/copy_over_model8", "copy error / model error", ">= 2"),

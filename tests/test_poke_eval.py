@@ -46,6 +46,7 @@ def test_true_frames_score_perfectly_and_frozen_frames_score_zero(setup) -> None
     perfect = score_pokes(queries, truth, detector, ppm)
     assert perfect["eval/poke/angle_match"] == 1.0
     assert perfect["eval/poke/chain_reproduced"] == 1.0
+    assert perfect["eval/poke/still_moved"] == 0.0  # what stayed put stays put in the truth
     frozen = np.stack([np.repeat(q.frames[:1], 6, axis=0) for q in queries])
     none = score_pokes(queries, frozen, detector, ppm)
     assert none["eval/poke/angle_match"] == 0.0 and none["eval/poke/chain_reproduced"] == 0.0
