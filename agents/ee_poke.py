@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentplay.agents.grounding import camera_jacobian
 from latentplay.envs.arm import EE_STEP, ArmEnv, ArmState
 from latentplay.world_models.protocol import Actions, ActionSpec, rollout
 
@@ -39,9 +40,8 @@ class EndEffectorPoke:
         if sample_steps is not None:
             model.sample_steps = int(sample_steps)
         self.half = model.image_size / 2.0
-        probe = np.array([[0.0, 0.0, 0.02], [EE_STEP, 0.0, 0.02], [0.0, EE_STEP, 0.02]])
-        px = env.camera.world_to_pixel(probe)
-        step_px = max(np.linalg.norm(px[1] - px[0]), np.linalg.norm(px[2] - px[0]))
+        jac = camera_jacobian(env)  # pixels per metre, as the analytic grounding reads it
+        step_px = float(np.abs(jac).sum(axis=0).max() * EE_STEP)
         self.action_spec = ActionSpec(continuous=2, continuous_bound=float(step_px / self.half))
         self.ee_px: torch.Tensor | None = None
 
@@ -69,7 +69,8 @@ class EndEffectorPoke:
         if actions.continuous is None or actions.continuous.shape[-1] != 2:
             raise ValueError("end-effector pokes are (B, 2) continuous actions")
         vec = actions.continuous.to(state.ee_px.device) * self.half  # pixels
-        control = self.model.control_map(state.ee_px[:, None], vec[:, None])
+        # camera pixels have their centres at c + 0.5; the model's controls are pixel indices
+        control = self.model.control_map(state.ee_px[:, None] - 0.5, vec[:, None])
         inner = self.model.step_control(state.inner, control)
         return EndEffectorState(inner, state.ee_px + vec)
 

@@ -131,7 +131,7 @@ class ScriptedPushPolicy:
                 positions = np.asarray(info["object_pos"])[:, :2]
                 obj = positions[self._obj]
                 others = active[active != self._obj]
-                if others.size and rng.random() < self.aim_at_object:
+                if self.aim_at_object > 0 and others.size and rng.random() < self.aim_at_object:
                     aim = positions[int(rng.choice(others))] - obj
                 else:
                     aim = rng.uniform(-0.09, 0.09, 2) - obj

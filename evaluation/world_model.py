@@ -183,6 +183,8 @@ def image_metrics(
         rows["ar_ssim"].append(M.ssim(ar, real))
         rows["rand_psnr"].append(cap(M.psnr(rnd, real)))
         rows["copy_psnr"].append(cap(M.psnr(copy, real)))
+    if hasattr(model, "generator"):
+        model.generator = None
     per = {k: np.concatenate(v).mean(axis=0) for k, v in rows.items()}  # (horizon,) each
     return {
         "eval/image/tf_psnr": float(per["tf_psnr"].mean()),

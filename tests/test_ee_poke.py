@@ -38,7 +38,7 @@ def test_pokes_follow_the_end_effector_and_ground_analytically() -> None:
         state = ee.step(repeat_state(state, 1), Actions(continuous=move))
         state = ee.step(state, Actions(continuous=move))
     for t, control in enumerate(model.seen):  # the poke sat at the moving end effector
-        at = np.round(start + np.array([4.0 * t, 0.0])).astype(int)
+        at = np.floor(start + np.array([4.0 * t, 0.0])).astype(int)  # centres at c + 0.5
         assert control[0, 2, at[1], at[0]] == 1.0 and control[0, 2].sum() == 1.0
         torch.testing.assert_close(
             control[0, 0, at[1], at[0]], torch.tensor(4.0 / model.flow_scale)

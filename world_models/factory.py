@@ -58,6 +58,12 @@ def build_training(
 
         schedule = YodaSchedule(**cfg.pop("schedule", {}))
         model = Yoda(image_size=meta["width"], **cfg)
+        if model.memory > schedule.clip_length - 1:
+            raise ValueError(
+                f"model.memory={model.memory} frames; training clips of "
+                f"model.schedule.clip_length={schedule.clip_length} show distances up to "
+                f"{schedule.clip_length - 1}: expected memory <= clip_length - 1"
+            )
         dataset = ClipDataset(data, split=split, clip_length=schedule.clip_length, cache=True)
         settings = TrainerSettings(**trainer_cfg)
         return TrainingRun(model, YodaObjective(schedule), dataset, settings, yoda_samples)

@@ -37,7 +37,8 @@ PREDICTIONS = ("data", "velocity")  # what the network outputs (see flow_matchin
 
 @dataclass
 class YodaState:
-    """The frames seen or generated so far (at most ``memory`` of them): ``(B, T, 3, H, W)``."""
+    """The frames seen or generated so far (at most ``memory`` of them): ``(B, T, 3, H, W)``;
+    each step conditions on one of them drawn at random (YODA's memory frame)."""
 
     frames: torch.Tensor
 
@@ -155,16 +156,19 @@ class Yoda(nn.Module):
         memory: torch.Tensor,
         distance: torch.Tensor,
         control: torch.Tensor,
+        min_denominator: float = 0.05,
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``v(x_t, t)`` for the difference ``next - prev`` under these conditions (the net
-        predicts the data or the velocity, per ``prediction``)."""
+        predicts the data or the velocity, per ``prediction``; see
+        :func:`~latentplay.world_models.yoda.flow_matching.velocity_from_data` for
+        ``min_denominator``)."""
         tokens = self.net.control_tokens(control)
         logd = distance.float().log()
 
         def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out = self.net(x, t, prev, memory, logd, control, tokens)
             if self.prediction == "data":
-                return velocity_from_data(out, x, t)
+                return velocity_from_data(out, x, t, min_denominator=min_denominator)
             return out
 
         return v
@@ -178,7 +182,10 @@ class Yoda(nn.Module):
     ) -> torch.Tensor:
         """The next frame ``(B, 3, H, W)`` in [0, 1]: integrate the ODE from noise to the
         difference to ``prev``, add it."""
-        v = self.velocity_field(prev, memory, distance, control)
+        # the clamp below one step's length: the last Euler step lands on the prediction
+        v = self.velocity_field(
+            prev, memory, distance, control, min(0.05, 0.999 / self.sample_steps)
+        )
         x0 = torch.randn(prev.shape, generator=self.generator, device=prev.device)
         delta = integrate(v, x0, self.sample_steps, self.solver)
         return (prev + delta).clamp(0.0, 1.0)
@@ -213,8 +220,11 @@ class Yoda(nn.Module):
         """One step under a control map ``(B, 3, H, W)`` (see :meth:`control_map`)."""
         frames = state.frames
         b, n = frames.shape[:2]
-        distance = torch.full((b,), float(n), device=frames.device)
-        nxt = self.generate(frames[:, -1], frames[:, 0], distance, control)
+        # the memory frame: drawn among the frames kept, as in training (distance 1..n)
+        m = torch.randint(n, (b,), generator=self.generator, device=frames.device)
+        memory = frames[torch.arange(b, device=frames.device), m]
+        distance = (n - m).float()
+        nxt = self.generate(frames[:, -1], memory, distance, control)
         return YodaState(torch.cat([frames, nxt[:, None]], dim=1)[:, -self.memory :])
 
     def decode(self, state: YodaState) -> torch.Tensor:

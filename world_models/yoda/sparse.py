@@ -25,8 +25,8 @@ def sample_points(
     if k < 1:
         raise ValueError(f"k={k}; expected >= 1 control points")
     w = flow.shape[-1]
-    mag = flow.float().norm(dim=1).flatten(1)  # (B, H*W)
-    mag = torch.nan_to_num(mag, nan=0.0, posinf=0.0)
+    flow = torch.nan_to_num(flow.float(), nan=0.0, posinf=0.0, neginf=0.0)  # broken: no flow
+    mag = flow.norm(dim=1).flatten(1)  # (B, H*W)
     total = mag.sum(dim=1, keepdim=True)
     weights = torch.where(total > 0, mag, torch.ones_like(mag))  # zero flow: uniform
     idx = torch.multinomial(weights, k, replacement=True, generator=generator)  # (B, k)

@@ -60,8 +60,9 @@ class YodaObjective:
         prev, nxt, memory = clip[ar, t - 1], clip[ar, t], clip[ar, m]
         distance = (t - m).float().to(device)
         points, vectors = model.sparse_controls(prev, nxt, g)
-        control = model.control_map(points, vectors).to(device)
-        control, _ = drop_conditions(control, s.drop_control, g)
+        # on the CPU, as every draw here: the trainer checkpoints the CPU generator's state
+        control, _ = drop_conditions(model.control_map(points, vectors), s.drop_control, g)
+        control = control.to(device)
         v = model.velocity_field(prev, memory, distance, control)
         x0 = torch.randn(prev.shape, generator=g).to(device)
         if s.time_logit_mean is None:
