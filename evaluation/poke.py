@@ -373,7 +373,7 @@ SUMMARY = [
     ("eval/poke/found", "pushed object found in the model's last frame", ""),
     (
         "eval/poke/chain_reproduced",
-        "chained pushes reproduced (B moves > 1 cm, right way)",
+        "chained pushes reproduced (B moves > 1 cm within 45°)",
         ">= 0.5",
     ),
     ("eval/poke/chain_queries", "chain queries", ""),
