@@ -309,6 +309,31 @@ def frame_time(model: Any, device: torch.device, repeats: int = 10) -> dict[str,
     }
 
 
+@torch.no_grad()
+def _one_step(
+    model: Any, queries: list[PokeQuery], pred: np.ndarray, device: torch.device
+) -> dict[str, float]:
+    """PSNR of the first poked frame against MuJoCo's, beside copying the start frame and
+    the model's unconditioned step: does one poke from a real frame do the right thing?"""
+    from latentplay.evaluation import metrics as M
+
+    true = np.stack([q.frames[1] for q in queries]).astype(np.float64) / 255
+    start = np.stack([q.frames[0] for q in queries])
+    ctx = torch.from_numpy(np.stack([q.context for q in queries])).permute(0, 1, 4, 2, 3)
+    free = np.concatenate(
+        [
+            model.simulate(ctx[i : i + 16].to(device), 1)[:, 0].permute(0, 2, 3, 1).cpu().numpy()
+            for i in range(0, len(queries), 16)
+        ]
+    )
+    psnr = lambda x: float(np.mean(np.minimum(M.psnr(x, true), 60.0)))  # noqa: E731
+    return {
+        "eval/poke/one_step_psnr": psnr(pred[:, 0].astype(np.float64) / 255),
+        "eval/poke/one_step_psnr_copy": psnr(start.astype(np.float64) / 255),
+        "eval/poke/one_step_psnr_unconditioned": psnr(free.astype(np.float64)),
+    }
+
+
 def evaluate_pokes(
     model: Any,
     data: str | Path | None,
@@ -332,6 +357,7 @@ def evaluate_pokes(
     )
     results = score_pokes(queries, pred, detector, px_per_m)
     results["eval/poke/steps"] = steps
+    results.update(_one_step(model, queries, pred, device))
     if data is not None:
         results.update(object_error(model, data, detector, px_per_m, device=device))
     results.update(frame_time(model, device))
@@ -379,6 +405,9 @@ SUMMARY = [
     ("eval/poke/chain_queries", "chain queries", ""),
     ("eval/poke/still_moved", "objects that stayed put but moved > 1 cm in the model", ""),
     ("eval/poke/still_moved_truth", "... as the detector reads the true frames", ""),
+    ("eval/poke/one_step_psnr", "PSNR of the first poked frame (dB)", ""),
+    ("eval/poke/one_step_psnr_copy", "... copying the start frame", ""),
+    ("eval/poke/one_step_psnr_unconditioned", "... the model without the poke", ""),
     ("eval/objects/err8_px", "object error after 8 steps, end-effector pokes (px)", ""),
     ("eval/objects/copy8_px", "copy-the-last-frame error after 8 steps (px)", ""),
     ("eval/objects/copy_over_model8", "copy error / model error (end-effector pokes)", ">= 2"),
