@@ -281,7 +281,7 @@ def _ahead_of(query: Query, factual: Branch, i: int, distance: float) -> np.ndar
     clear = all(
         np.linalg.norm(factual.object_pos[0, j, :2] - p) >= OBJECT_CLEARANCE_M for j in others
     )
-    if np.abs(p).max() > 0.13 or not clear:
+    if np.abs(p).max() > 0.125 or not clear:  # the env takes |x|, |y| <= 0.128
         raise ValueError(
             f"query {query.name}: {distance} m ahead of object {i} is off the table or on "
             "another object; choose another seed"

@@ -34,6 +34,7 @@ def _suite() -> list[Query]:
 
 def test_shipped_suite_has_enough_queries_and_kinds() -> None:
     suite = _suite()
+    assert len({q.horizon for q in suite}) == 1  # one suite, one horizon: summarized together
     assert len(suite) >= 20
     assert len({q.intervention.kind for q in suite}) >= 4
     assert len({q.name for q in suite}) == len(suite)
