@@ -290,8 +290,8 @@ def object_error(
 
 
 @torch.no_grad()
-def frame_time(model: Any, device: torch.device, repeats: int = 10) -> dict[str, float]:
-    """Median seconds per generated 64x64 frame (batch 1) at the model's default ODE steps."""
+def step_times(model: Any, device: torch.device | str = "cpu", repeats: int = 10) -> list[float]:
+    """Seconds of ``repeats`` single steps (batch 1, a random poke) after a warm-up step."""
     x = torch.rand(1, 2, 3, model.image_size, model.image_size, device=device)
     state = model.encode(x)
     acts = model.random_actions(1, 1, torch.Generator().manual_seed(0)).at(0)
@@ -302,8 +302,13 @@ def frame_time(model: Any, device: torch.device, repeats: int = 10) -> dict[str,
         t0 = time.perf_counter()
         model.step(state, acts)
         times.append(time.perf_counter() - t0)
+    return times
+
+
+def frame_time(model: Any, device: torch.device, repeats: int = 10) -> dict[str, float]:
+    """Median seconds per generated 64x64 frame (batch 1) at the model's default ODE steps."""
     return {
-        "eval/speed/s_per_frame": float(np.median(times)),
+        "eval/speed/s_per_frame": float(np.median(step_times(model, device, repeats))),
         "eval/speed/ode_steps": model.sample_steps,
         "eval/speed/solver": model.solver,
     }
@@ -415,17 +420,14 @@ SUMMARY = [
     ("eval/objects/err8_parsed_px", "object error, parsed sparse flow of the clip (px)", ""),
     ("eval/objects/copy_over_model8_parsed", "copy error / model error (parsed flow)", ""),
     ("eval/speed/s_per_frame", "seconds per generated 64x64 frame (batch 1)", "<= 0.3"),
+    ("eval/control/delta_psnr", "controllability ΔPSNR (dB)", ">= 2"),
+    ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ""),
+    ("eval/image/ar8_psnr", "PSNR autoregressive, 8 steps (dB)", ""),
 ]
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    lines = ["| metric | value | target |", "|---|---:|---|"]
-    for key, label, target in SUMMARY:
-        if key in results:
-            v = results[key]
-            lines.append(
-                f"| {label} | {v:.3f} | {target} |"
-                if isinstance(v, float)
-                else f"| {label} | {v} | {target} |"
-            )
-    return "\n".join(lines)
+    """The poke benchmark's table, with the image metrics when they were measured."""
+    from latentplay.evaluation.world_model import metrics_table
+
+    return metrics_table(results, SUMMARY)

@@ -327,19 +327,22 @@ SUMMARY = [
 ]
 
 
+def metrics_table(results: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
+    """Markdown table of ``rows`` = (key, label, target) present in ``results``."""
+    lines = ["| metric | value | target |", "|---|---:|---|"]
+    for key, label, target in rows:
+        if key in results:
+            v = results[key]
+            value = f"{v:.3f}" if isinstance(v, float) else str(v)
+            lines.append(f"| {label} | {value} | {target} |")
+    return "\n".join(lines)
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """Markdown table of the headline metrics; the targets are GLASS's (issue 3), shown for
     GLASS checkpoints only (others keep ΔPSNR's)."""
     glass = results.get("model", "glass") == "glass"
-    lines = ["| metric | value | target |", "|---|---:|---|"]
-    for key, label, target in SUMMARY:
-        if not glass and key != "eval/control/delta_psnr":
-            target = ""
-        if key in results:
-            v = results[key]
-            lines.append(
-                f"| {label} | {v:.3f} | {target} |"
-                if isinstance(v, float)
-                else f"| {label} | {v} | {target} |"
-            )
-    return "\n".join(lines)
+    rows = [
+        (k, label, t if glass or k == "eval/control/delta_psnr" else "") for k, label, t in SUMMARY
+    ]
+    return metrics_table(results, rows)

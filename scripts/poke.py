@@ -93,14 +93,6 @@ def main(cfg: DictConfig) -> None:
             i = next((j for j in idx if results["rows"][j].get("pushed_moved")), idx[0])
             videos.append(P.poke_video(queries[i], pred[i], out / f"{kind}.mp4"))
     table = P.summary_table(results)
-    extra = [
-        ("eval/control/delta_psnr", "controllability ΔPSNR (dB)", ">= 2"),
-        ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ""),
-        ("eval/image/ar8_psnr", "PSNR autoregressive, 8 steps (dB)", ""),
-    ]
-    for key, label, target in extra:
-        if key in results:
-            table += f"\n| {label} | {results[key]:.3f} | {target} |"
     rows = [
         {"metric": k, "value": v}
         for k, v in results.items()

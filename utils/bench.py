@@ -293,14 +293,14 @@ def bench_yoda(
     checkpoint: str | None = None,
     batch: int = 16,
 ) -> list[dict[str, Any]]:
-    """Seconds per generated frame (batch 1, one poke) per YODA size, solver and ODE steps,
+    """Seconds per generated frame (batch 1, a random poke) per YODA size, solver and ODE steps,
     median over ``repeats``, beside the issue's 0.3 s target and what YODA's own sampler
     (100 RK4 steps = 400 network evaluations) would cost at the same per-evaluation time. Also
     the training samples/s (forward, backward, Adam at ``batch``) per size. ``checkpoint``:
     time that model's size (weights do not change the cost; the default is random weights)."""
     import torch
 
-    from latentplay.world_models.protocol import Actions
+    from latentplay.evaluation.poke import step_times
     from latentplay.world_models.yoda import Yoda
     from latentplay.world_models.yoda.train import YodaObjective
 
@@ -308,16 +308,7 @@ def bench_yoda(
     for size, solver, steps in settings:
         torch.manual_seed(0)
         model = Yoda(size=size, image_size=image_size, solver=solver, sample_steps=steps).eval()
-        x = torch.rand(1, 2, 3, image_size, image_size)
-        act = Actions(continuous=torch.zeros(1, 4 * model.points))
-        with torch.no_grad():
-            state = model.encode(x)
-            model.step(state, act)  # warm-up
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model.step(state, act)
-                times.append(time.perf_counter() - t0)
+        times = step_times(model, "cpu", repeats)
         evals = steps if solver == "euler" else 2 * steps - 1
         sec = statistics.median(times)
         if size not in train_rate:
