@@ -40,12 +40,7 @@ class YodaState:
     """The frames seen or generated so far (at most ``memory`` of them): ``(B, T, 3, H, W)``;
     each step conditions on one of them drawn at random (YODA's memory frame)."""
 
-    frames: torch.Tensor
-
-    def repeat_batch(self, n: int) -> YodaState:
-        if self.frames.shape[0] != 1:
-            raise ValueError(f"state of batch {self.frames.shape[0]}; expected batch 1")
-        return YodaState(self.frames.expand(n, *self.frames.shape[1:]))
+    frames: torch.Tensor  # protocol.repeat_state branches it (a dataclass of tensors)
 
 
 class Yoda(nn.Module):
