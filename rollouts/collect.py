@@ -14,7 +14,7 @@ import json
 import multiprocessing as mp
 import queue as queue_mod
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,13 +107,19 @@ def episode_seeds(seed: int, episode: int) -> tuple[int, np.random.Generator]:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(spec: CollectSpec, queue: Any) -> None:
+def make_env_and_policy(spec: CollectSpec) -> tuple[Any, Any]:
+    """The env (pixels and state) and the policy one worker records with."""
     import gymnasium as gym
 
     import latentplay.envs  # noqa: F401  (registers ids, picks the GL platform)
 
     env = gym.make(spec.env_id, obs_type="pixels_state", **spec.env_kwargs)
-    _WORKER.update(env=env, policy=spec.policy_factory(action_space=env.action_space), queue=queue)
+    return env, spec.policy_factory(action_space=env.action_space)
+
+
+def _worker_init(spec: CollectSpec, queue: Any) -> None:
+    env, policy = make_env_and_policy(spec)
+    _WORKER.update(env=env, policy=policy, queue=queue)
 
 
 def record_episode(env: Any, policy: Any, spec: CollectSpec, index: int) -> Episode:
@@ -164,11 +170,26 @@ def record_episode(env: Any, policy: Any, spec: CollectSpec, index: int) -> Epis
 
 def _write_shard(spec: CollectSpec, shard: int, shard_dir: str) -> dict[str, Any]:
     env, policy, queue = _WORKER["env"], _WORKER["policy"], _WORKER["queue"]
-    writer = ShardWriter(Path(shard_dir), shard, spec.compression, spec.compression_level)
+    return write_shard(env, policy, spec, shard, Path(shard_dir), queue.put)
+
+
+def write_shard(
+    env: Any,
+    policy: Any,
+    spec: CollectSpec,
+    shard: int,
+    shard_dir: Path,
+    on_episode: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Record the episodes of one shard with ``env`` and ``policy`` and write the shard
+    atomically (hidden temporary file, sidecar, rename); returns its sidecar.
+    ``on_episode(frames)`` is told after each episode (progress)."""
+    writer = ShardWriter(shard_dir, shard, spec.compression, spec.compression_level)
     try:
         for index in spec.shard_range(shard):
             writer.add(record_episode(env, policy, spec, index))
-            queue.put(spec.steps + 1)  # frames written (to the temporary shard)
+            if on_episode is not None:
+                on_episode(spec.steps + 1)  # frames written (to the temporary shard)
         made = {**provenance(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         return writer.close(extra=made)  # provenance per shard: a resume may run newer code
     except BaseException:
@@ -257,13 +278,21 @@ def collect(
     start_method: str = "forkserver",
     progress: bool = True,
     config: dict[str, Any] | None = None,
+    launcher: str = "local",
+    ray_options: dict[str, Any] | None = None,
 ) -> CollectResult:
     """Collect ``spec.episodes`` episodes into the dataset folder ``out``.
 
     ``resume=True`` continues a killed run: complete shards (sidecar present, size and sha256
     right) are kept, anything partial or damaged is redone. Without it, a folder that already
     holds shards is an error, so nothing is overwritten by accident.
+
+    ``launcher``: ``"local"`` (a process pool of ``workers`` processes) or ``"ray"`` (one Ray
+    task per shard, :mod:`latentplay.rollouts.ray_launcher`; ``ray_options``: ``address``,
+    ``shared_fs``, ...). Both write the same shards, names and meta.json.
     """
+    if launcher not in ("local", "ray"):
+        raise ValueError(f"launcher={launcher!r}; expected 'local' or 'ray'")
     if workers < 1:
         raise ValueError(f"workers={workers}; expected >= 1")
     if start_method not in ("forkserver", "spawn"):
@@ -294,28 +323,24 @@ def collect(
 
     frames_total = sum(len(spec.shard_range(s)) for s in todo) * (spec.steps + 1)
     bar = tqdm(
-        total=frames_total, unit="frame", desc=f"collect {spec.env_id}", disable=not progress
+        total=frames_total,
+        unit="frame",
+        desc=f"collect {spec.env_id} ({launcher})",
+        disable=not progress,
     )
     t0 = time.perf_counter()
     if todo:
-        ctx = mp.get_context(start_method)
-        queue = ctx.Queue()
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)),
-            mp_context=ctx,
-            initializer=_worker_init,
-            initargs=(spec, queue),
-        ) as pool:
-            pending = {pool.submit(_write_shard, spec, s, str(shard_dir)): s for s in todo}
-            while pending:
-                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(queue, bar)
-                for fut in finished:
-                    s = pending.pop(fut)
-                    done[s] = fut.result()  # a worker's exception surfaces here
-                    meta = _meta(spec, [done[k] for k in sorted(done)], extra)
-                    write_json_atomic(out / "meta.json", meta)
-            _drain(queue, bar)
+        if launcher == "local":
+            finished = _run_local(spec, todo, shard_dir, workers, start_method, bar)
+        else:
+            from latentplay.rollouts.ray_launcher import run_ray
+
+            finished = run_ray(spec, todo, shard_dir, workers, ray_options or {}, bar)
+        for s, info in finished:  # as shards complete, in any order
+            done[s] = info
+            write_json_atomic(
+                out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra)
+            )
     seconds = time.perf_counter() - t0
     bar.close()
     written = sum(len(spec.shard_range(s)) for s in todo)
@@ -327,6 +352,32 @@ def collect(
         shards_written=len(todo),
         shards_reused=spec.n_shards - len(todo),
     )
+
+
+def _run_local(
+    spec: CollectSpec,
+    todo: list[int],
+    shard_dir: Path,
+    workers: int,
+    start_method: str,
+    bar: tqdm,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Shards on a local process pool: yields ``(shard, sidecar)`` as each completes."""
+    ctx = mp.get_context(start_method)
+    queue = ctx.Queue()
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)),
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(spec, queue),
+    ) as pool:
+        pending = {pool.submit(_write_shard, spec, s, str(shard_dir)): s for s in todo}
+        while pending:
+            finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(queue, bar)
+            for fut in finished:
+                yield pending.pop(fut), fut.result()  # a worker's exception surfaces here
+        _drain(queue, bar)
 
 
 def _drain(queue: Any, bar: tqdm) -> None:

@@ -2,6 +2,7 @@
 
 python scripts/collect.py env=push policy=scripted episodes=200 steps=50 workers=2 out=data/push
 python scripts/collect.py ... resume=true     # continue a killed run
+python scripts/collect.py ... launcher=ray    # Ray tasks (local Ray; ray.address=auto: cluster)
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main(cfg: DictConfig) -> None:
         start_method=cfg.start_method,
         progress=cfg.progress,
         config=OmegaConf.to_container(cfg, resolve=True),
+        launcher=cfg.launcher,
+        ray_options=OmegaConf.to_container(cfg.ray, resolve=True),
     )
     print(
         f"{result.out}: {result.episodes} episodes ({result.shards_written} shards written, "
