@@ -2,6 +2,7 @@
 
 python scripts/train.py model=glass data=data/push trainer.max_minutes=30 out=runs/glass_push
 python scripts/train.py ... resume=true      # continue exactly from out/checkpoints/last.pt
+torchrun --nproc_per_node=2 scripts/train.py ...   # data-parallel: trainer.batch_size is global
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def main(cfg: DictConfig) -> None:
         sample_fn=run.sample_fn,
         before_checkpoint=run.before_checkpoint,
     )
+    from latentplay.world_models.distributed import from_env
+
+    if not from_env().is_main:
+        return
     print(
         f"{result.out}: step {result.step}, {result.seconds / 60:.1f} min of training, "
         f"{result.transitions_per_s:.0f} transitions/s; checkpoint {result.out}/checkpoints/last.pt"

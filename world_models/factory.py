@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from latentplay.rollouts.dataset import ClipDataset
@@ -29,6 +30,9 @@ def build_training(
     cfg = dict(model_cfg)
     name = cfg.pop("name")
     meta = load_meta(data)
+    # The initial weights come from the run's seed: the same command trains the same model
+    # (and under torchrun every rank builds the same one).
+    torch.manual_seed(int(trainer_cfg.get("seed", 0)))
     if meta["width"] != meta["height"]:
         raise ValueError(f"{data}: frames are {meta['width']}x{meta['height']}; expected square")
     if name == "glass":

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentplay.world_models import distributed
+
 
 def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv + GroupNorm(1 group: cheap, batch-size free) + SiLU."""
@@ -138,12 +140,15 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _track_and_restart(self, z: torch.Tensor, ids: torch.Tensor) -> None:
+        # Under DDP the counts are summed over ranks and rank 0's restart values are sent to
+        # all, so every rank keeps the same codebook (they would drift apart otherwise).
         counts = torch.bincount(ids, minlength=self.usage.numel()).float()
-        self.usage.mul_(0.9).add_(0.1 * counts / max(len(ids), 1))
+        counts = distributed.all_reduce_sum_(torch.cat([counts, counts.new_tensor([len(ids)])]))
+        self.usage.mul_(0.9).add_(0.1 * counts[:-1] / counts[-1].clamp(min=1))
         dead = torch.nonzero(self.usage < self.dead_threshold / self.usage.numel()).flatten()
         if len(dead):
             pick = torch.randint(len(z), (len(dead),), device=z.device)
-            self.codebook.weight[dead] = z[pick]
+            self.codebook.weight[dead] = distributed.broadcast_(z[pick].contiguous())
             self.usage[dead] = 1.0 / self.usage.numel()
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

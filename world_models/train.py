@@ -4,6 +4,11 @@ The loop knows nothing of a model's losses: a ``step_fn(model, clip, step) -> (l
 does (e.g. :func:`latentplay.world_models.glass.train.GlassObjective`). Batches are drawn by a
 NumPy generator whose state is checkpointed with the model, the optimizer and torch's RNG, so
 ``resume=True`` continues exactly where the last checkpoint left off.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the same loop trains data-parallel
+(:mod:`latentplay.world_models.distributed`): ``batch_size`` stays the *global* batch, each
+rank computes its slice of it, ``DistributedDataParallel`` averages the gradients, and rank 0
+alone logs and checkpoints, in the single-process format.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from latentplay.rollouts.dataset import ClipDataset
+from latentplay.world_models import distributed
 from latentplay.world_models.checkpoint import (
     check_compatible,
     read_checkpoint,
@@ -55,6 +61,9 @@ class TrainerSettings:
     device: str = "auto"
     channels_last: bool = True
     progress: bool = True
+    # DDP only: let parts of the model sit out a step (GLASS trains only its global part during
+    # warm-up); costs one graph traversal per step.
+    find_unused_parameters: bool = True
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None:
@@ -73,15 +82,38 @@ class TrainResult:
 
 
 class Batcher:
-    """Random clips from an in-memory :class:`ClipDataset` split, by a seeded generator."""
+    """Random clips from an in-memory :class:`ClipDataset` split, by a seeded generator.
 
-    def __init__(self, dataset: ClipDataset, batch_size: int, seed: int) -> None:
+    Each call draws the indices of one global batch of ``batch_size`` clips; rank ``r`` of
+    ``world_size`` loads and returns only its slice ``r::world_size``. Every rank draws the same
+    indices, so the generator's state is one for all ranks and any world size."""
+
+    def __init__(
+        self, dataset: ClipDataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(
+                f"trainer.batch_size={batch_size} is the global batch and must split evenly over "
+                f"{world_size} ranks; expected a multiple of {world_size}"
+            )
         self.dataset, self.batch_size = dataset, batch_size
+        self.rank, self.world_size = rank, world_size
         self.rng = np.random.default_rng(seed)
 
     def next(self) -> torch.Tensor:
         idx = self.rng.integers(len(self.dataset), size=self.batch_size)
-        return torch.stack([self.dataset[int(i)] for i in idx])
+        return torch.stack([self.dataset[int(i)] for i in idx[self.rank :: self.world_size]])
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """torch's seed on a rank: the run's seed on rank 0 (single-process runs unchanged)."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def _clean_stale_temporaries(folder: Path) -> None:
+    """Hidden temporary checkpoints of a killed run (never a complete checkpoint)."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -113,8 +145,6 @@ def train(
     ``before_checkpoint(model)`` runs before each checkpoint (e.g. to recompute statistics that
     only inference reads; it must not change what training computes).
     """
-    from torch.utils.tensorboard import SummaryWriter
-
     out = Path(out)
     ckpt_path = out / "checkpoints" / "last.pt"
     if resume not in (True, False, "auto"):
@@ -125,13 +155,49 @@ def train(
         raise FileExistsError(
             f"{out} already holds a run; pass resume=true to continue it, or choose another out"
         )
-    device = resolve_device(settings.device)
-    torch.manual_seed(settings.seed)
+    ctx, device, owns_group = distributed.init(resolve_device(settings.device))
+    try:
+        return _train(
+            ctx,
+            device,
+            model,
+            step_fn,
+            data,
+            out,
+            settings,
+            resume,
+            config,
+            sample_fn,
+            before_checkpoint,
+        )
+    finally:
+        if owns_group:
+            distributed.dist.destroy_process_group()
+
+
+def _train(
+    ctx: distributed.Context,
+    device: torch.device,
+    model: nn.Module,
+    step_fn: StepFn,
+    data: ClipDataset,
+    out: Path,
+    settings: TrainerSettings,
+    resume: bool,
+    config: dict[str, Any] | None,
+    sample_fn: Callable[[nn.Module, torch.Tensor, Path], None] | None,
+    before_checkpoint: Callable[[nn.Module], None] | None,
+) -> TrainResult:
+    from torch.utils.tensorboard import SummaryWriter
+
+    ckpt_path = out / "checkpoints" / "last.pt"
+    main = ctx.is_main
+    torch.manual_seed(_rank_seed(settings.seed, ctx.rank))
     model.to(device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    batcher = Batcher(data, settings.batch_size, settings.seed)
+    batcher = Batcher(data, settings.batch_size, settings.seed, ctx.rank, ctx.world_size)
     step, elapsed = 0, 0.0
     if resume:
         if not ckpt_path.exists():
@@ -142,48 +208,86 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed_seconds"]
         batcher.rng.bit_generator.state = ckpt["rng"]["numpy"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        _truncate_metrics(out / "metrics.jsonl", step)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
+        # torch's generator per rank: the rank's own state when the world size is the one
+        # saved, else rank 0 takes the saved state and the others fresh seeds from (seed, step).
+        ranks = ckpt["rng"].get("torch_ranks") or [ckpt["rng"]["torch"]]
+        if len(ranks) == ctx.world_size:
+            torch.set_rng_state(ranks[ctx.rank].cpu())
+        elif main:
+            torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        else:
+            torch.manual_seed(_rank_seed(settings.seed + step, ctx.rank))
+        if main:
+            _truncate_metrics(out / "metrics.jsonl", step)
+    if main:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        ckpt_path.parent.mkdir(exist_ok=True)
+        _clean_stale_temporaries(ckpt_path.parent)
+    engine: Any = None
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        engine = DistributedDataParallel(
+            distributed.ObjectiveModule(model, step_fn),
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=settings.find_unused_parameters,
+        )
 
     def checkpoint() -> None:
+        distributed.check_in_sync(model, device)
+        torch_states = distributed.gather_objects(torch.get_rng_state())
+        if not main:
+            return
         if before_checkpoint is not None:
             before_checkpoint(model)
+        rng = {"numpy": batcher.rng.bit_generator.state, "torch": torch_states[0]}
+        if ctx.distributed:
+            rng["torch_ranks"] = torch_states
         save_checkpoint(
             ckpt_path,
             model=model,
             optimizer=optimizer.state_dict(),
             step=step,
             elapsed_seconds=elapsed,
-            rng={"numpy": batcher.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            rng=rng,
             trainer=asdict(settings),
             config=config or {},
+            world_size=ctx.world_size,
         )
 
     budget = None if settings.max_minutes is None else settings.max_minutes * 60.0
-    writer = SummaryWriter(str(out / "tb"), purge_step=step if resume else None)
+    writer = SummaryWriter(str(out / "tb"), purge_step=step if resume else None) if main else None
     bar = tqdm(
         total=settings.max_steps,
         initial=step,
-        desc=f"train {type(model).__name__}",
+        desc=f"train {type(model).__name__}"
+        + (f" x{ctx.world_size} ranks" if ctx.distributed else ""),
         unit="step",
-        disable=not settings.progress,
+        disable=not (settings.progress and main),
     )
-    metrics = open(out / "metrics.jsonl", "a")
+    metrics = open(out / "metrics.jsonl", "a") if main else None
     last_ckpt, transitions, t_rate = time.monotonic(), 0, 0.0
     terms: dict[str, float] = {}
     clip: torch.Tensor | None = None
     model.train()
     try:
         while True:
-            if settings.max_steps is not None and step >= settings.max_steps:
+            stop = settings.max_steps is not None and step >= settings.max_steps
+            stop = stop or (budget is not None and elapsed >= budget)
+            due = time.monotonic() - last_ckpt > settings.checkpoint_every_minutes * 60
+            # Rank 0's clock decides for all: ranks must stop and checkpoint at the same step.
+            stop, due = distributed.broadcast_flags([stop, due], device)
+            if stop:
                 break
-            if budget is not None and elapsed >= budget:
-                break
+            if due and step > 0:
+                checkpoint()
+                last_ckpt = time.monotonic()
             t0 = time.perf_counter()
             clip = to_float_frames(batcher.next().to(device))
-            loss, terms = step_fn(model, clip, step)
+            if engine is not None:
+                loss, terms = engine(clip, step)
+            else:
+                loss, terms = step_fn(model, clip, step)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {float(loss)} at step {step}; terms {terms}")
             optimizer.zero_grad(set_to_none=True)
@@ -194,41 +298,43 @@ def train(
             dt = time.perf_counter() - t0
             elapsed += dt
             step += 1
-            n = clip.shape[0] * getattr(step_fn, "transitions_per_clip", clip.shape[1] - 1)
-            transitions += n
+            per_clip = getattr(step_fn, "transitions_per_clip", clip.shape[1] - 1)
+            transitions += clip.shape[0] * ctx.world_size * per_clip  # all ranks
             t_rate += dt
             bar.update(1)
             if step % settings.log_every == 0:
+                logged = distributed.mean_over_ranks(
+                    {"total": float(loss.detach()), **terms}, device
+                )
+            if main and step % settings.log_every == 0:
                 rate = transitions / max(t_rate, 1e-9)
                 row = {
                     "step": step,
                     "elapsed_s": round(elapsed, 2),
                     "train/transitions_per_s": rate,
                 }
-                row["train/loss/total"] = float(loss.detach())
-                row.update({f"train/loss/{k}": v for k, v in terms.items()})
+                row.update({f"train/loss/{k}": v for k, v in logged.items()})
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
                 for k, v in row.items():
                     if k.startswith("train/"):
                         writer.add_scalar(k, v, step)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", tps=f"{rate:.0f}")
-            if sample_fn is not None and step % settings.sample_every == 0:
+                bar.set_postfix(loss=f"{logged['total']:.4f}", tps=f"{rate:.0f}")
+            if main and sample_fn is not None and step % settings.sample_every == 0:
                 model.eval()
                 with torch.no_grad():
                     sample_fn(model, clip[:4], out / "samples" / f"step_{step:07d}.mp4")
                 model.train()
-            if time.monotonic() - last_ckpt > settings.checkpoint_every_minutes * 60:
-                checkpoint()
-                last_ckpt = time.monotonic()
         checkpoint()
-        if sample_fn is not None and clip is not None:
+        if main and sample_fn is not None and clip is not None:
             model.eval()
             with torch.no_grad():
                 sample_fn(model, clip[:4], out / "samples" / f"step_{step:07d}.mp4")
     finally:
-        metrics.close()
-        writer.close()
+        if metrics is not None:
+            metrics.close()
+        if writer is not None:
+            writer.close()
         bar.close()
     return TrainResult(
         out=out,

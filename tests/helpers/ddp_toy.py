@@ -1,0 +1,67 @@
+"""Train a tiny next-frame predictor with latentplay's loop; run plainly or under torchrun.
+
+python ddp_toy.py DATA OUT STEPS BATCH [diverge]
+``diverge``: rank 1 nudges a weight on its own at step 3 (the loop must notice).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+
+from latentplay.rollouts import ClipDataset
+from latentplay.world_models import distributed
+from latentplay.world_models.train import TrainerSettings, train
+
+
+class TinyPredictor(nn.Module):
+    name = "tiny"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 1))
+
+    def model_args(self) -> dict:
+        return {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class NextFrame:
+    def __init__(self, diverge: bool) -> None:
+        self.diverge = diverge
+
+    def __call__(self, model: TinyPredictor, clip: torch.Tensor, step: int):
+        if self.diverge and step == 3 and distributed.from_env().rank == 1:
+            with torch.no_grad():
+                model.net[0].bias[0] += 0.5
+        pred = model(clip[:, :-1].flatten(0, 1))
+        loss = (pred - clip[:, 1:].flatten(0, 1)).pow(2).mean()
+        return loss, {"mse": float(loss.detach())}
+
+
+def main() -> None:
+    data, out, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    diverge = sys.argv[5:] == ["diverge"]
+    torch.manual_seed(0)
+    model = TinyPredictor()
+    settings = TrainerSettings(
+        batch_size=batch,
+        lr=1e-2,
+        max_steps=steps,
+        max_minutes=None,
+        log_every=1,
+        checkpoint_every_minutes=0.0 if diverge else 60.0,
+        progress=False,
+        channels_last=False,
+        find_unused_parameters=False,
+    )
+    ds = ClipDataset(data, clip_length=3, cache=True)
+    train(model, NextFrame(diverge), ds, out, settings, resume="auto")
+
+
+if __name__ == "__main__":
+    main()
