@@ -226,7 +226,8 @@ def _meta(spec: CollectSpec, shards: list[dict[str, Any]], extra: dict[str, Any]
         "complete": n == spec.episodes,
         "episodes_written": n,
         **extra,
-        "shards": shards,
+        # Per-episode checksums stay in the sidecars: meta.json of 100k episodes stays small.
+        "shards": [{k: v for k, v in s.items() if k != "episode_sha256"} for s in shards],
         "splits": {k: sorted(v) for k, v in splits.items()},
     }
 

@@ -12,8 +12,9 @@ Layout of a dataset folder::
                               /gt/<episode>/reward_*      (T,) reward terms
                               /gt/<episode>/state/<key>   (T+1, ...) full env state per frame
                               /gt/<episode>/masks         (T+1, H, W) uint8 (optional)
-    shards/shard-00000.json   sidecar (episodes, sha256, size, provenance): written just before
-                              the shard is renamed into place; with it, marks the shard complete
+    shards/shard-00000.json   sidecar (episodes, sha256 and size of the file, sha256 of each
+                              episode's arrays, provenance): written just before the shard is
+                              renamed into place; with it, marks the shard complete
 
 Episodes are named by their global index (``000123``); attributes hold seed, length, split.
 Frames are what models learn from; everything under ``gt/`` is for evaluation only.
@@ -21,6 +22,7 @@ Frames are what models learn from; everything under ``gt/`` is for evaluation on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -47,6 +49,67 @@ class CorruptShardError(DatasetError):
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = Path(path)
+
+
+def episode_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over an episode's arrays (name, dtype, shape, bytes, in name order): computed
+    from memory when written, from the file when a shard fails its checksum, so the damaged
+    episodes can be named."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _episode_arrays(ep: Episode) -> dict[str, np.ndarray]:
+    out = {"frames": ep.frames, "gt/actions": ep.actions, "gt/rewards": ep.rewards}
+    out.update({f"gt/{k}": v for k, v in {**ep.per_frame, **ep.per_step}.items()})
+    out.update({f"gt/state/{k}": v for k, v in ep.state.items()})
+    if ep.masks is not None:
+        out["gt/masks"] = ep.masks
+    return out
+
+
+def _stored_arrays(f: h5py.File, key: str) -> dict[str, np.ndarray]:
+    out = {"frames": f["frames"][key][()]}
+    f["gt"][key].visititems(
+        lambda name, obj: (
+            out.__setitem__(f"gt/{name}", obj[()]) if isinstance(obj, h5py.Dataset) else None
+        )
+    )
+    return out
+
+
+def damaged_episodes(path: Path, shard: dict[str, Any]) -> str:
+    """Which episodes of a shard that failed its checksum are damaged, as a sentence."""
+    keys = [episode_key(i) for i in shard["episode_index"]]
+    digests = shard.get("episode_sha256")
+    if digests is None:  # meta.json leaves them to the shard's sidecar (its size stays small)
+        try:
+            digests = json.loads(path.with_suffix(".json").read_text()).get("episode_sha256")
+        except (OSError, json.JSONDecodeError):
+            digests = None
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return f"the file cannot be opened, so all its episodes {', '.join(keys)} are lost"
+    bad = []
+    with f:
+        for i, key in enumerate(keys):
+            try:
+                arrays = _stored_arrays(f, key)
+            except (OSError, KeyError, RuntimeError) as e:
+                bad.append(f"{key} (unreadable: {type(e).__name__})")
+                continue
+            if digests is not None and episode_digest(arrays) != digests[i]:
+                bad.append(f"{key} (content changed)")
+    if bad:
+        return f"damaged episode(s): {', '.join(bad)}"
+    if digests is None:
+        return f"it holds episodes {', '.join(keys)} (no per-episode checksums to tell which)"
+    return f"every episode ({', '.join(keys)}) reads intact: the damage is in HDF5 metadata"
 
 
 def episode_key(index: int) -> str:
@@ -139,7 +202,14 @@ class ShardWriter:
                 compression="gzip",
                 compression_opts=1,
             )
-        self.episodes.append({"index": ep.index, "length": t1 - 1, "split": ep.split})
+        self.episodes.append(
+            {
+                "index": ep.index,
+                "length": t1 - 1,
+                "split": ep.split,
+                "sha256": episode_digest(_episode_arrays(ep)),
+            }
+        )
 
     def close(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish the shard: write its sidecar (with ``extra``, e.g. provenance), then rename
@@ -152,6 +222,7 @@ class ShardWriter:
             "episode_index": [e["index"] for e in self.episodes],
             "lengths": [e["length"] for e in self.episodes],
             "splits": [e["split"] for e in self.episodes],
+            "episode_sha256": [e["sha256"] for e in self.episodes],
             "sha256": sha256_file(self._tmp),
             "bytes": self._tmp.stat().st_size,
             **(extra or {}),
@@ -189,12 +260,16 @@ def verify_shard(root: Path, shard: dict[str, Any]) -> Path:
     size = path.stat().st_size
     if size != shard["bytes"]:
         raise CorruptShardError(
-            path, f"truncated or changed: {size} bytes, expected {shard['bytes']}"
+            path,
+            f"truncated or changed: {size} bytes, expected {shard['bytes']}; "
+            + damaged_episodes(path, shard),
         )
     digest = sha256_file(path)
     if digest != shard["sha256"]:
         raise CorruptShardError(
-            path, f"checksum mismatch: sha256 {digest}, expected {shard['sha256']}"
+            path,
+            f"checksum mismatch: sha256 {digest}, expected {shard['sha256']}; "
+            + damaged_episodes(path, shard),
         )
     return path
 

@@ -19,6 +19,7 @@ from latentplay.utils.config import require_complete
 @hydra.main(config_path="../configs", config_name="collect", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     require_complete(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # typed: utils/schemas
     spec = CollectSpec(
         env_id=cfg.env.id,
         env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
@@ -38,11 +39,11 @@ def main(cfg: DictConfig) -> None:
         out=cfg.out,
         workers=cfg.workers,
         resume=cfg.resume,
-        start_method=cfg.start_method,
+        start_method=plain["start_method"],
         progress=cfg.progress,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        launcher=cfg.launcher,
-        ray_options=OmegaConf.to_container(cfg.ray, resolve=True),
+        config=plain,
+        launcher=plain["launcher"],
+        ray_options=plain["ray"],
     )
     print(
         f"{result.out}: {result.episodes} episodes ({result.shards_written} shards written, "

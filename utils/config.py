@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from latentplay.utils import schemas  # noqa: F401  (registers the configs' typed schemas)
+
 
 class ConfigError(ValueError):
     """A config that cannot run as given; the message says which key and what to do."""

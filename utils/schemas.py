@@ -1,0 +1,109 @@
+"""Typed schemas of the scripts' top-level configs (Hydra structured configs).
+
+The YAML files in ``configs/`` hold the values; these dataclasses hold the types. Each config
+lists its schema first in its defaults (``- collect_schema``), so Hydra checks every value when
+the command line is parsed, before any work starts, and names the key:
+``episodes=ten`` -> "Value 'ten' of type 'str' could not be converted to Integer ...
+full_key: episodes"; ``launcher=slurm`` -> "Invalid value 'slurm', expected one of [local,
+ray]"; an unknown key -> "Key 'epsiodes' not in 'CollectConfig'". Groups that differ per choice
+(``env``, ``policy``, ``model``) stay untyped here: the classes they build check their own.
+Importing :mod:`latentplay.utils.config` (every script does, before ``@hydra.main`` runs)
+registers them (:func:`register`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Launcher(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class StartMethod(str, Enum):
+    forkserver = "forkserver"
+    spawn = "spawn"
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None
+    shared_fs: bool = True
+    cpus_per_task: float = 1.0
+    max_retries: int = 2
+    log_to_driver: bool = False
+
+
+@dataclass
+class PreviewConfig:
+    episodes: int = 16
+    scale: int = 4
+    format: str = "mp4"
+
+
+@dataclass
+class CollectConfig:
+    env: Any = MISSING
+    policy: Any = MISSING
+    episodes: int = 200
+    steps: int = 50
+    workers: int = 2
+    launcher: Launcher = Launcher.local
+    seed: int = 0
+    out: str = MISSING
+    resume: bool = False
+    shard_episodes: int = 25
+    masks: bool = False
+    start_method: StartMethod = StartMethod.forkserver
+    progress: bool = True
+    compression: str | None = "gzip"
+    compression_level: int | None = 1
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    ray: RayConfig = field(default_factory=RayConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+
+
+@dataclass
+class TrainerConfig:
+    batch_size: int = 16
+    lr: float = 4.0e-4
+    max_steps: int | None = None
+    max_minutes: float | None = 30.0
+    log_every: int = 25
+    sample_every: int = 500
+    checkpoint_every_minutes: float = 5.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True
+    progress: bool = True
+    find_unused_parameters: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    data: str = MISSING
+    out: str = MISSING
+    resume: Any = False  # true, false or auto: train() checks
+    split: str = "train"
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+SCHEMAS = {"collect": CollectConfig, "train": TrainConfig}
+
+
+def register() -> None:
+    """Store the schemas as ``<name>_schema`` for the configs' defaults lists (idempotent)."""
+    cs = ConfigStore.instance()
+    for name, node in SCHEMAS.items():
+        cs.store(name=f"{name}_schema", node=node)
+
+
+register()
