@@ -76,6 +76,9 @@ def _model_and_grounding(
     if data is None:
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
     reader = EpisodeReader(data)
+    from latentplay.world_models.checkpoint import check_frames_fit
+
+    check_frames_fit(model, reader.meta, data)
     eps = reader.indices("train")[: max(2, -(-2 * labels // reader.meta["steps"]))]
     learned, env_actions = labelled_transitions(model, reader, eps, labels, device=device)
     reader.close()

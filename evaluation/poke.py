@@ -32,6 +32,7 @@ from latentplay.agents.policies import ScriptedPushPolicy
 from latentplay.envs.arm import PushMultiEnv
 from latentplay.evaluation.detector import ObjectDetector
 from latentplay.rollouts.format import EpisodeReader
+from latentplay.world_models.checkpoint import check_frames_fit
 
 MOVED_M = 0.01  # an object "moved" when it travelled more than 1 cm
 COS_ANGLE = 2**-0.5  # angle match: within 45 degrees
@@ -240,6 +241,7 @@ def object_error(
     first-frame position, and the rate of misses is reported.
     """
     reader = EpisodeReader(data)
+    check_frames_fit(model, reader.meta, data)
     clips, truth, ee = [], [], []
     for ep in reader.indices("test"):
         frames, gt = reader.frames(ep), reader.ground_truth(ep)

@@ -19,6 +19,7 @@ import torch
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.format import EpisodeReader
+from latentplay.world_models.checkpoint import check_frames_fit
 from latentplay.world_models.protocol import Actions
 
 PSNR_CAP = 60.0  # dB; identical frames give +inf, which no mean survives
@@ -264,6 +265,7 @@ def evaluate(
     episodes. ``max_clips`` caps the clips of the image metrics (sampling models are slow)."""
     device = torch.device(device)
     reader = EpisodeReader(data)
+    check_frames_fit(model, reader.meta, data)
     fit_eps, test_eps = (
         _episodes(reader, "val", max_episodes),
         _episodes(reader, "test", max_episodes),

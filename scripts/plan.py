@@ -79,6 +79,9 @@ def main(cfg: DictConfig) -> None:
             grounding = analytic_grounding(spec, EE_STEP, jac, probe.width)
         else:
             reader = EpisodeReader(data)
+            from latentplay.world_models.checkpoint import check_frames_fit
+
+            check_frames_fit(model, reader.meta, data)
             train = reader.indices("train")
             eps = train[: max(2, math.ceil(2 * n / reader.meta["steps"]))]
             learned, env_actions = labelled_transitions(model, reader, eps, n, device=device)

@@ -81,6 +81,9 @@ def main(cfg: DictConfig) -> None:
         from latentplay.rollouts.format import EpisodeReader
 
         reader = EpisodeReader(cfg.data)
+        from latentplay.world_models.checkpoint import check_frames_fit
+
+        check_frames_fit(model, reader.meta, cfg.data)
         img = image_metrics(model, reader, reader.indices("test"), 8, device, clips=cfg.image_clips)
         reader.close()
         results.update({k: v for k, v in img.items() if k != "per_step"})

@@ -38,6 +38,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except OSError as e:  # disk full, quota, permissions: say what was kept
+        kept = "was left as it was" if path.exists() else "was not created"
+        e.add_note(f"while writing {path}: nothing was replaced, {path.name} {kept}")
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

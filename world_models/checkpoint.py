@@ -110,3 +110,17 @@ def check_compatible(path: str | Path, ckpt: dict[str, Any], model: nn.Module) -
             f"{path} does not fit this model (checkpoint vs now): {'; '.join(problems)}. "
             "Use another out folder, or the checkpoint's settings."
         )
+
+
+def check_frames_fit(model: nn.Module, meta: dict[str, Any], source: str | Path) -> None:
+    """Raise naming both sizes when a dataset's frames (its ``meta.json``) are not the size the
+    model was trained on; nothing is resized silently."""
+    size = getattr(model, "image_size", None)
+    if size is None:
+        return
+    w, h = meta.get("width"), meta.get("height")
+    if (w, h) != (size, size):
+        raise CheckpointMismatchError(
+            f"{source}: frames are {w}x{h}, the model takes {size}x{size} (image_size={size}); "
+            f"use a dataset collected with env.kwargs.width={size} env.kwargs.height={size}"
+        )

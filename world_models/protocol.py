@@ -69,6 +69,34 @@ class WorldModel(Protocol):
         """Encode ``context``, step through ``actions``, decode: ``(B, T_actions, 3, H, W)``."""
 
 
+def check_actions(spec: ActionSpec, actions: Actions, batch: int | None = None) -> None:
+    """Raise ``ValueError`` naming the part for one step of actions that does not fit ``spec``:
+    wrong shape, NaN/inf, or a discrete id outside ``[0, spec.discrete)``."""
+    c, d = actions.continuous, actions.discrete
+    if spec.continuous:
+        if c is None or c.ndim != 2 or c.shape[1] != spec.continuous:
+            got = None if c is None else tuple(c.shape)
+            raise ValueError(f"continuous actions of shape {got}; expected (B, {spec.continuous})")
+        if not torch.isfinite(c).all():
+            raise ValueError("continuous actions hold NaN or inf; expected finite values")
+    if spec.discrete:
+        if d is None or d.ndim != 1:
+            got = None if d is None else tuple(d.shape)
+            raise ValueError(f"discrete actions of shape {got}; expected (B,) ids")
+        if d.is_floating_point() and not torch.equal(d, d.round()):
+            raise ValueError("discrete actions must be whole ids; got fractional values")
+        if len(d) and (int(d.min()) < 0 or int(d.max()) >= spec.discrete):
+            raise ValueError(
+                f"discrete action ids in [{int(d.min())}, {int(d.max())}]; expected ids in "
+                f"[0, {spec.discrete})"
+            )
+    sizes = {len(x) for x in (c, d) if x is not None}
+    if batch is not None:
+        sizes.add(batch)
+    if len(sizes) > 1:
+        raise ValueError(f"action parts and state disagree on the batch size: {sorted(sizes)}")
+
+
 def to_float_frames(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] or float [0, 1] frames -> float32 in [0, 1]."""
     if frames.dtype == torch.uint8:

@@ -16,7 +16,13 @@ import torch
 
 from latentplay.world_models.glass.model import Glass, over
 from latentplay.world_models.layers import shift_images
-from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
+from latentplay.world_models.protocol import (
+    Actions,
+    ActionSpec,
+    check_actions,
+    rollout,
+    to_float_frames,
+)
 
 
 def mask_centroid(mask: torch.Tensor) -> torch.Tensor:
@@ -77,6 +83,7 @@ class GlassGlobal:
     def step(self, state: GlobalState, actions: Actions) -> GlobalState:
         if actions.continuous is None:
             raise ValueError("GlassGlobal steps need the continuous (global shift) action")
+        check_actions(self.action_spec, actions, batch=state.shift.shape[0])
         return replace(state, shift=state.shift + actions.continuous)
 
     def decode(self, state: GlobalState) -> torch.Tensor:

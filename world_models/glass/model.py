@@ -42,7 +42,13 @@ from latentplay.world_models.layers import (
     shift_images,
     warp_images,
 )
-from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
+from latentplay.world_models.protocol import (
+    Actions,
+    ActionSpec,
+    check_actions,
+    rollout,
+    to_float_frames,
+)
 
 OUT_OF_DOMAIN = -1.1  # masked pixels handed to the inpainter (outside [0, 1])
 
@@ -550,6 +556,7 @@ class Glass(nn.Module):
     def step(self, state: GlassState, actions: Actions) -> GlassState:
         if actions.continuous is None or actions.discrete is None:
             raise ValueError("GLASS steps need both parts of its actions: continuous and discrete")
+        check_actions(self.action_spec, actions, batch=state.frame.shape[0])
         code = self.vq.embed(actions.discrete.long())
         rgb, mask, memory = self.dynamics(
             state.features, code, actions.continuous, state.memory, state.foreground, state.mask

@@ -26,7 +26,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from latentplay.world_models.protocol import Actions, ActionSpec, rollout, to_float_frames
+from latentplay.world_models.protocol import (
+    Actions,
+    ActionSpec,
+    check_actions,
+    rollout,
+    to_float_frames,
+)
 from latentplay.world_models.yoda.flow import FlowEstimator
 from latentplay.world_models.yoda.flow_matching import SOLVERS, integrate, velocity_from_data
 from latentplay.world_models.yoda.net import SIZES, VelocityNet, YodaSize
@@ -208,6 +214,7 @@ class Yoda(nn.Module):
             control = self.null_map(b, frames.device)
         else:
             pts, vec = self.actions_to_controls(actions.continuous.to(frames.device))
+            check_actions(self.action_spec, actions, batch=b)  # after its own, clearer, checks
             control = self.control_map(pts, vec)
         return self.step_control(state, control)
 
