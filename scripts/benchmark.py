@@ -1,8 +1,9 @@
 """Speed benchmarks, each measured beside its anchor in the same run (docs/BENCHMARKS.md).
 
     python scripts/benchmark.py envs      # steps/s at 64x64 vs Gymnasium Pusher-v5
-    python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers; and
-                                          # AsyncVectorEnv stepping alone, for comparison
+    python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers, local
+                                          # pool and Ray; AsyncVectorEnv stepping alone
+    python scripts/benchmark.py torchrun  # training samples/s, 1 process vs torchrun 1 and 2
     python scripts/benchmark.py glass     # GLASS training transitions/s: size s vs paper
     python scripts/benchmark.py plan      # ms per CEM replan (300 x 5 x 10) per world model
     python scripts/benchmark.py yoda      # s per generated YODA frame by ODE steps, vs 0.3 s
@@ -23,7 +24,7 @@ from latentplay.utils import bench
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("kind", choices=["envs", "collect", "glass", "plan", "yoda"])
+    p.add_argument("kind", choices=["envs", "collect", "glass", "plan", "yoda", "torchrun"])
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/<kind>.json)")
     p.add_argument("--repeats", type=int, default=None, help="runs per row; the median is kept")
     p.add_argument("--size", type=int, default=64, help="frame size for `envs`")
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=400, help="episodes per run for `collect`")
     p.add_argument("--env", default="latentplay/Push-v0", help="env id for `collect`")
     p.add_argument("--checkpoint", default=None, help="GLASS checkpoint for `plan`")
+    p.add_argument("--model", default="glass", help="model for `torchrun` (glass or yoda)")
+    p.add_argument(
+        "--no-ray", action="store_true", help="`collect`: skip the Ray rows (Ray not installed)"
+    )
     p.add_argument(
         "--no-full", action="store_true", help="`plan`: skip the full GLASS rollout (~1 min/plan)"
     )
@@ -85,9 +90,22 @@ def main(argv: list[str] | None = None) -> int:
             ("x_target_1s", "x the 1 s target", ".2f"),
             ("transitions", "imagined transitions / replan", ""),
         ]
+    elif args.kind == "torchrun":
+        rows = bench.bench_torchrun(model=args.model, repeats=args.repeats or 3)
+        columns = [
+            ("name", "run", ""),
+            ("samples_per_s", "train samples/s (median)", ".1f"),
+            ("min", "min", ".1f"),
+            ("max", "max", ".1f"),
+            ("x_one_process", "x 1 process", ".2f"),
+            ("threads_per_process", "threads/process", ""),
+        ]
     else:
-        rows = bench.bench_collect(args.env, (1, 2), args.episodes, repeats=args.repeats or 3)
-        rows += bench.bench_vector_env(args.env, (1, 2), repeats=args.repeats or 3)
+        n = args.repeats or 3
+        rows = bench.bench_collect(args.env, (1, 2), args.episodes, repeats=n)
+        if not args.no_ray:
+            rows += bench.bench_collect(args.env, (1, 2), args.episodes, repeats=n, launcher="ray")
+        rows += bench.bench_vector_env(args.env, (1, 2), repeats=n)
         columns = [
             ("name", "run", ""),
             ("frames_per_s", "frames/s (median)", ".0f"),

@@ -122,9 +122,15 @@ def bench_collect(
     repeats: int = 3,
     shard_episodes: int = 25,
     policy: str = "scripted",
+    launcher: str = "local",
 ) -> list[dict[str, Any]]:
     """Frames/s written to disk by whole ``collect`` runs (process start-up included), per
-    worker count; the median of ``repeats`` runs into fresh temporary folders."""
+    worker count; the median of ``repeats`` runs into fresh temporary folders.
+
+    ``launcher="ray"``: a local Ray of ``w`` CPUs is started once per worker count (its
+    start-up, ``ray_startup_s``, is reported apart: a cluster pays it once per job) and each
+    run's ``collect()`` schedules one task per shard on it; the Ray worker processes keep
+    their env between runs, as they do between the shards of one run."""
     import functools
 
     from latentplay.agents.policies import RandomPolicy, ScriptedPushPolicy
@@ -141,16 +147,33 @@ def bench_collect(
     rows = []
     for w in workers:
         rates, sizes = [], []
-        for _ in range(repeats):
-            with tempfile.TemporaryDirectory(prefix="lp-bench-") as tmp:
-                t0 = time.perf_counter()
-                res = collect(spec, Path(tmp) / "ds", workers=w, progress=False)
-                wall = time.perf_counter() - t0
-                rates.append(res.frames / wall)
-                sizes.append(sum(p.stat().st_size for p in (Path(tmp) / "ds").rglob("*.h5")))
+        startup = None
+        if launcher == "ray":
+            from latentplay.rollouts.ray_launcher import import_ray
+
+            ray = import_ray()
+            t0 = time.perf_counter()
+            ray.init(num_cpus=w, include_dashboard=False, log_to_driver=False)
+            startup = time.perf_counter() - t0
+        try:
+            for _ in range(repeats):
+                with tempfile.TemporaryDirectory(prefix="lp-bench-") as tmp:
+                    t0 = time.perf_counter()
+                    res = collect(
+                        spec, Path(tmp) / "ds", workers=w, progress=False, launcher=launcher
+                    )
+                    wall = time.perf_counter() - t0
+                    rates.append(res.frames / wall)
+                    sizes.append(sum(p.stat().st_size for p in (Path(tmp) / "ds").rglob("*.h5")))
+        finally:
+            if launcher == "ray":
+                ray.shutdown()
+        label = "" if launcher == "local" else f" on Ray (start-up {startup:.1f} s apart)"
         rows.append(
             {
-                "name": f"{env_id} collect, {w} worker{'s' if w > 1 else ''}",
+                "name": f"{env_id} collect{label}, {w} worker{'s' if w > 1 else ''}",
+                "launcher": launcher,
+                "ray_startup_s": startup,
                 "workers": w,
                 "frames_per_s": statistics.median(rates),
                 "min": min(rates),
@@ -163,6 +186,85 @@ def bench_collect(
     base = rows[0]["frames_per_s"]
     for r in rows:
         r["x_one_worker"] = r["frames_per_s"] / base
+    return rows
+
+
+def bench_torchrun(
+    procs: Sequence[int] = (1, 2),
+    model: str = "glass",
+    size: str = "s",
+    batch: int = 16,
+    steps: int = 40,
+    skip: int = 20,
+    repeats: int = 3,
+    image_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Training samples/s of ``scripts/train.py`` in one plain process and under
+    ``torchrun --nproc_per_node=n`` (DDP, gloo), same global batch, on a synthetic dataset of
+    ``image_size`` frames. Rates come from the run's own metrics.jsonl (training compute time,
+    excluding start-up, checkpoints and samples) over steps ``skip..steps``, identical steps in
+    every row (GLASS's curriculum changes the cost per step)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from latentplay.rollouts.toy import make_toy_dataset
+
+    root = Path(__file__).resolve().parents[1]
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lp-bench-ddp-") as tmp:
+        data = make_toy_dataset(Path(tmp) / "toy", episodes=32, steps=16, size=image_size)
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+        runs = [("python, 1 process", [sys.executable], 1)]
+        runs += [
+            (
+                f"torchrun, {n} process{'es' if n > 1 else ''}",
+                [torchrun, "--standalone", f"--nproc_per_node={n}"],
+                n,
+            )
+            for n in procs
+        ]
+        for label, launcher, n in runs:
+            rates = []
+            for r in range(repeats):
+                out = Path(tmp) / f"run-{n}-{len(rows)}-{r}"
+                cmd = [
+                    *launcher,
+                    str(root / "scripts" / "train.py"),
+                    f"model={model}",
+                    f"model.size={size}",
+                    f"data={data}",
+                    f"out={out}",
+                    f"trainer.batch_size={batch}",
+                    f"trainer.max_steps={steps}",
+                    "trainer.max_minutes=null",
+                    "trainer.log_every=1",
+                    "trainer.sample_every=1000000",
+                    "trainer.progress=false",
+                ]
+                subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=1800)
+                log = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+                by_step = {row["step"]: row["elapsed_s"] for row in log}
+                seconds = by_step[steps] - by_step[skip]
+                rates.append((steps - skip) * batch / seconds)
+            rows.append(
+                {
+                    "name": f"{model} {size} {image_size}x{image_size}, {label}",
+                    "processes": n,
+                    "samples_per_s": statistics.median(rates),
+                    "min": min(rates),
+                    "max": max(rates),
+                    "global_batch": batch,
+                    "steps_timed": steps - skip,
+                    "threads_per_process": os.cpu_count() if n == 1 else 1,
+                    "repeats": repeats,
+                }
+            )
+    base = rows[0]["samples_per_s"]
+    for r in rows:
+        r["x_one_process"] = r["samples_per_s"] / base
     return rows
 
 
