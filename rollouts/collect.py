@@ -34,6 +34,8 @@ from latentplay.rollouts.format import (
 )
 from latentplay.utils.io import provenance, write_json_atomic
 
+META_EVERY_S = 2.0  # meta.json rewrites while shards complete, at most this often
+
 # Keys of the spec that must match when a run is resumed.
 _RESUME_KEYS = (
     "env_id",
@@ -337,11 +339,18 @@ def collect(
             from latentplay.rollouts.ray_launcher import run_ray
 
             finished = run_ray(spec, todo, shard_dir, workers, ray_options or {}, bar)
+        # meta.json grows with the shards: rewriting it after each of 4000 shards (100k
+        # episodes) would cost O(n^2). It is a progress record between rewrites at most
+        # META_EVERY_S apart, complete at the end; resuming trusts the sidecars, not it.
+        last_meta = time.monotonic()
         for s, info in finished:  # as shards complete, in any order
             done[s] = info
-            write_json_atomic(
-                out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra)
-            )
+            if time.monotonic() - last_meta >= META_EVERY_S:
+                write_json_atomic(
+                    out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra)
+                )
+                last_meta = time.monotonic()
+        write_json_atomic(out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra))
     seconds = time.perf_counter() - t0
     bar.close()
     written = sum(len(spec.shard_range(s)) for s in todo)

@@ -291,7 +291,7 @@ def test_collect_is_resumable_after_sigkill(tmp_path: Path) -> None:
     # No corrupt shard is visible: whatever meta.json lists passes its checksum, and every
     # visible shard file has a valid sidecar (a partial shard only exists as a hidden .tmp).
     meta = json.loads((out / "meta.json").read_text())
-    assert not meta["complete"] and meta["shards"]
+    assert not meta["complete"]  # (it lists the shards done by its last rewrite, <= 2 s old)
     EpisodeReader(out)  # verifies every listed checksum
     for h5 in (out / "shards").glob("shard-*.h5"):
         assert read_sidecar(h5.with_suffix(".json")) is not None, f"{h5} visible but incomplete"
