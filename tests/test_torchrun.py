@@ -28,14 +28,14 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", episodes=24, steps=12, size=32)
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return {**env, "OMP_NUM_THREADS": "1"}
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
 
 
-def _torchrun(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _torchrun(*args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
     cmd = [TORCHRUN, "--standalone", "--nproc_per_node=2", *args]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env(**env))
     if check and run.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
     return run
@@ -78,6 +78,20 @@ def test_two_ranks_train_what_one_process_trains(toy: Path, tmp_path: Path) -> N
         for ln in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
     ]
     np.testing.assert_allclose(ddp_loss, one_loss, rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_two_ranks_on_cuda_use_nccl_and_train_what_one_process_trains(
+    toy: Path, tmp_path: Path
+) -> None:
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA devices")
+    _torchrun(str(HELPER), str(toy), str(tmp_path / "ddp"), "10", "8", DDP_TOY_DEVICE="cuda")
+    _python(str(HELPER), str(toy), str(tmp_path / "one"), "10", "8")
+    ddp = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    one = read_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")
+    for k, v in one["model"].items():
+        torch.testing.assert_close(ddp["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
 
 
 def test_a_rank_that_drifts_alone_is_caught(toy: Path, tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 python ddp_toy.py DATA OUT STEPS BATCH [diverge]
 ``diverge``: rank 1 nudges a weight on its own at step 3 (the loop must notice).
+``DDP_TOY_DEVICE`` (environment): the trainer's device (default cpu; cuda: nccl).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -58,6 +60,7 @@ def main() -> None:
         progress=False,
         channels_last=False,
         find_unused_parameters=False,
+        device=os.environ.get("DDP_TOY_DEVICE", "cpu"),
     )
     ds = ClipDataset(data, clip_length=3, cache=True)
     train(model, NextFrame(diverge), ds, out, settings, resume="auto")
