@@ -22,6 +22,8 @@ from latentplay.utils.config import require_complete
 @hydra.main(config_path="../configs", config_name="plan", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     require_complete(cfg)
+    # Checked against utils/schemas.PlanConfig at parse time; plain strings from here on.
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     import gymnasium as gym
 
     import latentplay.envs  # noqa: F401  (registers the env ids)

@@ -52,6 +52,15 @@ def _compose(name: str, *overrides: str):
         ("train", "trainer.batch_size=big", ["'big'", "full_key: trainer.batch_size"]),
         ("train", "trainer.lrr=0.1", ["Key 'lrr' not in 'TrainerConfig'"]),
         ("train", "trainer.max_minutes=soon", ["'soon'", "full_key: trainer.max_minutes"]),
+        (
+            "plan",
+            "model_view=globl",
+            ["'globl'", "[full, ee_poke, global]", "full_key: model_view"],
+        ),
+        ("plan", "grounding.kind=svm", ["'svm'", "[linear, mlp]", "full_key: grounding.kind"]),
+        ("plan", "episodes=many", ["'many'", "full_key: episodes"]),
+        ("evaluate", "horizon=long", ["'long'", "full_key: horizon"]),
+        ("evaluate", "vidoe=false", ["Key 'vidoe' not in 'EvaluateConfig'"]),
     ],
 )
 def test_typed_config_schemas_fail_at_parse_time_naming_the_key(
@@ -70,6 +79,8 @@ def test_good_overrides_still_compose_and_keep_their_types() -> None:
     assert cfg.episodes == 12 and cfg.launcher == "ray" and cfg.ray.address == "auto"
     cfg = _compose("train", "data=x", "trainer.max_steps=5", "trainer.max_minutes=null")
     assert cfg.trainer.max_steps == 5 and cfg.trainer.max_minutes is None
+    cfg = _compose("plan", "checkpoint=c", "model_view=ee_poke", "grounding.labels=[0,10]")
+    assert cfg.model_view == "ee_poke" and list(cfg.grounding.labels) == [0, 10]
 
 
 def test_the_command_line_reports_a_bad_value_and_exits_non_zero(tmp_path: Path) -> None:

@@ -96,7 +96,65 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-SCHEMAS = {"collect": CollectConfig, "train": TrainConfig}
+@dataclass
+class EvaluateConfig:
+    checkpoint: str = MISSING
+    data: str = MISSING
+    out: str | None = None
+    horizon: int = 8
+    max_episodes: int | None = None
+    max_clips: int | None = None
+    device: str = "auto"
+    video: bool = True
+
+
+# OmegaConf matches enum *names*; `global` is a Python keyword, hence the functional form.
+ModelView = Enum("ModelView", {n: n for n in ("full", "ee_poke", "global")}, type=str)
+
+
+class CostSpace(str, Enum):
+    pixels = "pixels"
+    state = "state"
+
+
+class GroundingKind(str, Enum):
+    linear = "linear"
+    mlp = "mlp"
+
+
+@dataclass
+class GroundingConfig:
+    kind: GroundingKind = GroundingKind.linear
+    labels: list[int] = field(default_factory=lambda: [1000])
+
+
+@dataclass
+class PlanConfig:
+    env: Any = MISSING
+    planner: Any = MISSING
+    checkpoint: str = MISSING
+    data: str | None = None
+    episodes: int = 50
+    seed: int = 100000
+    max_steps: int = 40
+    execute: int = 1
+    model_view: ModelView = ModelView["global"]
+    sample_steps: int | None = None
+    space: CostSpace = CostSpace.pixels
+    chunk: int | None = None
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
+    baselines: list[str] = field(default_factory=lambda: ["random", "oracle"])
+    out: str | None = None
+    device: str = "auto"
+    progress: bool = True
+
+
+SCHEMAS = {
+    "collect": CollectConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "plan": PlanConfig,
+}
 
 
 def register() -> None:
