@@ -10,6 +10,7 @@ to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import queue as queue_mod
@@ -343,13 +344,14 @@ def collect(
         # episodes) would cost O(n^2). It is a progress record between rewrites at most
         # META_EVERY_S apart, complete at the end; resuming trusts the sidecars, not it.
         last_meta = time.monotonic()
-        for s, info in finished:  # as shards complete, in any order
-            done[s] = info
-            if time.monotonic() - last_meta >= META_EVERY_S:
-                write_json_atomic(
-                    out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra)
-                )
-                last_meta = time.monotonic()
+        with contextlib.closing(finished):  # on any error: stop the pool or cancel the tasks
+            for s, info in finished:  # as shards complete, in any order
+                done[s] = info
+                if time.monotonic() - last_meta >= META_EVERY_S:
+                    write_json_atomic(
+                        out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra)
+                    )
+                    last_meta = time.monotonic()
         write_json_atomic(out / "meta.json", _meta(spec, [done[k] for k in sorted(done)], extra))
     seconds = time.perf_counter() - t0
     bar.close()

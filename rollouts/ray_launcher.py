@@ -86,6 +86,17 @@ def land_shard(shard_dir: Path, shard: int, info: dict[str, Any], data: bytes) -
         write_json_atomic(path.with_suffix(".json"), info)
 
 
+def _check_visible(shard_dir: Path, shard: int, info: dict[str, Any]) -> None:
+    """With ``shared_fs``, the shard a task wrote must be on the driver's file system too."""
+    path = shard_dir / f"{shard_name(shard)}.h5"
+    if not path.is_file() or path.stat().st_size != info["bytes"]:
+        raise FileNotFoundError(
+            f"{path}: its Ray task reports it written ({info['bytes']} bytes) but the driver "
+            "does not see it: the nodes do not share this folder; use a folder every node "
+            "mounts, or ray.shared_fs=false"
+        )
+
+
 def run_ray(
     spec: CollectSpec,
     todo: list[int],
@@ -116,7 +127,7 @@ def run_ray(
     task = ray.remote(num_cpus=opts["cpus_per_task"], max_retries=opts["max_retries"])(
         _record_shard
     )
-    target = str(shard_dir) if opts["shared_fs"] else None
+    target = str(shard_dir.resolve()) if opts["shared_fs"] else None  # workers' cwd may differ
     refs = {task.remote(spec, s, target): s for s in todo}
     try:
         while refs:
@@ -125,7 +136,8 @@ def run_ray(
                 s = refs.pop(ref)
                 try:
                     result = ray.get(ref)
-                except ray.exceptions.RayTaskError as e:  # the worker's own exception, named
+                except ray.exceptions.RayError as e:  # the task's own exception, or a worker,
+                    # node or object lost after max_retries: named with the shard either way
                     cause = getattr(e, "cause", None) or e  # the traceback stays in __cause__
                     raise RuntimeError(
                         f"Ray task of shard {shard_name(s)} (episodes {spec.shard_range(s).start}"
@@ -136,6 +148,7 @@ def run_ray(
                     land_shard(shard_dir, s, info, data)
                 else:
                     info = result
+                    _check_visible(shard_dir, s, info)
                 bar.update(info["episodes"] * (spec.steps + 1))
                 yield s, info
     finally:

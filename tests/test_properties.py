@@ -124,8 +124,14 @@ def test_shards_read_back_exactly_what_was_written(eps: list[Episode], compressi
             np.testing.assert_array_equal(reader.frames(i), ep.frames)
             gt = reader.ground_truth(i)
             np.testing.assert_array_equal(gt["actions"], ep.actions)
+            np.testing.assert_array_equal(gt["rewards"], ep.rewards)
+            for k, v in {**ep.per_frame, **ep.per_step}.items():
+                np.testing.assert_array_equal(gt[k], v, err_msg=k)
             np.testing.assert_array_equal(gt["state"]["physics"], ep.state["physics"])
-            assert (gt["masks"] is not None) if ep.masks is not None else "masks" not in gt
+            if ep.masks is None:
+                assert "masks" not in gt
+            else:
+                np.testing.assert_array_equal(gt["masks"], ep.masks)
             assert reader.episodes[i][3] == ep.split and gt["attrs"]["seed"] == ep.seed
         reader.close()
 

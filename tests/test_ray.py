@@ -14,6 +14,7 @@ import pytest
 from latentplay.agents.policies import RandomPolicy
 from latentplay.rollouts import EpisodeReader
 from latentplay.rollouts.collect import CollectSpec, collect
+from latentplay.rollouts.format import read_sidecar
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra latentplay[distributed]")
 
@@ -100,9 +101,13 @@ def test_a_failed_ray_task_is_named_and_resume_completes_the_run(local_ray, tmp_
         collect(spec, out, workers=2, progress=False, launcher="ray")
     meta = json.loads((out / "meta.json").read_text())
     assert not meta["complete"]
-    EpisodeReader(out)  # what was kept is intact: every listed shard passes its checksum
+    EpisodeReader(out)  # what meta.json lists is intact: every listed shard passes its checksum
+    sidecars = [read_sidecar(p) for p in (out / "shards").glob("shard-*.json")]
+    complete = sum(s is not None for s in sidecars)
+    assert complete >= 1 and complete == len(sidecars), "a visible shard is not complete"
     armed.unlink()  # the fault was transient
-    collect(spec, out, workers=2, progress=False, launcher="ray", resume=True)
+    again = collect(spec, out, workers=2, progress=False, launcher="ray", resume=True)
+    assert again.shards_reused == complete and again.shards_written == 4 - complete
     ref = tmp_path / "ref"
     collect(spec, ref, workers=1, progress=False)
     assert _digests(out) == _digests(ref)
@@ -141,3 +146,19 @@ def test_collect_script_with_launcher_ray(reference: Path, tmp_path: Path) -> No
         [*args, "resume=true"], check=True, capture_output=True, text=True, timeout=300
     )
     assert "0 shards written, 3 kept" in again.stdout
+
+
+def test_a_shard_that_does_not_match_its_sidecar_is_never_landed(tmp_path: Path) -> None:
+    from latentplay.rollouts.ray_launcher import land_shard
+
+    info = {"bytes": 5, "sha256": "0" * 64}
+    with pytest.raises(OSError, match=r"shard-00004\.h5: the shard that came back"):
+        land_shard(tmp_path, 4, info, b"12345")
+    assert list(tmp_path.iterdir()) == [], "a mismatched shard or its sidecar was written"
+
+
+def test_a_shard_the_driver_cannot_see_is_named(tmp_path: Path) -> None:
+    from latentplay.rollouts.ray_launcher import _check_visible
+
+    with pytest.raises(FileNotFoundError, match=r"shard-00002\.h5: .*ray\.shared_fs=false"):
+        _check_visible(tmp_path, 2, {"bytes": 10})

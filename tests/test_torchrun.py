@@ -98,6 +98,9 @@ def test_a_rank_that_drifts_alone_is_caught(toy: Path, tmp_path: Path) -> None:
     run = _torchrun(str(HELPER), str(toy), str(tmp_path / "x"), "6", "8", "diverge", check=False)
     assert run.returncode != 0
     assert "ranks hold different weights for ['net.0.bias']" in run.stderr
+    # Rank 1 drifted during step 3, after the checkpoint of step 3: that one is kept.
+    kept = read_checkpoint(tmp_path / "x" / "checkpoints" / "last.pt")
+    assert kept["step"] == 3
 
 
 def test_glass_checkpoint_moves_between_torchrun_and_one_process(toy: Path, tmp_path: Path) -> None:
@@ -106,6 +109,7 @@ def test_glass_checkpoint_moves_between_torchrun_and_one_process(toy: Path, tmp_
     common = [
         "model=glass",
         "model.size=xs",
+        "model.schedule.gma_warmup_steps=2",  # the local actions (and VQ sync) from step 2
         f"data={toy}",
         "trainer.max_minutes=null",
         "trainer.batch_size=4",

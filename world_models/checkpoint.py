@@ -119,6 +119,11 @@ def check_frames_fit(model: nn.Module, meta: dict[str, Any], source: str | Path)
     if size is None:
         return
     w, h = meta.get("width"), meta.get("height")
+    if w is None or h is None:
+        raise CheckpointMismatchError(
+            f"{source}: meta.json has no width/height; cannot tell whether its frames fit the "
+            f"model ({size}x{size})"
+        )
     if (w, h) != (size, size):
         raise CheckpointMismatchError(
             f"{source}: frames are {w}x{h}, the model takes {size}x{size} (image_size={size}); "

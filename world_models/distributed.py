@@ -48,8 +48,9 @@ def from_env() -> Context:
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as e:
         raise ValueError(
-            f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}, RANK={os.environ.get('RANK')!r}: "
-            "expected integers (as torchrun sets them)"
+            f"WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}, RANK={os.environ.get('RANK')!r}, "
+            f"LOCAL_RANK={os.environ.get('LOCAL_RANK')!r}: expected integers (as torchrun sets "
+            "them)"
         ) from e
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"RANK={rank} of WORLD_SIZE={world}; expected 0 <= RANK < WORLD_SIZE")
@@ -140,6 +141,23 @@ def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
     if active():
         dist.all_reduce(t)
     return t
+
+
+def mean_(t: torch.Tensor) -> torch.Tensor:
+    """In place: the mean over ranks (no-op in one process)."""
+    if active():
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
+
+
+def any_over_ranks(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any (e.g. one rank's loss went NaN)."""
+    if not active():
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def broadcast_(t: torch.Tensor, src: int = 0) -> torch.Tensor:

@@ -288,8 +288,13 @@ def _train(
                 loss, terms = engine(clip, step)
             else:
                 loss, terms = step_fn(model, clip, step)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at step {step}; terms {terms}")
+            # All ranks stop together (a rank raising alone would leave the others waiting in
+            # the gradient all-reduce).
+            if distributed.any_over_ranks(not bool(torch.isfinite(loss)), device):
+                raise FloatingPointError(
+                    f"loss is {float(loss)} on rank {ctx.rank} at step {step} (not finite on at "
+                    f"least one rank); terms {terms}"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip:

@@ -10,6 +10,7 @@ import torch
 
 from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.video import tile, write_video
+from latentplay.world_models import distributed
 from latentplay.world_models.glass.losses import LossWeights, glass_losses
 from latentplay.world_models.glass.model import Glass
 
@@ -77,6 +78,7 @@ class GlassObjective:
         )
         with torch.no_grad():  # planners sample global shifts at this scale
             std = out["fg_shift"].detach().flatten(0, 1).std(dim=0)
+            std = distributed.mean_(std)  # under DDP: the ranks' mean, the same on every rank
             model.shift_std.mul_(0.99).add_(0.01 * std)
         return loss, terms
 
