@@ -80,6 +80,14 @@ def test_two_ranks_train_what_one_process_trains(toy: Path, tmp_path: Path) -> N
     np.testing.assert_allclose(ddp_loss, one_loss, rtol=1e-5)
 
 
+def test_a_nan_loss_on_one_rank_stops_every_rank(toy: Path, tmp_path: Path) -> None:
+    run = _torchrun(str(HELPER), str(toy), str(tmp_path / "x"), "6", "8", "nan", check=False)
+    assert run.returncode != 0  # (a hang would fail the 300 s timeout instead)
+    for rank in (0, 1):
+        assert f"[rank{rank}]: FloatingPointError: loss is" in run.stderr, run.stderr[-2000:]
+    assert "not finite on at least one rank" in run.stderr
+
+
 @pytest.mark.gpu
 def test_two_ranks_on_cuda_use_nccl_and_train_what_one_process_trains(
     toy: Path, tmp_path: Path

@@ -1,7 +1,8 @@
 """Train a tiny next-frame predictor with latentplay's loop; run plainly or under torchrun.
 
-python ddp_toy.py DATA OUT STEPS BATCH [diverge]
+python ddp_toy.py DATA OUT STEPS BATCH [diverge|nan]
 ``diverge``: rank 1 nudges a weight on its own at step 3 (the loop must notice).
+``nan``: rank 1's loss is NaN at step 3 (every rank must stop, none may hang).
 ``DDP_TOY_DEVICE`` (environment): the trainer's device (default cpu; cuda: nccl).
 """
 
@@ -33,21 +34,25 @@ class TinyPredictor(nn.Module):
 
 
 class NextFrame:
-    def __init__(self, diverge: bool) -> None:
-        self.diverge = diverge
+    def __init__(self, fault: str | None) -> None:
+        self.fault = fault
 
     def __call__(self, model: TinyPredictor, clip: torch.Tensor, step: int):
-        if self.diverge and step == 3 and distributed.from_env().rank == 1:
+        rank1_at_3 = step == 3 and distributed.from_env().rank == 1
+        if self.fault == "diverge" and rank1_at_3:
             with torch.no_grad():
                 model.net[0].bias[0] += 0.5
         pred = model(clip[:, :-1].flatten(0, 1))
         loss = (pred - clip[:, 1:].flatten(0, 1)).pow(2).mean()
+        if self.fault == "nan" and rank1_at_3:
+            loss = loss * float("nan")
         return loss, {"mse": float(loss.detach())}
 
 
 def main() -> None:
     data, out, steps, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    diverge = sys.argv[5:] == ["diverge"]
+    fault = sys.argv[5] if len(sys.argv) > 5 else None
+    diverge = fault == "diverge"
     torch.manual_seed(0)
     model = TinyPredictor()
     settings = TrainerSettings(
@@ -63,7 +68,7 @@ def main() -> None:
         device=os.environ.get("DDP_TOY_DEVICE", "cpu"),
     )
     ds = ClipDataset(data, clip_length=3, cache=True)
-    train(model, NextFrame(diverge), ds, out, settings, resume="auto")
+    train(model, NextFrame(fault), ds, out, settings, resume="auto")
 
 
 if __name__ == "__main__":
