@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,17 @@ from latentplay.rollouts.collect import CollectSpec, make_env_and_policy, write_
 from latentplay.rollouts.format import shard_name
 from latentplay.utils.io import atomic_path, sha256_file, write_json_atomic
 
-DEFAULTS: dict[str, Any] = {
-    "address": None,  # None: start a local Ray with `workers` CPUs; "auto": a running cluster
-    "shared_fs": True,  # tasks write into the dataset folder themselves
-    "cpus_per_task": 1,
-    "max_retries": 2,  # re-run a task whose worker or node died (system failures only)
-    "log_to_driver": False,  # worker stdout/stderr on the driver's console
-}
+
+@dataclass
+class RayOptions:
+    """``ray.*`` of ``configs/collect.yaml`` (also its typed schema, utils/schemas.py)."""
+
+    address: str | None = None  # None: a local Ray with `workers` CPUs; "auto": a cluster
+    shared_fs: bool = True  # tasks write into the dataset folder themselves
+    cpus_per_task: float = 1.0
+    max_retries: int = 2  # re-run a task whose worker or node died (system failures only)
+    log_to_driver: bool = False  # worker stdout/stderr on the driver's console
+
 
 _WORKER: dict[str, Any] = {}  # per Ray worker process: the env and policy of one spec
 
@@ -106,28 +111,27 @@ def run_ray(
     bar: Any,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Run the shards ``todo`` as Ray tasks; yields ``(shard, sidecar)`` as each completes."""
-    unknown = sorted(set(options) - set(DEFAULTS))
+    known = sorted(f.name for f in fields(RayOptions))
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"unknown ray option(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
+        raise ValueError(f"unknown ray option(s) {unknown}; expected some of {known}")
+    opts = RayOptions(**options)
     ray = import_ray()
     started = False
     if not ray.is_initialized():
         env_vars = {k: os.environ[k] for k in ("MUJOCO_GL", "LP_NUM_THREADS") if k in os.environ}
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
-            "log_to_driver": bool(opts["log_to_driver"]),
+            "log_to_driver": bool(opts.log_to_driver),
             "runtime_env": {"env_vars": env_vars} if env_vars else None,
         }
-        if opts["address"]:
-            ray.init(address=opts["address"], **kwargs)
+        if opts.address:
+            ray.init(address=opts.address, **kwargs)
         else:
             ray.init(num_cpus=workers, **kwargs)
         started = True
-    task = ray.remote(num_cpus=opts["cpus_per_task"], max_retries=opts["max_retries"])(
-        _record_shard
-    )
-    target = str(shard_dir.resolve()) if opts["shared_fs"] else None  # workers' cwd may differ
+    task = ray.remote(num_cpus=opts.cpus_per_task, max_retries=opts.max_retries)(_record_shard)
+    target = str(shard_dir.resolve()) if opts.shared_fs else None  # workers' cwd may differ
     refs = {task.remote(spec, s, target): s for s in todo}
     try:
         while refs:

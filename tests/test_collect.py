@@ -257,15 +257,40 @@ def test_random_policy_is_temporally_correlated() -> None:
     assert lag1 == pytest.approx(0.9, abs=0.03)
 
 
-def test_collect_is_resumable_after_sigkill(tmp_path: Path) -> None:
-    """SIGKILL the whole collection mid-run, resume it: same episodes as an uninterrupted run."""
+def _ray_workers_alive() -> bool:
+    """Any live (not zombie) Ray worker or daemon on this machine, read from /proc."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if state != "Z" and ("ray::" in args or "raylet" in args or "gcs_server" in args):
+            return True
+    return False
+
+
+# Per launcher: the policy's delay per action, the sidecars to wait for before the kill, and
+# the fewest shards visible after it (Ray tasks in flight complete theirs after the kill).
+KILL_AT = {"local": (0.002, 3, 0), "ray": (0.004, 2, 2)}
+
+
+@pytest.mark.parametrize("launcher", ["local", "ray"])
+def test_collect_is_resumable_after_sigkill(tmp_path: Path, launcher: str) -> None:
+    """SIGKILL the whole collection mid-run (parent, forkserver and workers; or the driver and
+    its local Ray), resume it: the same episodes as an uninterrupted local run. The Ray case
+    waits for the killed run's Ray processes to end: no other Ray may run beside it (this
+    module starts none)."""
+    if launcher == "ray":
+        pytest.importorskip("ray", reason="Ray is the optional extra latentplay[distributed]")
+    delay, wait_for, min_visible = KILL_AT[launcher]
     out = tmp_path / "killed"
     args = [
         sys.executable,
         str(ROOT / "scripts" / "collect.py"),
         "env=push",
         "policy=random",
-        "+policy.delay=0.002",
+        f"+policy.delay={delay}",
         "policy._target_=slow_policy.SlowRandomPolicy",
         "episodes=24",
         "steps=15",
@@ -275,30 +300,38 @@ def test_collect_is_resumable_after_sigkill(tmp_path: Path) -> None:
         "env.kwargs.height=32",
         "preview.episodes=0",
         "progress=false",
-        f"out={out}",
     ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent / "helpers")}
-    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(list((out / "shards").glob("*.json"))) < 3:
+    killed = [*args, f"launcher={launcher}", f"out={out}"]
+    proc = subprocess.Popen(killed, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while len(list((out / "shards").glob("*.json"))) < wait_for:
         assert proc.poll() is None, "collection ended before it could be killed"
         assert time.monotonic() < deadline, "collection made no progress"
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # parent, forkserver and workers at once
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    while launcher == "ray" and _ray_workers_alive():  # tasks in flight finish, then exit
+        assert time.monotonic() < deadline, "Ray workers outlived their driver"
+        time.sleep(0.2)
+    visible = list((out / "shards").glob("shard-*.h5"))
     killed_at = len(list((out / "shards").glob("*.json")))
     assert killed_at < 12, "the run finished before the kill: make it slower"
+    assert min_visible <= len(visible) < 12
     # No corrupt shard is visible: whatever meta.json lists passes its checksum, and every
     # visible shard file has a valid sidecar (a partial shard only exists as a hidden .tmp).
     meta = json.loads((out / "meta.json").read_text())
     assert not meta["complete"]  # (it lists the shards done by its last rewrite, <= 2 s old)
     EpisodeReader(out)  # verifies every listed checksum
-    for h5 in (out / "shards").glob("shard-*.h5"):
+    for h5 in visible:
         assert read_sidecar(h5.with_suffix(".json")) is not None, f"{h5} visible but incomplete"
 
-    subprocess.run([*args, "resume=true"], env=env, check=True, stdout=subprocess.DEVNULL)
+    again = subprocess.run(
+        [*killed, "resume=true"], env=env, check=True, capture_output=True, text=True, timeout=300
+    )
+    assert f"{len(visible)} kept" in again.stdout  # every complete shard was kept
     ref = tmp_path / "ref"
-    subprocess.run([*args[:-1], f"out={ref}"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*args, f"out={ref}"], env=env, check=True, stdout=subprocess.DEVNULL)
 
     resumed, reference = EpisodeReader(out), EpisodeReader(ref)  # verifies every checksum
     assert len(resumed) == len(reference) == 24

@@ -13,31 +13,35 @@ registers them (:func:`register`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-class Launcher(str, Enum):
-    local = "local"
-    ray = "ray"
+from latentplay.rollouts.ray_launcher import RayOptions
+from latentplay.world_models.train import TrainerSettings
 
 
-class StartMethod(str, Enum):
-    forkserver = "forkserver"
-    spawn = "spawn"
+def _choices(name: str, *values: str) -> type[Enum]:
+    """A str enum whose member names are its values (OmegaConf matches enum *names*; the
+    functional form also allows names such as ``global``)."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-@dataclass
-class RayConfig:
-    address: str | None = None
-    shared_fs: bool = True
-    cpus_per_task: float = 1.0
-    max_retries: int = 2
-    log_to_driver: bool = False
+def _mutable_schema(cls: type, name: str) -> type:
+    """A schema with the fields, types and defaults of the (frozen) dataclass ``cls``: the
+    settings class stays the one place its keys are written."""
+    hints = typing.get_type_hints(cls)
+    return make_dataclass(
+        name, [(f.name, hints[f.name], field(default=f.default)) for f in fields(cls)]
+    )
+
+
+Launcher = _choices("Launcher", "local", "ray")
+StartMethod = _choices("StartMethod", "forkserver", "spawn")
 
 
 @dataclass
@@ -54,36 +58,22 @@ class CollectConfig:
     episodes: int = 200
     steps: int = 50
     workers: int = 2
-    launcher: Launcher = Launcher.local
+    launcher: Launcher = Launcher["local"]
     seed: int = 0
     out: str = MISSING
     resume: bool = False
     shard_episodes: int = 25
     masks: bool = False
-    start_method: StartMethod = StartMethod.forkserver
+    start_method: StartMethod = StartMethod["forkserver"]
     progress: bool = True
     compression: str | None = "gzip"
     compression_level: int | None = 1
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    ray: RayConfig = field(default_factory=RayConfig)
+    ray: RayOptions = field(default_factory=RayOptions)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
 
 
-@dataclass
-class TrainerConfig:
-    batch_size: int = 16
-    lr: float = 4.0e-4
-    max_steps: int | None = None
-    max_minutes: float | None = 30.0
-    log_every: int = 25
-    sample_every: int = 500
-    checkpoint_every_minutes: float = 5.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    channels_last: bool = True
-    progress: bool = True
-    find_unused_parameters: bool = True
+TrainerConfig = _mutable_schema(TrainerSettings, "TrainerConfig")
 
 
 @dataclass
@@ -108,23 +98,14 @@ class EvaluateConfig:
     video: bool = True
 
 
-# OmegaConf matches enum *names*; `global` is a Python keyword, hence the functional form.
-ModelView = Enum("ModelView", {n: n for n in ("full", "ee_poke", "global")}, type=str)
-
-
-class CostSpace(str, Enum):
-    pixels = "pixels"
-    state = "state"
-
-
-class GroundingKind(str, Enum):
-    linear = "linear"
-    mlp = "mlp"
+ModelView = _choices("ModelView", "full", "ee_poke", "global")
+CostSpace = _choices("CostSpace", "pixels", "state")
+GroundingKind = _choices("GroundingKind", "linear", "mlp")
 
 
 @dataclass
 class GroundingConfig:
-    kind: GroundingKind = GroundingKind.linear
+    kind: GroundingKind = GroundingKind["linear"]
     labels: list[int] = field(default_factory=lambda: [1000])
 
 
@@ -140,7 +121,7 @@ class PlanConfig:
     execute: int = 1
     model_view: ModelView = ModelView["global"]
     sample_steps: int | None = None
-    space: CostSpace = CostSpace.pixels
+    space: CostSpace = CostSpace["pixels"]
     chunk: int | None = None
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     baselines: list[str] = field(default_factory=lambda: ["random", "oracle"])
