@@ -37,8 +37,7 @@ class EndEffectorPoke:
         if not hasattr(model, "step_control"):
             raise ValueError(f"{type(model).__name__} takes no sparse-flow controls")
         self.model, self.env = model, env
-        if sample_steps is not None:
-            model.sample_steps = int(sample_steps)
+        model.set_sampler(sample_steps)
         self.half = model.image_size / 2.0
         jac = camera_jacobian(env)  # pixels per metre, as the analytic grounding reads it
         step_px = float(np.abs(jac).sum(axis=0).max() * EE_STEP)

@@ -57,7 +57,11 @@ def verdict(overall: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 
 def _model_and_grounding(
-    checkpoint: str, data: str | None, labels: int, device: torch.device
+    checkpoint: str,
+    data: str | None,
+    labels: int,
+    device: torch.device,
+    sample_steps: int | None = None,
 ) -> tuple[Any, Any, str]:
     if checkpoint == "oracle":  # the simulator is built per query in run(): scenes differ
         return (
@@ -70,8 +74,13 @@ def _model_and_grounding(
     from latentplay.world_models.checkpoint import load_model
 
     model, ckpt = load_model(checkpoint, device)
+    if sample_steps is not None and not hasattr(model, "set_sampler"):
+        raise ValueError(
+            f"sample_steps={sample_steps}: a {ckpt['model_name']} model does not sample its "
+            "frames; leave sample_steps=null"
+        )
     if hasattr(model, "poke"):  # sparse flow (YODA): poked at the end effector, analytically
-        return _end_effector_pokes(model, checkpoint, device)
+        return _end_effector_pokes(model, checkpoint, device, sample_steps)
     data = data or ckpt.get("config", {}).get("data")
     if data is None:
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
@@ -91,7 +100,9 @@ def _model_and_grounding(
     return model, to_learned, Path(checkpoint).resolve().parent.parent.name
 
 
-def _end_effector_pokes(model: Any, checkpoint: str, device: torch.device) -> tuple[Any, Any, str]:
+def _end_effector_pokes(
+    model: Any, checkpoint: str, device: torch.device, sample_steps: int | None = None
+) -> tuple[Any, Any, str]:
     """A sparse-flow model answers with pokes at the end effector: env actions become the end
     effector's pixel motion through the camera (no labels). Its own parse of the factual video
     would carry the factual objects' motion into the counterfactual, so queries to it always
@@ -101,7 +112,7 @@ def _end_effector_pokes(model: Any, checkpoint: str, device: torch.device) -> tu
     from latentplay.envs.arm import EE_STEP, PushMultiEnv
 
     env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
-    wrapped = EndEffectorPoke(model, env)
+    wrapped = EndEffectorPoke(model, env, sample_steps)
     g = analytic_grounding(wrapped.action_spec, EE_STEP, camera_jacobian(env), model.image_size)
 
     def to_learned(a: np.ndarray) -> Actions:
@@ -124,10 +135,12 @@ def run(
     progress: bool = True,
     plan_results: str | Path | None = None,
     include: list[str | Path] | None = None,
+    sample_steps: int | None = None,
 ) -> Path:
     """Run the queries of ``query_files`` against ``checkpoint``; returns report.html's path.
     ``plan_results`` (a scripts/plan.py results.json) and ``include`` (folders written by
-    scripts/poke.py or by another run of this one, e.g. a second model's) add sections."""
+    scripts/poke.py or by another run of this one, e.g. a second model's) add sections.
+    ``sample_steps``: ODE steps per frame of a sampling model (YODA); None: the model's."""
     from latentplay.evaluation.detector import ObjectDetector
     from latentplay.utils.io import provenance, write_json_atomic
     from latentplay.world_models.train import resolve_device
@@ -137,7 +150,7 @@ def run(
     queries = [q for f in query_files for q in load_queries(f)]
     if not queries:
         raise ValueError(f"no queries in {[str(f) for f in query_files]}")
-    model, to_learned, run_name = _model_and_grounding(checkpoint, data, labels, dev)
+    model, to_learned, run_name = _model_and_grounding(checkpoint, data, labels, dev, sample_steps)
     probe = make_env(queries[0])
     detector = ObjectDetector.from_env(probe)
     validation = detector.validate(probe)
@@ -172,6 +185,7 @@ def run(
     payload = {
         "checkpoint": str(checkpoint),
         "action_source": action_source,
+        "sample_steps": getattr(getattr(model, "model", model), "sample_steps", None),
         "queries": len(results),
         "kinds": sorted({r["kind"] for r in results}),
         "detector_validation": validation,

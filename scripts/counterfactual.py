@@ -38,6 +38,7 @@ def main(cfg: DictConfig) -> None:
         progress=cfg.progress,
         plan_results=cfg.plan_results,
         include=list(cfg.include),
+        sample_steps=cfg.sample_steps,
     )
     print(f"\nreport: {report}")
 

@@ -42,6 +42,7 @@ def main(cfg: DictConfig) -> None:
             f"{cfg.checkpoint}: a {ckpt['model_name']} model cannot be poked; "
             "expected a sparse-flow model (model=yoda)"
         )
+    model.set_sampler(cfg.sample_steps, cfg.solver)
     out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent.parent / "poke"
     out.mkdir(parents=True, exist_ok=True)
     if cfg.point is not None:

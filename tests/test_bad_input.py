@@ -129,6 +129,17 @@ def test_a_dataset_of_another_resolution_than_the_checkpoint_is_refused(
         evaluate(model, str(small), horizon=4, max_episodes=2, device="cpu")
 
 
+def test_sample_steps_for_a_model_that_does_not_sample_is_refused(tmp_path: Path) -> None:
+    from latentplay.evaluation.counterfactual_run import _model_and_grounding
+    from latentplay.world_models.checkpoint import save_checkpoint
+
+    path = save_checkpoint(
+        tmp_path / "glass.pt", model=Glass(size="xs", image_size=32, num_actions=3), step=0
+    )
+    with pytest.raises(ValueError, match="sample_steps=3: a glass model does not sample"):
+        _model_and_grounding(str(path), None, 10, torch.device("cpu"), sample_steps=3)
+
+
 # ---------------------------------------------------------------------------- actions
 @pytest.fixture(scope="module")
 def glass() -> Glass:

@@ -135,6 +135,76 @@ def test_flow_matching_loss_known_values() -> None:
     torch.testing.assert_close(loss, (x1 - x0).pow(2).mean())
 
 
+def test_weighted_flow_matching_loss_weighs_each_element() -> None:
+    """An error of 1 on one element of 16 and 0 elsewhere: unweighted 1/16; weighted by w on
+    that element, w/16."""
+    x1 = torch.zeros(1, 1, 4, 4)
+    x0 = torch.zeros(1, 1, 4, 4)
+    t = torch.full((1,), 0.5)
+    err = torch.zeros(1, 1, 4, 4)
+    err[0, 0, 1, 2] = 1.0
+    off = lambda x, tt: (x1 - x0) + err  # noqa: E731  (wrong by 1 on one element)
+    assert float(flow_matching_loss(off, x1, x0=x0, t=t, sigma_min=0.0)) == pytest.approx(1 / 16)
+    weight = torch.ones(1, 1, 4, 4)
+    weight[0, 0, 1, 2] = 5.0
+    loss = flow_matching_loss(off, x1, x0=x0, t=t, sigma_min=0.0, weight=weight)
+    assert float(loss) == pytest.approx(5 / 16)
+
+
+def _captured_objective_call(schedule: YodaSchedule, clip: torch.Tensor) -> dict:
+    """Run the objective once on ``clip`` and capture the control points' presence and the
+    loss weights it passes on."""
+    import latentplay.world_models.yoda.train as yt
+
+    model, seen = _model(), {}
+    real_map, real_loss = model.control_map, yt.flow_matching_loss
+
+    def control_map(points, vectors, present=None):
+        seen["present"] = present
+        return real_map(points, vectors, present)
+
+    def loss(*args, weight=None, **kw):
+        seen["weight"] = weight
+        return real_loss(*args, weight=weight, **kw)
+
+    model.control_map = control_map
+    yt.flow_matching_loss = loss
+    try:
+        torch.manual_seed(0)
+        YodaObjective(schedule)(model, clip, 0)
+    finally:
+        yt.flow_matching_loss = real_loss
+    return seen
+
+
+def test_objective_weighs_changing_pixels_and_varies_the_point_count() -> None:
+    """A 6x6 square moves 2 px between every pair of frames of a 32x32 clip: the pixels that
+    change (dilated by one) weigh ``moving_weight`` times the others, weights average 1 per
+    sample; with ``min_points=1`` the number of present control points varies in [1, k]."""
+    clip = torch.zeros(64, 3, 3, 32, 32)
+    for i in range(3):
+        clip[:, i, :, 10:16, 4 + 2 * i : 10 + 2 * i] = 1.0
+    seen = _captured_objective_call(
+        YodaSchedule(clip_length=3, input_noise=0.0, moving_weight=4.0, min_points=1), clip
+    )
+    w = seen["weight"]
+    assert w.shape == (64, 1, 32, 32)
+    torch.testing.assert_close(w.mean(dim=(1, 2, 3)), torch.ones(64))
+    # frames i -> i+1 change columns 4+2i, 5+2i, 10+2i, 11+2i of rows 10..15: dilated, the
+    # pixel (row 12, column 5) changes at both transitions, (row 2, column 2) at neither
+    torch.testing.assert_close(w[:, 0, 12, 5], 4.0 * w[:, 0, 2, 2])
+    counts = seen["present"].sum(dim=1)
+    assert counts.min() == 1 and counts.max() == 5 and len(counts.unique()) == 5
+    plain = _captured_objective_call(
+        YodaSchedule(clip_length=3, input_noise=0.0, moving_weight=1.0), clip
+    )
+    assert plain["weight"] is None and plain["present"] is None
+    with pytest.raises(ValueError, match="min_points=0"):
+        YodaSchedule(min_points=0)
+    with pytest.raises(ValueError, match="moving_weight=0"):
+        YodaSchedule(moving_weight=0.0)
+
+
 def test_ode_solvers_converge_at_their_order() -> None:
     """dx/dt = -(1 + t) x has x(1) = x(0) exp(-3/2). Doubling the steps must halve Euler's
     error (first order) and quarter Heun's (second order)."""
@@ -205,6 +275,26 @@ def test_poke_checks_its_input() -> None:
         m.poke(x, torch.zeros(1, 2, 2), torch.zeros(1, 3, 2))
     with pytest.raises(ValueError, match="NaN or inf"):
         m.poke(x, torch.zeros(1, 1, 2), torch.full((1, 1, 2), float("inf")))
+
+
+def test_set_sampler_changes_the_ode_and_checks_it() -> None:
+    m = _model(sample_steps=5)
+    calls = []
+    real = m.net.forward
+    m.net.forward = lambda *a, **k: calls.append(1) or real(*a, **k)
+    x = torch.rand(1, 2, 3, 32, 32)
+    m.set_sampler(3)
+    m.simulate(x, 1)
+    assert (m.sample_steps, m.solver, len(calls)) == (3, "euler", 3)
+    m.set_sampler(solver="heun")  # 3 Heun steps: 2 + 2 + 1 network evaluations
+    calls.clear()
+    m.simulate(x, 1)
+    assert (m.sample_steps, m.solver, len(calls)) == (3, "heun", 5)
+    assert m.model_args()["sample_steps"] == 5  # the trained setting stays in checkpoints
+    with pytest.raises(ValueError, match="sample_steps=0"):
+        m.set_sampler(0)
+    with pytest.raises(ValueError, match="solver='rk9'"):
+        m.set_sampler(solver="rk9")
 
 
 # ---------------------------------------------------------------------------- checkpoints

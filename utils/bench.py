@@ -383,12 +383,13 @@ def bench_glass(
 def bench_yoda(
     settings: Sequence[tuple[str, str, int]] = (
         ("s", "euler", 1),
+        ("s", "euler", 3),  # the default
         ("s", "euler", 5),
         ("s", "euler", 10),
         ("s", "heun", 5),
         ("s", "euler", 20),
-        ("xs", "euler", 10),
-        ("m", "euler", 10),
+        ("xs", "euler", 3),
+        ("m", "euler", 3),
     ),
     repeats: int = 5,
     image_size: int = 64,

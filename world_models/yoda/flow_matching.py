@@ -60,16 +60,19 @@ def flow_matching_loss(
     sigma_min: float = SIGMA_MIN,
     x0: torch.Tensor | None = None,
     t: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared error between ``velocity(x_t, t)`` and the path's velocity; ``x0`` and
-    ``t`` are drawn (noise, uniform times) unless given."""
+    ``t`` are drawn (noise, uniform times) unless given. ``weight`` (broadcast to ``x1``):
+    per-element weights of the squared error (the mean is still over all elements)."""
     b = x1.shape[0]
     if x0 is None:
         x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     if t is None:
         t = torch.rand(b, generator=generator, device=x1.device, dtype=x1.dtype)
     xt, u = ot_path(x0, x1, t, sigma_min)
-    return (velocity(xt, t) - u).pow(2).mean()
+    err = (velocity(xt, t) - u).pow(2)
+    return (err if weight is None else err * weight).mean()
 
 
 def integrate(

@@ -61,7 +61,7 @@ class Yoda(nn.Module):
         flow_method: str = "farneback",
         flow_scale: float = 4.0,
         memory: int = 7,
-        sample_steps: int = 10,
+        sample_steps: int = 3,
         solver: str = "euler",
         prediction: str = "data",
         spread: float = 1.5,
@@ -100,6 +100,16 @@ class Yoda(nn.Module):
 
     def model_args(self) -> dict[str, Any]:
         return dict(self._args)
+
+    def set_sampler(self, steps: int | None = None, solver: str | None = None) -> None:
+        """Change how frames are sampled (ODE steps, solver) after training; ``None`` keeps
+        the current setting. The checkpoint's ``model_args`` keep the trained ones."""
+        if solver is not None and solver not in SOLVERS:
+            raise ValueError(f"solver={solver!r}; expected one of {list(SOLVERS)}")
+        if steps is not None and int(steps) < 1:
+            raise ValueError(f"sample_steps={steps}; expected >= 1 ODE step")
+        self.sample_steps = self.sample_steps if steps is None else int(steps)
+        self.solver = solver or self.solver
 
     @property
     def size(self) -> YodaSize:

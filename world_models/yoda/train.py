@@ -32,10 +32,27 @@ class YodaSchedule:
     # (0.0) degraded over 6 autoregressive steps (objects lost in 18-39% of frames) while one
     # step from a real frame was fine (PSNR 25.9 with one end-effector poke vs copy 25.0).
     input_noise: float = 0.06
+    # Per sample, the number of control points drawn uniformly in [min_points, k] (the rest
+    # absent), so that moving objects more often carry none and their motion must be inferred
+    # from the arm's. None: always k. On the toy sprite (tests/test_yoda.py, 500 steps)
+    # min_points=1 followed 0.29 of the pokes against 0.67 with k points: fewer points are a
+    # weaker signal, learnt more slowly.
+    min_points: int | None = None
+    # Loss weight of the pixels that change between the previous and the next frame (by
+    # more than 0.05, dilated by 1 px), relative to 1 for the others, normalised so that the
+    # weights average 1 per sample: the moving arm and objects are a few percent of a frame.
+    # 1.0: unweighted. On the toy sprite (500 steps) 4.0 followed 0.75 of the pokes against
+    # 0.67 unweighted, but on PushMulti (run 3 in docs/BENCHMARKS.md, 45 min) it made the
+    # model move objects that stay put (47% against 5%) and worsened its 8-step object error.
+    moving_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.clip_length < 2:
             raise ValueError(f"clip_length={self.clip_length}; expected >= 2")
+        if self.min_points is not None and self.min_points < 1:
+            raise ValueError(f"min_points={self.min_points}; expected >= 1")
+        if self.moving_weight <= 0:
+            raise ValueError(f"moving_weight={self.moving_weight}; expected > 0")
         if self.input_noise < 0:
             raise ValueError(f"input_noise={self.input_noise}; expected >= 0")
         for name in ("drop_control", "drop_memory"):
@@ -68,14 +85,25 @@ class YodaObjective:
         prev, nxt, memory = clip[ar, t - 1], clip[ar, t], clip[ar, m]
         distance = (t - m).float().to(device)
         points, vectors = model.sparse_controls(prev, nxt, g)  # from the clean frames
+        present = None
+        if s.min_points is not None and s.min_points < model.points:
+            count = torch.randint(s.min_points, model.points + 1, (b,), generator=g)
+            present = torch.arange(model.points)[None] < count[:, None]
         with torch.no_grad():
-            moving = (nxt - prev).abs().amax(dim=1).gt(0.05).float().mean()
+            changed = (nxt - prev).abs().amax(dim=1, keepdim=True).gt(0.05).float()
+            moving = changed.mean()
+            weight = None
+            if s.moving_weight != 1.0:
+                changed = torch.nn.functional.max_pool2d(changed, 3, stride=1, padding=1)
+                weight = 1.0 + (s.moving_weight - 1.0) * changed
+                weight = weight / weight.mean(dim=(1, 2, 3), keepdim=True)
         if s.input_noise > 0:
             sigma = (torch.rand(b, 1, 1, 1, generator=g) * s.input_noise).to(device)
             prev = prev + sigma * torch.randn(prev.shape, generator=g).to(device)
             memory = memory + sigma * torch.randn(memory.shape, generator=g).to(device)
         # on the CPU, as every draw here: the trainer checkpoints the CPU generator's state
-        control, _ = drop_conditions(model.control_map(points, vectors), s.drop_control, g)
+        maps = model.control_map(points, vectors, present)
+        control, _ = drop_conditions(maps, s.drop_control, g)
         control = control.to(device)
         v = model.velocity_field(prev, memory, distance, control)
         x0 = torch.randn(prev.shape, generator=g).to(device)
@@ -84,7 +112,7 @@ class YodaObjective:
         else:
             tt = torch.sigmoid(torch.randn(b, generator=g) * s.time_logit_std + s.time_logit_mean)
         tt = tt.to(device)
-        loss = flow_matching_loss(v, nxt - prev, sigma_min=SIGMA_MIN, x0=x0, t=tt)
+        loss = flow_matching_loss(v, nxt - prev, sigma_min=SIGMA_MIN, x0=x0, t=tt, weight=weight)
         return loss, {"flow_matching": float(loss.detach()), "moving_px": float(moving)}
 
 
