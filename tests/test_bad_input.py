@@ -157,6 +157,11 @@ def glass() -> Glass:
         (torch.zeros(2, 2), torch.tensor([-1, 0]), r"expected ids in \[0, 3\)"),
         (
             torch.zeros(2, 2),
+            torch.tensor([0.5, 1.0]),
+            r"whole ids; got 1 fractional, e\.g\. \[0\.5\]",
+        ),
+        (
+            torch.zeros(2, 2),
             torch.zeros(2, 1, dtype=torch.long),
             r"shape \(2, 1\); expected \(B,\)",
         ),

@@ -151,13 +151,15 @@ def test_weighted_flow_matching_loss_weighs_each_element() -> None:
     assert float(loss) == pytest.approx(5 / 16)
 
 
-def _captured_objective_call(schedule: YodaSchedule, clip: torch.Tensor) -> dict:
+def _captured_objective_call(
+    monkeypatch: pytest.MonkeyPatch, schedule: YodaSchedule, clip: torch.Tensor
+) -> dict:
     """Run the objective once on ``clip`` and capture the control points' presence and the
     loss weights it passes on."""
     import latentplay.world_models.yoda.train as yt
 
     model, seen = _model(), {}
-    real_map, real_loss = model.control_map, yt.flow_matching_loss
+    real_map = model.control_map
 
     def control_map(points, vectors, present=None):
         seen["present"] = present
@@ -165,19 +167,18 @@ def _captured_objective_call(schedule: YodaSchedule, clip: torch.Tensor) -> dict
 
     def loss(*args, weight=None, **kw):
         seen["weight"] = weight
-        return real_loss(*args, weight=weight, **kw)
+        return flow_matching_loss(*args, weight=weight, **kw)  # the real one, imported above
 
-    model.control_map = control_map
-    yt.flow_matching_loss = loss
-    try:
-        torch.manual_seed(0)
-        YodaObjective(schedule)(model, clip, 0)
-    finally:
-        yt.flow_matching_loss = real_loss
+    monkeypatch.setattr(model, "control_map", control_map)
+    monkeypatch.setattr(yt, "flow_matching_loss", loss)
+    torch.manual_seed(0)
+    YodaObjective(schedule)(model, clip, 0)
     return seen
 
 
-def test_objective_weighs_changing_pixels_and_varies_the_point_count() -> None:
+def test_objective_weighs_changing_pixels_and_varies_the_point_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A 6x6 square moves 2 px between every pair of frames of a 32x32 clip: the pixels that
     change (dilated by one) weigh ``moving_weight`` times the others, weights average 1 per
     sample; with ``min_points=1`` the number of present control points varies in [1, k]."""
@@ -185,7 +186,9 @@ def test_objective_weighs_changing_pixels_and_varies_the_point_count() -> None:
     for i in range(3):
         clip[:, i, :, 10:16, 4 + 2 * i : 10 + 2 * i] = 1.0
     seen = _captured_objective_call(
-        YodaSchedule(clip_length=3, input_noise=0.0, moving_weight=4.0, min_points=1), clip
+        monkeypatch,
+        YodaSchedule(clip_length=3, input_noise=0.0, moving_weight=4.0, min_points=1),
+        clip,
     )
     w = seen["weight"]
     assert w.shape == (64, 1, 32, 32)
@@ -196,7 +199,7 @@ def test_objective_weighs_changing_pixels_and_varies_the_point_count() -> None:
     counts = seen["present"].sum(dim=1)
     assert counts.min() == 1 and counts.max() == 5 and len(counts.unique()) == 5
     plain = _captured_objective_call(
-        YodaSchedule(clip_length=3, input_noise=0.0, moving_weight=1.0), clip
+        monkeypatch, YodaSchedule(clip_length=3, input_noise=0.0, moving_weight=1.0), clip
     )
     assert plain["weight"] is None and plain["present"] is None
     with pytest.raises(ValueError, match="min_points=0"):

@@ -93,9 +93,8 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
     if not active():
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return {k: v / dist.get_world_size() for k, v in zip(keys, t.tolist(), strict=True)}
+    t = mean_(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device))
+    return dict(zip(keys, t.tolist(), strict=True))
 
 
 def gather_objects(obj: Any) -> list[Any]:
@@ -146,8 +145,7 @@ def all_reduce_sum_(t: torch.Tensor) -> torch.Tensor:
 def mean_(t: torch.Tensor) -> torch.Tensor:
     """In place: the mean over ranks (no-op in one process)."""
     if active():
-        dist.all_reduce(t)
-        t /= dist.get_world_size()
+        all_reduce_sum_(t).div_(dist.get_world_size())
     return t
 
 

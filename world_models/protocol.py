@@ -84,7 +84,11 @@ def check_actions(spec: ActionSpec, actions: Actions, batch: int | None = None) 
             got = None if d is None else tuple(d.shape)
             raise ValueError(f"discrete actions of shape {got}; expected (B,) ids")
         if d.is_floating_point() and not torch.equal(d, d.round()):
-            raise ValueError(f"discrete actions must be whole ids; got {d.tolist()}")
+            frac = d[d != d.round()]
+            raise ValueError(
+                f"discrete actions must be whole ids; got {len(frac)} fractional, e.g. "
+                f"{frac[:5].tolist()}"
+            )
         if len(d) and (int(d.min()) < 0 or int(d.max()) >= spec.discrete):
             raise ValueError(
                 f"discrete action ids in [{int(d.min())}, {int(d.max())}]; expected ids in "
