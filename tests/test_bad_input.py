@@ -226,3 +226,11 @@ def test_empty_datasets_and_splits_are_refused(toy: Path, tmp_path: Path) -> Non
 
     with pytest.raises(ValueError, match=r"episodes=0; expected a positive integer"):
         CollectSpec(env_id="latentplay/Push-v0", policy_factory=None, episodes=0, steps=5)
+
+
+def test_a_weight_average_for_glass_is_refused(toy: Path) -> None:
+    from latentplay.world_models.factory import build_training
+
+    trainer = {"max_steps": 1, "ema_decay": 0.999}
+    with pytest.raises(ValueError, match=r"trainer\.ema_decay=0\.999 with model=glass"):
+        build_training({"name": "glass", "size": "xs"}, str(toy), "train", trainer)

@@ -74,13 +74,20 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device = "cpu", average: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from the checkpoint alone; returns (model in eval mode, checkpoint)."""
+    """Rebuild the model from the checkpoint alone; returns (model in eval mode, checkpoint).
+
+    ``average``: a checkpoint trained with ``trainer.ema_decay`` gives its moving average of
+    the weights (buffers as trained); False, or a checkpoint without one: the trained weights.
+    """
     ckpt = read_checkpoint(path, device)
     model = build_model(ckpt["model_name"], ckpt["model_args"])
+    weights = dict(ckpt["model"])
+    if average and ckpt.get("ema") is not None:
+        weights.update(ckpt["ema"]["shadow"])
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(weights)
     except RuntimeError as e:  # weights of another version of the model's code
         raise CheckpointMismatchError(
             f"{path}: its weights do not fit {ckpt['model_name']}({ckpt['model_args']}) as "

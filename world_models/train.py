@@ -14,6 +14,7 @@ alone logs and checkpoints, in the single-process format.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -64,12 +65,79 @@ class TrainerSettings:
     # DDP only: let parts of the model sit out a step (GLASS trains only its global part during
     # warm-up); costs one graph traversal per step.
     find_unused_parameters: bool = True
+    # Learning rate over the run: "constant", or "cosine" from ``lr`` down to
+    # ``lr * lr_min_ratio`` at the end of the budget (the larger of the step and time
+    # fractions done; a time budget makes the schedule follow the clock).
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 0.05
+    # Exponential moving average of the weights (null: none). Checkpoints keep it beside the
+    # trained weights; evaluation loads it (load_model), training resumes from the weights.
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None:
             raise ValueError("set trainer.max_steps or trainer.max_minutes (or both)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}; expected >= 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"trainer.lr_schedule={self.lr_schedule!r}; expected one of {list(LR_SCHEDULES)}"
+            )
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ValueError(f"trainer.lr_min_ratio={self.lr_min_ratio}; expected in [0, 1]")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"trainer.ema_decay={self.ema_decay}; expected in (0, 1) or null")
+
+    def done_fraction(self, step: int, elapsed_seconds: float) -> float:
+        """Fraction of the budget done: the larger of the step and the time fractions."""
+        done = 0.0
+        if self.max_steps is not None:
+            done = max(done, step / max(self.max_steps, 1))
+        if self.max_minutes is not None:
+            done = max(done, elapsed_seconds / max(self.max_minutes * 60.0, 1e-9))
+        return min(done, 1.0)
+
+    def lr_at(self, step: int, elapsed_seconds: float) -> float:
+        if self.lr_schedule == "constant":
+            return self.lr
+        cos = 0.5 * (1 + math.cos(math.pi * self.done_fraction(step, elapsed_seconds)))
+        return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cos)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point parameters (buffers are the
+    live model's). ``decay`` per step, with the usual warm-up ``min(decay, (1 + n) / (10 + n))``
+    so that early averages do not hold the random initial weights."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay, self.updates = decay, 0
+        self.shadow = {
+            k: p.detach().clone() for k, p in model.named_parameters() if p.dtype.is_floating_point
+        }
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, p in model.named_parameters():
+            if k in self.shadow:
+                self.shadow[k].lerp_(p.detach(), 1.0 - d)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = set(self.shadow) ^ set(state["shadow"])
+        if missing:
+            raise ValueError(
+                f"weight average: parameters differ from the model's: {sorted(missing)[:5]}"
+            )
+        self.updates = int(state["updates"])
+        for k, v in state["shadow"].items():
+            self.shadow[k].copy_(v)
 
 
 @dataclass
@@ -197,6 +265,7 @@ def _train(
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    average = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
     batcher = Batcher(data, settings.batch_size, settings.seed, ctx.rank, ctx.world_size)
     step, elapsed = 0, 0.0
     if resume:
@@ -207,6 +276,13 @@ def _train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed_seconds"]
+        if average is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(
+                    f"{ckpt_path} was trained without a weight average; resume it with "
+                    "trainer.ema_decay=null"
+                )
+            average.load_state_dict(ckpt["ema"])
         batcher.rng.bit_generator.state = ckpt["rng"]["numpy"]
         # torch's generator per rank: the rank's own state when the world size is the one
         # saved, else rank 0 takes the saved state and the others fresh seeds from (seed, step).
@@ -253,6 +329,7 @@ def _train(
             trainer=asdict(settings),
             config=config or {},
             world_size=ctx.world_size,
+            ema=None if average is None else average.state_dict(),
         )
 
     budget = None if settings.max_minutes is None else settings.max_minutes * 60.0
@@ -295,11 +372,15 @@ def _train(
                     f"loss is {float(loss)} on rank {ctx.rank} at step {step} (not finite on at "
                     f"least one rank); terms {terms}"
                 )
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr_at(step, elapsed)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
+            if average is not None:
+                average.update(model)
             dt = time.perf_counter() - t0
             elapsed += dt
             step += 1
@@ -317,6 +398,7 @@ def _train(
                     "step": step,
                     "elapsed_s": round(elapsed, 2),
                     "train/transitions_per_s": rate,
+                    "train/lr": optimizer.param_groups[0]["lr"],
                 }
                 row.update({f"train/loss/{k}": v for k, v in logged.items()})
                 metrics.write(json.dumps(row) + "\n")

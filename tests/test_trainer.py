@@ -1,0 +1,115 @@
+"""The trainer's learning-rate schedule and weight average: known values, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from latentplay.rollouts.dataset import ClipDataset
+from latentplay.rollouts.toy import make_toy_dataset
+from latentplay.world_models.checkpoint import load_model, read_checkpoint
+from latentplay.world_models.train import TrainerSettings, WeightAverage, train
+from latentplay.world_models.yoda import Yoda
+from latentplay.world_models.yoda.train import YodaObjective, YodaSchedule
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("toy") / "toy"
+    return make_toy_dataset(root, episodes=16, steps=8, size=32, num_local=1)
+
+
+def _settings(**kw) -> TrainerSettings:
+    base = dict(batch_size=4, max_steps=4, max_minutes=None, log_every=1, sample_every=10**9)
+    base.update(progress=False, device="cpu", checkpoint_every_minutes=10**9)
+    base.update(kw)
+    return TrainerSettings(**base)
+
+
+def _model() -> Yoda:
+    torch.manual_seed(0)
+    return Yoda(size="xs", image_size=32)
+
+
+def test_cosine_schedule_known_values() -> None:
+    s = _settings(lr=1e-3, max_steps=100, lr_schedule="cosine", lr_min_ratio=0.1)
+    assert s.lr_at(0, 0.0) == pytest.approx(1e-3)
+    assert s.lr_at(50, 0.0) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert s.lr_at(100, 0.0) == pytest.approx(1e-4)
+    assert s.lr_at(250, 0.0) == pytest.approx(1e-4)  # past the budget: stays at the floor
+    # a time budget: whichever fraction is further along decides
+    t = _settings(lr=1e-3, max_steps=1000, max_minutes=10, lr_schedule="cosine", lr_min_ratio=0)
+    assert t.lr_at(100, 300.0) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert t.lr_at(750, 60.0) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert _settings(lr=1e-3).lr_at(3, 1e6) == 1e-3  # constant
+
+
+def test_trainer_settings_refuse_bad_schedules() -> None:
+    with pytest.raises(ValueError, match="lr_schedule='linear'"):
+        _settings(lr_schedule="linear")
+    with pytest.raises(ValueError, match=r"lr_min_ratio=1\.5"):
+        _settings(lr_min_ratio=1.5)
+    with pytest.raises(ValueError, match=r"ema_decay=1\.0"):
+        _settings(ema_decay=1.0)
+
+
+def test_weight_average_of_a_step_change_known_values() -> None:
+    net = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    avg = WeightAverage(net, decay=0.9)
+    with torch.no_grad():
+        net.weight.fill_(1.0)  # jumps to 1 and stays: the average is 1 - prod(decays)
+    keep = 1.0
+    for n in range(1, 31):
+        avg.update(net)
+        keep *= min(0.9, (1 + n) / (10 + n))
+        assert float(avg.shadow["weight"]) == pytest.approx(1.0 - keep, abs=1e-6)
+    assert 0.95 < float(avg.shadow["weight"]) < 1.0
+    assert float(net.weight.detach()) == 1.0  # the live weights are untouched
+
+
+def test_weight_average_is_checkpointed_resumed_exactly_and_loaded(
+    toy: Path, tmp_path: Path
+) -> None:
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    objective = YodaObjective(YodaSchedule(clip_length=4))
+    # (a cosine schedule over max_steps=2 would differ from one over 4: constant lr here)
+    kw = dict(ema_decay=0.5, lr=1e-3)
+    train(_model(), objective, data, tmp_path / "a", _settings(max_steps=4, **kw))
+    train(_model(), objective, data, tmp_path / "b", _settings(max_steps=2, **kw))
+    train(_model(), objective, data, tmp_path / "b", _settings(max_steps=4, **kw), resume=True)
+    a, b = (read_checkpoint(tmp_path / r / "checkpoints" / "last.pt") for r in "ab")
+    assert a["ema"]["updates"] == b["ema"]["updates"] == 4
+    for k, v in a["ema"]["shadow"].items():
+        torch.testing.assert_close(b["ema"]["shadow"][k], v, rtol=0, atol=0, msg=k)
+    # evaluation loads the average; average=False the trained weights
+    averaged, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
+    trained, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt", average=False)
+    differ = 0
+    for k, v in averaged.state_dict().items():
+        if k in a["ema"]["shadow"]:
+            torch.testing.assert_close(v, a["ema"]["shadow"][k], rtol=0, atol=0, msg=k)
+            differ += int(not torch.equal(v, trained.state_dict()[k]))
+        else:  # buffers: as trained
+            torch.testing.assert_close(v, a["model"][k], rtol=0, atol=0, msg=k)
+    assert differ > 0, "the average equals the trained weights: it was never updated"
+    # the cosine schedule reaches the optimizer (its logs), falling from the first step
+    train(_model(), objective, data, tmp_path / "d", _settings(lr_schedule="cosine", **kw))
+    lrs = [row["train/lr"] for row in _rows(tmp_path / "d")]
+    assert lrs[0] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(0.0))))
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]
+    # a run without an average cannot be resumed with one
+    train(_model(), objective, data, tmp_path / "c", _settings(max_steps=1))
+    with pytest.raises(ValueError, match="ema_decay=null"):
+        train(_model(), objective, data, tmp_path / "c", _settings(max_steps=2, **kw), resume=True)
+
+
+def _rows(run: Path) -> list[dict]:
+    import json
+
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
