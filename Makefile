@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
 	$(PY) scripts/plan.py checkpoint=$(DEMO_CKPT) env=reach planner=cem episodes=5 max_steps=30 execute=3 space=state "grounding.labels=[0,100]" out=runs/demo_plan
 	$(PY) scripts/collect.py env=push_multi policy=chain episodes=60 steps=50 workers=2 out=$(DEMO_MULTI) resume=true preview.episodes=0
-	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.max_minutes=4 trainer.sample_every=200 out=$(DEMO_YODA) resume=auto
+	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.max_minutes=4 trainer.sample_every=200 trainer.lr_schedule=cosine trainer.ema_decay=0.999 out=$(DEMO_YODA) resume=auto
 	$(PY) scripts/poke.py checkpoint=$(DEMO_YODA_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_YODA)/poke
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_YODA_CKPT) "queries=[chain_push]" videos=3 out=runs/demo_yoda_counterfactual
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json "include=[$(DEMO_YODA)/poke,runs/demo_yoda_counterfactual]"
