@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> None:
     from latentplay.world_models.train import resolve_device
 
     device = resolve_device(cfg.device)
-    model, ckpt = load_model(cfg.checkpoint, device)
+    model, ckpt = load_model(cfg.checkpoint, device, average=bool(cfg.average))
     if not hasattr(model, "poke"):
         raise ValueError(
             f"{cfg.checkpoint}: a {ckpt['model_name']} model cannot be poked; "

@@ -55,6 +55,8 @@ def test_trainer_settings_refuse_bad_schedules() -> None:
         _settings(lr_min_ratio=1.5)
     with pytest.raises(ValueError, match=r"ema_decay=1\.0"):
         _settings(ema_decay=1.0)
+    with pytest.raises(ValueError, match=r"ema_decay=0\.0"):
+        _settings(ema_decay=0.0)
 
 
 def test_weight_average_of_a_step_change_known_values() -> None:
@@ -87,6 +89,8 @@ def test_weight_average_is_checkpointed_resumed_exactly_and_loaded(
     assert a["ema"]["updates"] == b["ema"]["updates"] == 4
     for k, v in a["ema"]["shadow"].items():
         torch.testing.assert_close(b["ema"]["shadow"][k], v, rtol=0, atol=0, msg=k)
+    for k, v in a["model"].items():  # and the trained weights the average follows
+        torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=k)
     # evaluation loads the average; average=False the trained weights
     averaged, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
     trained, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt", average=False)
@@ -100,13 +104,18 @@ def test_weight_average_is_checkpointed_resumed_exactly_and_loaded(
     assert differ > 0, "the average equals the trained weights: it was never updated"
     # the cosine schedule reaches the optimizer (its logs), falling from the first step
     train(_model(), objective, data, tmp_path / "d", _settings(lr_schedule="cosine", **kw))
-    lrs = [row["train/lr"] for row in _rows(tmp_path / "d")]
-    assert lrs[0] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(0.0))))
-    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0]
+    rows = _rows(tmp_path / "d")
+    steps = [row["step"] for row in rows]  # logged after the step that used lr_at(step - 1)
+    expected = [1e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (n - 1) / 4))) for n in steps]
+    assert steps == [1, 2, 3, 4]
+    assert [row["train/lr"] for row in rows] == pytest.approx(expected, rel=1e-12)
     # a run without an average cannot be resumed with one
     train(_model(), objective, data, tmp_path / "c", _settings(max_steps=1))
-    with pytest.raises(ValueError, match="ema_decay=null"):
+    with pytest.raises(ValueError, match=r"trained with trainer\.ema_decay=None; .* not 0\.5"):
         train(_model(), objective, data, tmp_path / "c", _settings(max_steps=2, **kw), resume=True)
+    # ... nor a run with one lose it
+    with pytest.raises(ValueError, match=r"trained with trainer\.ema_decay=0\.5; .* not None"):
+        train(_model(), objective, data, tmp_path / "a", _settings(max_steps=5), resume=True)
 
 
 def _rows(run: Path) -> list[dict]:

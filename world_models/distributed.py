@@ -79,13 +79,19 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def broadcast_values(values: list[float], device: torch.device) -> list[float]:
+    """Rank 0's numbers on every rank, in float64 (a clock in seconds keeps its microseconds):
+    decisions all ranks must share, such as stopping, checkpointing, the learning rate's clock."""
+    if not active():
+        return values
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return t.tolist()
+
+
 def broadcast_flags(flags: list[bool], device: torch.device) -> list[bool]:
     """Rank 0's booleans on every rank (a stop or checkpoint decision all ranks must share)."""
-    if not active():
-        return flags
-    t = torch.tensor([float(f) for f in flags], device=device)
-    dist.broadcast(t, src=0)
-    return [bool(v) for v in t.tolist()]
+    return [bool(v) for v in broadcast_values([float(f) for f in flags], device)]
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:

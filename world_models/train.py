@@ -67,11 +67,14 @@ class TrainerSettings:
     find_unused_parameters: bool = True
     # Learning rate over the run: "constant", or "cosine" from ``lr`` down to
     # ``lr * lr_min_ratio`` at the end of the budget (the larger of the step and time
-    # fractions done; a time budget makes the schedule follow the clock).
+    # fractions done). Over a time budget the schedule follows the clock (rank 0's), so two
+    # runs of one command differ as their step times do; set max_steps to repeat a run.
     lr_schedule: str = "constant"
     lr_min_ratio: float = 0.05
     # Exponential moving average of the weights (null: none). Checkpoints keep it beside the
     # trained weights; evaluation loads it (load_model), training resumes from the weights.
+    # The decay warms up as min(ema_decay, (1 + n) / (10 + n)) over the n updates: 0.999 is
+    # reached after ~9k steps (at 4.6k it is 0.998, an average over the last ~500 steps).
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
@@ -130,10 +133,13 @@ class WeightAverage:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = set(self.shadow) ^ set(state["shadow"])
-        if missing:
+        """The saved average and its update count; the decay stays this run's setting."""
+        only_saved = sorted(set(state["shadow"]) - set(self.shadow))
+        only_model = sorted(set(self.shadow) - set(state["shadow"]))
+        if only_saved or only_model:
             raise ValueError(
-                f"weight average: parameters differ from the model's: {sorted(missing)[:5]}"
+                f"the saved weight average does not fit the model: only in the average "
+                f"{only_saved[:5]}, only in the model {only_model[:5]}"
             )
         self.updates = int(state["updates"])
         for k, v in state["shadow"].items():
@@ -276,13 +282,18 @@ def _train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed_seconds"]
+        saved = ckpt.get("ema")
+        if (average is None) != (saved is None):  # all ranks read it: all raise together
+            raise ValueError(
+                f"{ckpt_path} was trained with trainer.ema_decay="
+                f"{None if saved is None else saved['decay']}; resume it with that value, not "
+                f"{settings.ema_decay} (a run cannot gain or lose its weight average)"
+            )
         if average is not None:
-            if ckpt.get("ema") is None:
-                raise ValueError(
-                    f"{ckpt_path} was trained without a weight average; resume it with "
-                    "trainer.ema_decay=null"
-                )
-            average.load_state_dict(ckpt["ema"])
+            try:
+                average.load_state_dict(saved)
+            except ValueError as e:
+                raise ValueError(f"{ckpt_path}: {e}") from e
         batcher.rng.bit_generator.state = ckpt["rng"]["numpy"]
         # torch's generator per rank: the rank's own state when the world size is the one
         # saved, else rank 0 takes the saved state and the others fresh seeds from (seed, step).
@@ -352,8 +363,10 @@ def _train(
             stop = settings.max_steps is not None and step >= settings.max_steps
             stop = stop or (budget is not None and elapsed >= budget)
             due = time.monotonic() - last_ckpt > settings.checkpoint_every_minutes * 60
-            # Rank 0's clock decides for all: ranks must stop and checkpoint at the same step.
-            stop, due = distributed.broadcast_flags([stop, due], device)
+            # Rank 0's clock decides for all: ranks must stop and checkpoint at the same step,
+            # and step with the same learning rate (a schedule over a time budget reads it).
+            stop_v, due_v, elapsed = distributed.broadcast_values([stop, due, elapsed], device)
+            stop, due = bool(stop_v), bool(due_v)
             if stop:
                 break
             if due and step > 0:
