@@ -228,9 +228,19 @@ def test_empty_datasets_and_splits_are_refused(toy: Path, tmp_path: Path) -> Non
         CollectSpec(env_id="latentplay/Push-v0", policy_factory=None, episodes=0, steps=5)
 
 
-def test_a_weight_average_for_glass_is_refused(toy: Path) -> None:
+def test_a_weight_average_for_glass_is_refused(toy: Path, tmp_path: Path) -> None:
     from latentplay.world_models.factory import build_training
+    from latentplay.world_models.train import train
 
-    trainer = {"max_steps": 1, "ema_decay": 0.999}
+    trainer = {"max_steps": 1, "ema_decay": 0.999, "device": "cpu", "progress": False}
+    run = build_training({"name": "glass", "size": "xs"}, str(toy), "train", trainer)
     with pytest.raises(ValueError, match=r"trainer\.ema_decay=0\.999 with model=glass"):
-        build_training({"name": "glass", "size": "xs"}, str(toy), "train", trainer)
+        train(
+            run.model,
+            run.objective,
+            run.dataset,
+            tmp_path / "run",
+            run.settings,
+            before_checkpoint=run.before_checkpoint,
+        )
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.train_settings import quick_settings
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.dataset import ClipDataset
@@ -19,7 +20,7 @@ from latentplay.world_models.glass.model import MAX_LOCAL_FLOW, Renderer
 from latentplay.world_models.glass.train import GlassCalibration, GlassObjective, GlassSchedule
 from latentplay.world_models.layers import VectorQuantizer, shift_images, warp_images
 from latentplay.world_models.protocol import Actions, WorldModel
-from latentplay.world_models.train import TrainerSettings, train
+from latentplay.world_models.train import train
 
 
 @pytest.fixture(scope="module")
@@ -257,11 +258,7 @@ def test_calibrate_gives_inference_the_statistics_of_the_clips() -> None:
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def _settings(**kw) -> TrainerSettings:
-    base = dict(batch_size=4, max_steps=6, max_minutes=None, log_every=2, sample_every=10**9)
-    base.update(progress=False, device="cpu", checkpoint_every_minutes=10**9)
-    base.update(kw)
-    return TrainerSettings(**base)
+_settings = quick_settings  # every call here names its max_steps
 
 
 def _objective() -> GlassObjective:

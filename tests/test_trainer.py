@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.train_settings import quick_settings
 from torch import nn
 
 from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.toy import make_toy_dataset
 from latentplay.world_models.checkpoint import load_model, read_checkpoint
-from latentplay.world_models.train import TrainerSettings, WeightAverage, train
+from latentplay.world_models.train import WeightAverage, train
 from latentplay.world_models.yoda import Yoda
 from latentplay.world_models.yoda.train import YodaObjective, YodaSchedule
 
@@ -23,11 +25,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_toy_dataset(root, episodes=16, steps=8, size=32, num_local=1)
 
 
-def _settings(**kw) -> TrainerSettings:
-    base = dict(batch_size=4, max_steps=4, max_minutes=None, log_every=1, sample_every=10**9)
-    base.update(progress=False, device="cpu", checkpoint_every_minutes=10**9)
-    base.update(kw)
-    return TrainerSettings(**base)
+_settings = functools.partial(quick_settings, log_every=1)
 
 
 def _model() -> Yoda:

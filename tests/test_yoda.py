@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.train_settings import quick_settings
 
 from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.toy import LIGHTS, make_toy_dataset
 from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.protocol import Actions, WorldModel, repeat_state
-from latentplay.world_models.train import TrainerSettings, train
+from latentplay.world_models.train import train
 from latentplay.world_models.yoda import Yoda
 from latentplay.world_models.yoda.flow import FlowEstimator, video_flow
 from latentplay.world_models.yoda.flow_matching import (
@@ -40,11 +41,7 @@ def _model(**kw) -> Yoda:
     return Yoda(size="xs", image_size=32, **kw)
 
 
-def _settings(**kw) -> TrainerSettings:
-    base = dict(batch_size=4, max_steps=4, max_minutes=None, log_every=2, sample_every=10**9)
-    base.update(progress=False, device="cpu", checkpoint_every_minutes=10**9)
-    base.update(kw)
-    return TrainerSettings(**base)
+_settings = quick_settings
 
 
 # ---------------------------------------------------------------------------- flow

@@ -44,12 +44,6 @@ def build_training(
             glass_samples,
         )
 
-        if trainer_cfg.get("ema_decay") is not None:
-            # its calibration statistics (buffers) come from the trained weights, not an average
-            raise ValueError(
-                f"trainer.ema_decay={trainer_cfg['ema_decay']} with model=glass: GLASS calibrates "
-                "its inference statistics on the trained weights; expected trainer.ema_decay=null"
-            )
         schedule = GlassSchedule(**cfg.pop("schedule", {}))
         weights = LossWeights(**cfg.pop("loss", {}))
         model = Glass(image_size=meta["width"], **cfg)  # frame size comes from the data

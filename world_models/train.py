@@ -93,11 +93,12 @@ class TrainerSettings:
 
     def done_fraction(self, step: int, elapsed_seconds: float) -> float:
         """Fraction of the budget done: the larger of the step and the time fractions."""
-        done = 0.0
+        done = 0.0  # an empty budget (0 steps or 0 minutes) is done at once
         if self.max_steps is not None:
-            done = max(done, step / max(self.max_steps, 1))
+            done = max(done, step / self.max_steps if self.max_steps > 0 else 1.0)
         if self.max_minutes is not None:
-            done = max(done, elapsed_seconds / max(self.max_minutes * 60.0, 1e-9))
+            seconds = self.max_minutes * 60.0
+            done = max(done, elapsed_seconds / seconds if seconds > 0 else 1.0)
         return min(done, 1.0)
 
     def lr_at(self, step: int, elapsed_seconds: float) -> float:
@@ -223,6 +224,13 @@ def train(
     ckpt_path = out / "checkpoints" / "last.pt"
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume={resume!r}; expected true, false or auto")
+    if settings.ema_decay is not None and before_checkpoint is not None:
+        # the statistics it computes come from the trained weights, not from their average
+        raise ValueError(
+            f"trainer.ema_decay={settings.ema_decay} with model={getattr(model, 'name', '?')}: "
+            "its inference statistics are calibrated on the trained weights before each "
+            "checkpoint (before_checkpoint); expected trainer.ema_decay=null"
+        )
     if resume == "auto":
         resume = ckpt_path.exists()
     if ckpt_path.exists() and not resume:
@@ -343,7 +351,6 @@ def _train(
             ema=None if average is None else average.state_dict(),
         )
 
-    budget = None if settings.max_minutes is None else settings.max_minutes * 60.0
     writer = SummaryWriter(str(out / "tb"), purge_step=step if resume else None) if main else None
     bar = tqdm(
         total=settings.max_steps,
@@ -360,8 +367,7 @@ def _train(
     model.train()
     try:
         while True:
-            stop = settings.max_steps is not None and step >= settings.max_steps
-            stop = stop or (budget is not None and elapsed >= budget)
+            stop = settings.done_fraction(step, elapsed) >= 1.0
             due = time.monotonic() - last_ckpt > settings.checkpoint_every_minutes * 60
             # Rank 0's clock decides for all: ranks must stop and checkpoint at the same step,
             # and step with the same learning rate (a schedule over a time budget reads it).
