@@ -12,20 +12,26 @@ layer. A linear ``to_env`` inverts the forward fit (learned shift from env actio
 shift determines, and takes only the rest (what the shift does not see, e.g. the wrist) from the
 regression of env action on learned action: the learned shift is a noisy reading of the motion,
 and regressing on a noisy variable attenuates the gain (errors in variables), so the arm would
-move less than the planner asked. With no labels, :func:`analytic_grounding` maps the
+move less than the planner asked. With no labels, :meth:`Grounding.analytic` maps the
 end-effector displacement an env action commands onto an image shift through the camera
 (GLASS's shift is the arm's image motion; one normalized unit is half the frame).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from latentplay.world_models.protocol import Actions, ActionSpec
+from latentplay.envs.arm import EE_STEP, ArmEnv
+from latentplay.rollouts.format import EpisodeReader
+from latentplay.utils.frames import to_tensor_frames
+from latentplay.world_models.checkpoint import check_frames_fit
+from latentplay.world_models.protocol import Actions, ActionSpec, WorldModel
 
 KINDS = ("linear", "mlp")
 
@@ -132,6 +138,44 @@ class Grounding:
         self._to_ids: _Fitted | None = None
         self.labels = 0
 
+    @classmethod
+    def analytic(
+        cls, spec: ActionSpec, metres_per_unit: float, pixels_per_metre: np.ndarray, image_size: int
+    ) -> Grounding:
+        """No labels: an env action's x, y command ``metres_per_unit`` of end-effector motion,
+        seen as ``pixels_per_metre`` (2x2 Jacobian of the camera at the table's centre, (u, v)
+        per (x, y)); the learned shift is that motion in half-frames. Local actions stay
+        unmapped (ids map to a zero wrist command; env -> learned ids picks 0)."""
+        if spec.continuous != 2:
+            raise ValueError(f"analytic grounding maps 2-D shifts; spec has {spec.continuous}")
+        jac = torch.as_tensor(pixels_per_metre, dtype=torch.float32).reshape(2, 2)
+        to_shift = jac * metres_per_unit / (image_size / 2)  # env xy -> normalized shift
+        g = cls(spec, env_dim=3)
+        k = spec.discrete
+        # to_env: shift -> xy by the inverse; one-hot ids -> 0
+        w = torch.zeros(3, 2 + k)
+        w[:2, :2] = torch.linalg.inv(to_shift)
+        lin = nn.Linear(2 + k, 3)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            lin.bias.zero_()
+        g._to_env = _Fitted(lin, torch.zeros(2 + k), torch.ones(2 + k))
+        back = nn.Linear(3, 2)
+        with torch.no_grad():
+            back.weight.zero_()
+            back.weight[:, :2] = to_shift
+            back.bias.zero_()
+        g._to_cont = _Fitted(back, torch.zeros(3), torch.ones(3))
+        if k:
+            ids = nn.Linear(3, k)
+            with torch.no_grad():
+                ids.weight.zero_()
+                ids.bias.zero_()
+                ids.bias[0] = 1.0
+            g._to_ids = _Fitted(ids, torch.zeros(3), torch.ones(3))
+        g.labels = 0
+        return g
+
     def fit(self, learned: Actions, env_actions: torch.Tensor) -> Grounding:
         """``learned`` (N, C) / (N,) one step each; ``env_actions`` (N, env_dim)."""
         env_actions = torch.as_tensor(env_actions, dtype=torch.float32)
@@ -182,48 +226,10 @@ class Grounding:
         return Actions(cont, ids)
 
 
-def analytic_grounding(
-    spec: ActionSpec, metres_per_unit: float, pixels_per_metre: np.ndarray, image_size: int
-) -> Grounding:
-    """No labels: an env action's x, y command ``metres_per_unit`` of end-effector motion,
-    seen as ``pixels_per_metre`` (2x2 Jacobian of the camera at the table's centre, (u, v) per
-    (x, y)); the learned shift is that motion in half-frames. Local actions stay unmapped
-    (ids map to a zero wrist command; env -> learned ids picks 0)."""
-    if spec.continuous != 2:
-        raise ValueError(f"analytic grounding maps 2-D shifts; spec has {spec.continuous}")
-    jac = torch.as_tensor(pixels_per_metre, dtype=torch.float32).reshape(2, 2)
-    to_shift = jac * metres_per_unit / (image_size / 2)  # env xy -> normalized shift
-    g = Grounding(spec, env_dim=3)
-    k = spec.discrete
-    # to_env: shift -> xy by the inverse; one-hot ids -> 0
-    w = torch.zeros(3, 2 + k)
-    w[:2, :2] = torch.linalg.inv(to_shift)
-    lin = nn.Linear(2 + k, 3)
-    with torch.no_grad():
-        lin.weight.copy_(w)
-        lin.bias.zero_()
-    ones = torch.ones(2 + k)
-    g._to_env = _Fitted(lin, torch.zeros(2 + k), ones)
-    back = nn.Linear(3, 2)
-    with torch.no_grad():
-        back.weight.zero_()
-        back.weight[:, :2] = to_shift
-        back.bias.zero_()
-    g._to_cont = _Fitted(back, torch.zeros(3), torch.ones(3))
-    if k:
-        cls = nn.Linear(3, k)
-        with torch.no_grad():
-            cls.weight.zero_()
-            cls.bias.zero_()
-            cls.bias[0] = 1.0
-        g._to_ids = _Fitted(cls, torch.zeros(3), torch.ones(3))
-    return g
-
-
 @torch.no_grad()
 def labelled_transitions(
-    model: object,
-    reader: object,
+    model: WorldModel,
+    reader: EpisodeReader,
     episodes: list[int],
     n: int,
     seed: int = 0,
@@ -234,7 +240,7 @@ def labelled_transitions(
     from the frames, and the env actions recorded with them (the labels)."""
     conts, ids, envs = [], [], []
     for ep in episodes:
-        frames = torch.from_numpy(reader.frames(ep)).permute(0, 3, 1, 2)[None].to(device)
+        frames = to_tensor_frames(reader.frames(ep), device)[None]
         acts = model.infer_actions(frames)
         if acts.continuous is not None:
             conts.append(acts.continuous[0].cpu())
@@ -257,7 +263,7 @@ def labelled_transitions(
 
 
 def camera_jacobian(
-    env: object, xy: tuple[float, float] = (0.0, 0.0), eps: float = 0.01
+    env: ArmEnv, xy: tuple[float, float] = (0.0, 0.0), eps: float = 0.01
 ) -> np.ndarray:
     """(2, 2) pixels per metre of the env camera at table point ``xy``: columns d(u, v)/dx and
     d(u, v)/dy (finite differences of the exact projection)."""
@@ -265,3 +271,44 @@ def camera_jacobian(
     p = np.array([[xy[0], xy[1], z], [xy[0] + eps, xy[1], z], [xy[0], xy[1] + eps, z]])
     uv = cam.world_to_pixel(p)
     return np.stack([(uv[1] - uv[0]) / eps, (uv[2] - uv[0]) / eps], axis=1)
+
+
+def fit_grounding(
+    model: WorldModel,
+    data: str | Path,
+    labels: int,
+    *,
+    kind: str = "linear",
+    device: str | torch.device = "cpu",
+) -> Grounding:
+    """A grounding fit on ``labels`` transitions drawn from the first training episodes of the
+    dataset ``data`` (enough episodes for twice as many, at least 2): the model parses their
+    frames, the dataset's recorded env actions are the labels."""
+    if labels < 2:
+        raise ValueError(f"labels={labels}; a fit grounding needs at least 2 (0: analytic)")
+    reader = EpisodeReader(data)
+    try:
+        check_frames_fit(model, reader.meta, data)
+        episodes = reader.indices("train")[: max(2, math.ceil(2 * labels / reader.meta["steps"]))]
+        learned, env_actions = labelled_transitions(model, reader, episodes, labels, device=device)
+    finally:
+        reader.close()
+    return Grounding(model.action_spec, env_actions.shape[1], kind=kind).fit(learned, env_actions)
+
+
+def ground(
+    model: WorldModel,
+    labels: int,
+    env: ArmEnv,
+    data: str | Path | None = None,
+    *,
+    kind: str = "linear",
+    device: str | torch.device = "cpu",
+) -> Grounding:
+    """The grounding of ``model``'s actions in ``env``: ``labels=0`` the camera's analytic map
+    (no labels), else :func:`fit_grounding` on ``labels`` transitions of the dataset ``data``."""
+    if labels == 0:
+        return Grounding.analytic(model.action_spec, EE_STEP, camera_jacobian(env), env.width)
+    if data is None:
+        raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
+    return fit_grounding(model, data, labels, kind=kind, device=device)

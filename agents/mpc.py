@@ -20,9 +20,10 @@ from latentplay.agents.planners import SamplingPlanner
 from latentplay.agents.planners.costs import GoalImageCost
 from latentplay.agents.simulator import SimulatorModel
 from latentplay.envs.arm import ArmEnv, ArmState
-from latentplay.world_models.protocol import Actions
+from latentplay.utils.frames import to_tensor_frames
+from latentplay.world_models.protocol import Actions, StartState, WorldModel
 
-SUCCESS_M = {"reach": 0.02, "push": 0.03}  # issue #4: 2 cm (Reach), 3 cm (Push)
+SUCCESS_M = {"reach": 0.02, "push": 0.03}  # end effector (Reach) or object 0 (Push) to goal
 
 
 class Controller(Protocol):
@@ -120,7 +121,7 @@ class ModelController:
 
     def __init__(
         self,
-        model: object,
+        model: WorldModel,
         planner: SamplingPlanner,
         grounding: Grounding,
         *,
@@ -136,12 +137,12 @@ class ModelController:
 
     def reset(self, env: ArmEnv) -> None:
         self.planner.reset()
-        self.goal = torch.from_numpy(env.render_goal()).permute(2, 0, 1).to(self.device)
+        self.goal = to_tensor_frames(env.render_goal(), self.device)
 
     def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
         ctx = np.stack(frames[-self.context :])
-        x = torch.from_numpy(ctx).permute(0, 3, 1, 2)[None].to(self.device)
-        if hasattr(self.model, "set_start"):  # the simulator as the model: told the truth
+        x = to_tensor_frames(ctx, self.device)[None]
+        if isinstance(self.model, StartState):  # e.g. the end-effector view: the arm's pose
             self.model.set_start(state)
         cost = GoalImageCost(self.model, x, self.goal, space=self.space, chunk=self.chunk)
         plan = self.planner.plan(cost, executed=self.execute)

@@ -9,6 +9,7 @@ fine for *collecting*; the ground truth still never reaches a world model's trai
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -108,6 +109,22 @@ class ScriptedPushPolicy:
         self._phase, self._left = "pick", 0
         self._wrist, self._wrist_left = 0.0, 0
         self._obj, self._dir, self._waypoint = -1, np.zeros(2), np.zeros(2)
+
+    @property
+    def phase(self) -> str:
+        """Where the current stroke is: ``pick``, ``approach`` (going behind the object),
+        ``push`` or ``reach`` (a waypoint, when no object is active)."""
+        return self._phase
+
+    @property
+    def target(self) -> int:
+        """The slot of the object the current stroke pushes (-1 before the first)."""
+        return self._obj
+
+    @property
+    def direction(self) -> np.ndarray:
+        """The current stroke's unit push direction in the table plane (x, y)."""
+        return self._dir.copy()
 
     def _towards(self, ee: np.ndarray, target: np.ndarray) -> np.ndarray:
         step = (target - ee) / self.ee_step
@@ -259,3 +276,47 @@ class MixturePolicy:
 
     def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
         return self.current.act(obs, info)
+
+
+@dataclass
+class ScriptedRun:
+    """An episode start driven by :class:`ScriptedPushPolicy` (see :func:`scripted_run`)."""
+
+    policy: ScriptedPushPolicy  # as it stood when the run ended (its phase and stroke)
+    actions: list[np.ndarray]  # the actions taken
+    infos: list[dict[str, Any]]  # ground truth at reset and after each action
+    states: list[Any]  # the env's full state at the same instants
+    frames: list[np.ndarray]  # renders at the same instants (render=True)
+    stopped: bool = False  # ``stop`` ended the run (else the step budget did)
+
+
+def scripted_run(
+    env: Any,
+    seed: int,
+    steps: int,
+    stop: Callable[[ScriptedRun], bool] | None = None,
+    *,
+    render: bool = False,
+    **policy_kwargs: Any,
+) -> ScriptedRun:
+    """Reset the arm env ``env`` with ``seed`` and let a :class:`ScriptedPushPolicy`
+    (``policy_kwargs``; its RNG seeded with ``seed`` too) act for up to ``steps`` steps: the
+    warm-up from which the poke and counterfactual benchmarks start their queries. Before each
+    step, once the policy has chosen its action, ``stop(run)`` may end the run; that action
+    is then not taken (``run.policy.phase`` tells what it was about to do)."""
+    _, info = env.reset(seed=seed)
+    policy = ScriptedPushPolicy(env.action_space, **policy_kwargs)
+    policy.reset(np.random.default_rng(seed), info)
+    run = ScriptedRun(policy, [], [info], [env.get_state()], [env.render_rgb()] if render else [])
+    for _ in range(steps):
+        action = policy.act(None, info)
+        if stop is not None and stop(run):
+            run.stopped = True
+            break
+        info = env.step(action)[-1]
+        run.actions.append(action)
+        run.infos.append(info)
+        run.states.append(env.get_state())
+        if render:
+            run.frames.append(env.render_rgb())
+    return run

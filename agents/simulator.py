@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from latentplay.envs.arm import ArmEnv, ArmState
+from latentplay.utils.frames import to_float_frames, to_tensor_frames
 from latentplay.world_models.protocol import Actions, ActionSpec, rollout
 
 
@@ -36,6 +37,7 @@ class SimState:
 class SimulatorModel:
     """MuJoCo as a "world model" whose actions are env actions."""
 
+    name = "simulator"
     action_spec = ActionSpec(continuous=3, continuous_bound=1.0)
 
     def __init__(self, make_env: Callable[[], ArmEnv], device: str | torch.device = "cpu") -> None:
@@ -70,7 +72,7 @@ class SimulatorModel:
     def decode(self, state: SimState) -> torch.Tensor:
         if state.frames is None:
             frames = np.stack([self.env.render_state(s) for s in state.states])
-            state.frames = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+            state.frames = to_float_frames(to_tensor_frames(frames))
         return state.frames.to(self.device)
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:

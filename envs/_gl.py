@@ -12,8 +12,8 @@ def configure_gl() -> str | None:
 
     On Linux without a display, ``MUJOCO_GL`` defaults to ``egl`` (Mesa EGL renders on the CPU
     here; ``osmesa`` needs Debian's libosmesa6). ``LP_NUM_THREADS=0`` keeps Mesa's llvmpipe
-    rasterizer on the calling thread, which is faster for 64x64 frames (ANCHORS.md: ~2950 ->
-    ~3800 steps/s). Both are defaults only: a value already in the environment wins.
+    rasterizer on the calling thread, which is faster for 64x64 frames (docs/BENCHMARKS.md).
+    Both are defaults only: a value already in the environment wins.
     """
     headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
     if headless:

@@ -387,7 +387,8 @@ class ArmEnv(MujocoCameraEnv):
         return self._obs(), sum(terms.values()), False, truncated, info
 
     # ------------------------------------------------------------------ observation, info
-    def _state_vector(self) -> np.ndarray:
+    def state_vector(self) -> np.ndarray:
+        """The ``obs_type=\"state\"`` observation of the current instant."""
         d = self.data
         ee, phi = self._ee(), self._paddle_angle()
         parts = [
@@ -410,10 +411,10 @@ class ArmEnv(MujocoCameraEnv):
 
     def _obs(self) -> Any:
         if self.obs_type == "state":
-            return self._state_vector()
+            return self.state_vector()
         if self.obs_type == "pixels":
             return self.render_rgb()
-        return {"pixels": self.render_rgb(), "state": self._state_vector()}
+        return {"pixels": self.render_rgb(), "state": self.state_vector()}
 
     def ground_truth(self) -> dict[str, np.ndarray]:
         """Poses (world and pixel), contacts and goal at the current instant (see class doc)."""

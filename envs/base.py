@@ -22,6 +22,7 @@ class GroundTruthEnv(Protocol):
     - ``ground_truth()``: named arrays of fixed shape for the current instant.
     - ``get_state()`` / ``set_state()``: a full snapshot; replaying from it is exact to the bit.
     - ``state_from_arrays()``: rebuild a snapshot from its stored ``to_arrays()`` form.
+    - ``state_vector()``: the ``obs_type="state"`` observation of the current instant.
     """
 
     camera_name: str
@@ -34,6 +35,7 @@ class GroundTruthEnv(Protocol):
     def get_state(self) -> Any: ...
     def set_state(self, state: Any) -> None: ...
     def state_from_arrays(self, arrays: dict[str, np.ndarray]) -> Any: ...
+    def state_vector(self) -> np.ndarray: ...
 
 
 def validate_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -63,7 +65,7 @@ def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
 
 
 def set_fast_visuals(model: mujoco.MjModel) -> None:
-    """Software-rasterizer settings (ANCHORS.md: ~100x faster than MuJoCo's defaults):
+    """Software-rasterizer settings (docs/BENCHMARKS.md: ~100x faster than MuJoCo's defaults):
     no shadow map, no multisampling, coarse primitives, no light casting shadows. Call before
     the first render: the GL context sizes its buffers from these."""
     q = model.vis.quality

@@ -293,6 +293,10 @@ class DMCEnv(MujocoCameraEnv):
     def _flatten(observation: dict[str, Any]) -> np.ndarray:
         return np.concatenate([np.asarray(v, np.float64).ravel() for v in observation.values()])
 
+    def state_vector(self) -> np.ndarray:
+        """The ``obs_type="state"`` observation of the current instant (the task's own)."""
+        return self._flatten(self._env.task.get_observation(self._env.physics))
+
     def _obs(self, observation: dict[str, Any] | None) -> Any:
         if self.obs_type == "state":
             return self._flatten(observation)

@@ -7,14 +7,14 @@ left / right / up / down (at the model's typical shift size) under the most used
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import tile, upscale, write_video
-from latentplay.world_models.protocol import Actions
+from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
+from latentplay.world_models.protocol import Actions, LocalActionUsage, WorldModel
 
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 
@@ -30,7 +30,7 @@ def _label(frames: np.ndarray, text: str) -> np.ndarray:
 
 @torch.no_grad()
 def action_video(
-    model: Any,
+    model: WorldModel,
     data: str | Path,
     path: str | Path,
     steps: int = 10,
@@ -41,10 +41,10 @@ def action_video(
     """Write the grid video; returns its path. ``episode``: a test episode (default the first)."""
     reader = EpisodeReader(data, verify=False)
     ep = reader.indices("test")[0] if episode is None else episode
-    frame = torch.from_numpy(reader.frames(ep, slice(0, 1))).permute(0, 3, 1, 2)[None]
+    frame = to_tensor_frames(reader.frames(ep, slice(0, 1)))[None]
     reader.close()
     spec = model.action_spec
-    usage = getattr(getattr(model, "vq", None), "usage", None)
+    usage = model.local_action_usage() if isinstance(model, LocalActionUsage) else None
     common = int(usage.argmax()) if usage is not None else 0
     cells: list[tuple[str, Actions]] = []
     for k in range(spec.discrete):
@@ -59,6 +59,5 @@ def action_video(
     for name, acts in cells:
         frames = model.rollout(frame, acts)[0]  # (steps, 3, H, W)
         seq = torch.cat([frame[0].float() / 255, frames], dim=0)
-        arr = (seq.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).numpy()
-        videos.append(_label(upscale(arr, scale), name))
+        videos.append(_label(upscale(to_numpy_frames(seq), scale), name))
     return write_video(tile(videos, cols=4), path, fps=fps)

@@ -22,18 +22,16 @@ How (:meth:`ObjectDetector.from_env` learns every number from renders of the env
    at that row (1 for an unoccluded object on a real frame; lower when the arm covers it or the
    frame is blurred). Positions are NaN where visibility is under ``min_visibility``.
 3. **Speed.** The weight is a function of the colour alone, tabulated once on a 128^3 RGB grid
-   (8 MB of uint8): detection is one table look-up per pixel and integer sums: 0.13 s for 1000
-   64x64 uint8 frames, 0.27 s as float, on one core.
+   (8 MB of uint8): detection is one table look-up per pixel and integer sums.
 
-Measured on PushMulti-v0 at 64x64 (4 objects, 600 frames of a pushing policy, the arm often over
-an object), error against ``object_pixel`` / detection rate: clean frames median 0.19 px, p90
-0.73 px, 100%; Gaussian blur sigma 1: 0.32 px, 1.16 px, 99.5%; sigma 2: 0.43 px, 1.25 px, 96%.
-Unoccluded objects (>= 90% of their pixels visible): median 0.15 px, p90 0.35 px; the rest is the
-arm hiding part of an object, which pulls the centroid to the visible part (60-90% visible:
-median 0.5 px; under 60%: 1.2 px). Plain RGB distance reached a median of 1.2 px and p90 6.6 px
-on the clean frames (the orange paddle passes for red and yellow); isotropic chromaticity
-distance matched on clean frames but lost yellow under blur (p90 2 px).
-:meth:`ObjectDetector.validate` gives these figures for any frames with ground truth, or an env.
+Chromaticity, not RGB: in plain RGB the orange paddle passes for red and yellow objects; an
+isotropic chromaticity distance loses yellow on blurred (predicted) frames. Where an arm hides
+part of an object the centroid moves to the visible part, which is most of the error.
+:meth:`ObjectDetector.validate` measures the error and detection rate on any frames with ground
+truth, or an env (its figures: docs/BENCHMARKS.md).
+
+The wrist paddle, the only part of the arm low enough to touch an object, is found by colour too
+(:func:`paddle_pixels`); :func:`visual_contact` reads contact from frames with it.
 
 Frames for :meth:`ObjectDetector.locate`: ``(..., H, W, 3)`` uint8, or float in ``[0, 1]``
 (values slightly outside are clipped, as predictions overshoot); :meth:`ObjectDetector.locate_chw`
@@ -45,14 +43,27 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from latentplay.envs.arm import ARENA_HALF, LABEL_ARM, MAX_OBJECTS
+from latentplay.utils.frames import to_uint8
 
-__all__ = ["Detections", "DetectorReport", "ObjectDetector"]
+__all__ = [
+    "MOVED_M",
+    "PADDLE_REACH_M",
+    "Detections",
+    "DetectorReport",
+    "ObjectDetector",
+    "paddle_pixels",
+    "visual_contact",
+]
+
+MOVED_M = 0.01  # an object "moved" when it ended more than 1 cm from where it started
+PADDLE_REACH_M = 0.030  # paddle pixel centre to object centre (box half-size 2.2 cm + ~1 px)
 
 ALPHA_START = 0.3  # object fraction where a pixel starts to count ...
 ALPHA_FULL = 0.6  # ... and from where it counts with weight equal to the fraction
@@ -267,7 +278,7 @@ class ObjectDetector:
                 f"float frames range over [{lo:g}, {hi:g}]; expected [0, 1] (divide 0..255 "
                 f"values by 255, or pass uint8)"
             )
-        return np.clip(x * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+        return to_uint8(x)
 
     def _lookup(self, frames: np.ndarray) -> np.ndarray:
         """``(N, H, W, 3) uint8 -> (N, H, W, K) uint8`` weights (255 = 1)."""
@@ -638,3 +649,31 @@ def _env_frames(
             pixels.append(info["object_pixel"])
             active.append(info["object_active"])
     return np.stack(frames), np.stack(pixels), np.stack(active)
+
+
+# ---------------------------------------------------------------------- the wrist paddle
+def paddle_pixels(frames: np.ndarray) -> np.ndarray:
+    """Pixels of the orange wrist paddle (the only part of the arm low enough to touch an
+    object; the links pass above them). ``(N, h, w, 3) uint8 -> (N, h, w) bool``."""
+    f = frames.astype(np.int16)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    return (r > 170) & (g > 70) & (g < 190) & (b < 90) & (r - g > 50)
+
+
+def visual_contact(
+    frames: np.ndarray, object_px: np.ndarray, to_metres: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Contact read from frames: a paddle pixel within ``PADDLE_REACH_M`` of an object's
+    detected centre (table metres; ``to_metres`` maps (..., 2) pixels onto the table).
+    frames ``(N, h, w, 3)``, object_px ``(N, n, 2)`` (NaN: not found) -> ``(N, n)`` bool."""
+    paddle = paddle_pixels(frames)
+    out = np.zeros(object_px.shape[:2], bool)
+    for t in range(len(frames)):
+        vs, us = np.nonzero(paddle[t])
+        if not len(us):
+            continue
+        pts = to_metres(np.stack([us + 0.5, vs + 0.5], axis=1))  # (P, 2)
+        obj = to_metres(object_px[t])  # (n, 2), NaN where not found
+        d = np.linalg.norm(pts[None] - obj[:, None], axis=-1).min(axis=1)
+        out[t] = np.nan_to_num(d, nan=np.inf) < PADDLE_REACH_M
+    return out

@@ -9,7 +9,8 @@ Conventions chosen here (known defects of the anchor codebases are avoided on pu
 
 - :func:`psnr` and :func:`ssim` take ``data_range`` (and ``kernel_size``) as keyword-only
   arguments, so the range can never land in the kernel-size slot (a GLASS evaluation bug).
-- :func:`psnr` of identical images is ``+inf`` (not capped); cap it yourself if you average.
+- :func:`psnr` of identical images is ``+inf`` (not capped); averages here cap it at
+  :data:`PSNR_CAP`.
 - :func:`linear_r2` reports R² as the uniform average of per-dimension R² (sklearn's default)
   and RMSE in the units of ``y``; keep all ``y`` in one unit (GLASS mixed normalized and pixel
   units in its shift RMSE).
@@ -28,6 +29,7 @@ from scipy.optimize import linear_sum_assignment, minimize
 
 __all__ = [
     "METRIC_KEYS",
+    "PSNR_CAP",
     "angle_match",
     "controllability_delta_psnr",
     "delta_acc",
@@ -53,6 +55,8 @@ METRIC_KEYS: dict[str, str] = {
     "controllability_delta_psnr": "eval/control/delta_psnr",
     "mask_iou": "eval/mask/iou",
 }
+
+PSNR_CAP = 60.0  # dB: what averages of PSNR cap it at (identical frames give +inf)
 
 _SSIM_K1, _SSIM_K2 = 0.01, 0.03
 

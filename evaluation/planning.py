@@ -1,17 +1,39 @@
 """Planning benchmark: MPC episodes of a learned model's planner in the real env, beside the
-random-action and true-simulator (oracle) baselines, on the same seeds."""
+random-action and true-simulator (oracle) baselines, on the same seeds (what
+``scripts/plan.py`` calls), and its section in a report."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from latentplay.agents.mpc import Controller, EpisodeResult, run_episode
+from latentplay.agents.grounding import ground
+from latentplay.agents.mpc import (
+    Controller,
+    EpisodeResult,
+    ModelController,
+    OracleController,
+    RandomController,
+    run_episode,
+)
+from latentplay.agents.planners import SamplingPlanner
+from latentplay.agents.simulator import SimulatorModel
+from latentplay.agents.views import model_view
 from latentplay.envs.arm import ArmEnv
+from latentplay.evaluation.report import ReportSection, metric_bars
+from latentplay.utils.device import resolve_device
+from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.world_models.checkpoint import load_model, training_data
+
+PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
+BASELINES = ("random", "oracle")
+SUCCESS = {"reach": "end effector within 2 cm", "push": "object within 3 cm"}
 
 
 def run_controller(
@@ -70,3 +92,132 @@ def planning_table(rows: list[dict[str, Any]]) -> str:
         cells = [f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k, _ in PLAN_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def arm_env_factory(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Callable[[], ArmEnv]:
+    """A builder of the unwrapped arm env ``env_id`` (planning scores arm tasks only)."""
+    import gymnasium as gym
+
+    import latentplay.envs  # noqa: F401  (registers the env ids)
+
+    kwargs = dict(env_kwargs or {})
+
+    def make_env() -> ArmEnv:
+        env = gym.make(env_id, **kwargs).unwrapped
+        if not isinstance(env, ArmEnv):
+            env.close()
+            raise ValueError(
+                f"env {env_id}: planning needs an arm env (latentplay/Reach-v0, Push-v0, "
+                "PushMulti-v0)"
+            )
+        return env
+
+    return make_env
+
+
+def run_planning(
+    checkpoint: str,
+    env_id: str,
+    planner: PlannerFactory,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    env_name: str | None = None,
+    labels: list[int] | tuple[int, ...] = (1000,),
+    grounding_kind: str = "linear",
+    view: str = "global",
+    sample_steps: int | None = None,
+    data: str | None = None,
+    episodes: int = 50,
+    seed: int = 100000,
+    max_steps: int = 40,
+    execute: int = 1,
+    space: str = "pixels",
+    chunk: int | None = None,
+    baselines: list[str] | tuple[str, ...] = BASELINES,
+    out: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """MPC toward goal images in ``env_id`` with the model of ``checkpoint`` seen through
+    ``view`` (:func:`~latentplay.agents.views.model_view`), once per grounding (``labels``: N
+    labelled transitions of ``data``, None: the model's training data; 0: the camera's
+    analytic map), and the ``baselines`` on the same seeds: random actions, and the same
+    planner with the true simulator as its model. ``planner(spec, device=...)`` builds a
+    planner. Writes ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns
+    its content (one row per controller) and its path."""
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")
+    started = provenance()  # the code that runs, not the one checked out at the end
+    dev = resolve_device(device)
+    make_env = arm_env_factory(env_id, env_kwargs)
+    model, ckpt = load_model(checkpoint, dev)
+    data = data or training_data(ckpt)
+    if data is None and any(n > 0 for n in labels):
+        raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
+    probe = make_env()
+    model = model_view(model, view, probe, sample_steps)
+    seeds = list(range(seed, seed + episodes))
+    spec = model.action_spec
+    settings = planner(spec, device=dev).settings
+    rows = []
+    for n in labels:
+        grounding = ground(model, n, probe, data, kind=grounding_kind, device=dev)
+        controller = ModelController(
+            model,
+            planner(spec, device=dev),
+            grounding,
+            space=space,
+            execute=execute,
+            chunk=chunk,
+            device=dev,
+        )
+        name = f"{model.name} ({n or 'analytic'} labels)"
+        row = run_controller(name, make_env, controller, seeds, max_steps, progress)
+        row["labels"] = int(n)
+        rows.append(row)
+    probe.close()
+    if "random" in baselines:
+        random = RandomController(seed)
+        rows.append(run_controller("random", make_env, random, seeds, max_steps, progress))
+    if "oracle" in baselines:
+        oracle = OracleController(make_env, planner(SimulatorModel.action_spec), execute=execute)
+        rows.append(
+            run_controller("oracle (true simulator)", make_env, oracle, seeds, max_steps, progress)
+        )
+    results = {
+        "env": env_id,
+        "planner": settings,
+        "checkpoint": str(checkpoint),
+        "episodes": episodes,
+        "max_steps": max_steps,
+        "success": SUCCESS,
+        "rows": rows,
+        **started,
+    }
+    short = env_name or env_id.split("/")[-1].lower()
+    out = Path(out) if out else Path("runs/plan") / f"{short}_{settings['name']}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", results)
+    return results, out / "results.json"
+
+
+def planning_section(path: Path, out: Path) -> ReportSection:
+    """A report section from a planning run's results.json (table and success bars)."""
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"plan_results={path}: cannot read a plan.py results.json ({e})") from e
+    rows = [{label: r[k] for k, label in PLAN_COLUMNS} for r in plan["rows"]]
+    bars = metric_bars(
+        {plan["env"]: {r["controller"]: r["success_rate"] for r in plan["rows"]}},
+        out / "planning_success.png",
+        ylabel="success rate",
+        title=f"MPC in {plan['env']} ({plan['episodes']} episodes)",
+    )
+    text = (
+        f"Planner {plan['planner']['name']} in the learned action space, goal images from "
+        f"reachable states; success: {plan['success']}. Oracle: the same planner with MuJoCo "
+        "as its model."
+    )
+    return ReportSection("Planning", text, table=rows, images=[bars])

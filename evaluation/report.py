@@ -277,8 +277,38 @@ def metric_bars(
 
 
 # --------------------------------------------------------------------------------------------
+# Tables for the terminal
+# --------------------------------------------------------------------------------------------
+
+
+def metrics_table(results: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
+    """Markdown table of ``rows`` = (key, label, target) present in ``results``."""
+    lines = ["| metric | value | target |", "|---|---:|---|"]
+    for key, label, target in rows:
+        if key in results:
+            v = results[key]
+            value = f"{v:.3f}" if isinstance(v, float) else str(v)
+            lines.append(f"| {label} | {value} | {target} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
 # HTML report
 # --------------------------------------------------------------------------------------------
+
+
+def copy_media(files: Sequence[str | Path], dest: str | Path) -> list[Path]:
+    """Copy ``files`` (another run's videos or plots) into the folder ``dest``, so a report
+    can link them (it links only files inside its own folder); returns the copies' paths."""
+    import shutil
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for f in files:
+        shutil.copyfile(f, dest / Path(f).name)
+        copied.append(dest / Path(f).name)
+    return copied
 
 
 @dataclass

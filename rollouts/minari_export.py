@@ -101,9 +101,7 @@ def _state_observer(env: Any) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
 
     def observe(arrays: dict[str, np.ndarray]) -> np.ndarray:
         u.set_state(u.state_from_arrays(arrays))
-        if hasattr(u, "_state_vector"):  # arm envs (envs/arm.py)
-            return u._state_vector()
-        return u._flatten(u._env.task.get_observation(u._env.physics))  # dm_control (envs/dmc.py)
+        return u.state_vector()
 
     return observe
 

@@ -28,14 +28,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from latentplay.rollouts.collect import CollectSpec, make_env_and_policy, write_shard
 from latentplay.rollouts.format import shard_name
+from latentplay.rollouts.worker import CollectSpec, make_env_and_policy, write_shard
 from latentplay.utils.io import atomic_path, sha256_file, write_json_atomic
 
 
 @dataclass
 class RayOptions:
-    """``ray.*`` of ``configs/collect.yaml`` (also its typed schema, utils/schemas.py)."""
+    """``ray.*`` of ``configs/collect.yaml`` (also its typed schema, cli/schemas.py)."""
 
     address: str | None = None  # None: a local Ray with `workers` CPUs; "auto": a cluster
     shared_fs: bool = True  # tasks write into the dataset folder themselves

@@ -9,51 +9,50 @@ from __future__ import annotations
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from latentplay.rollouts.collect import CollectSpec, collect
+from latentplay.cli.config import plain
+from latentplay.rollouts.collect import collect
 from latentplay.rollouts.video import write_preview
-from latentplay.utils.config import require_complete
+from latentplay.rollouts.worker import CollectSpec
 
 
 @hydra.main(config_path="../configs", config_name="collect", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    require_complete(cfg)
-    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # typed: utils/schemas
+    c = plain(cfg)  # typed at parse time (cli/schemas.py)
     spec = CollectSpec(
-        env_id=cfg.env.id,
-        env_kwargs=OmegaConf.to_container(cfg.env.kwargs, resolve=True),
-        policy_factory=instantiate(cfg.policy),
-        policy_config=OmegaConf.to_container(cfg.policy, resolve=True),
-        episodes=cfg.episodes,
-        steps=cfg.steps,
-        seed=cfg.seed,
-        shard_episodes=cfg.shard_episodes,
-        masks=cfg.masks,
-        split_fractions=tuple(cfg.split_fractions),
-        compression=cfg.compression,
-        compression_level=cfg.compression_level,
+        env_id=c["env"]["id"],
+        env_kwargs=c["env"]["kwargs"],
+        policy_factory=instantiate(c["policy"]),
+        policy_config=c["policy"],
+        episodes=c["episodes"],
+        steps=c["steps"],
+        seed=c["seed"],
+        shard_episodes=c["shard_episodes"],
+        masks=c["masks"],
+        split_fractions=tuple(c["split_fractions"]),
+        compression=c["compression"],
+        compression_level=c["compression_level"],
     )
     result = collect(
         spec,
-        out=cfg.out,
-        workers=cfg.workers,
-        resume=cfg.resume,
-        start_method=plain["start_method"],
-        progress=cfg.progress,
-        config=plain,
-        launcher=plain["launcher"],
-        ray_options=plain["ray"],
+        out=c["out"],
+        workers=c["workers"],
+        resume=c["resume"],
+        start_method=c["start_method"],
+        progress=c["progress"],
+        config=c,
+        launcher=c["launcher"],
+        ray_options=c["ray"],
     )
     print(
         f"{result.out}: {result.episodes} episodes ({result.shards_written} shards written, "
         f"{result.shards_reused} kept), {result.frames} new frames in {result.seconds:.1f} s "
         f"= {result.frames_per_second:.0f} frames/s"
     )
-    if cfg.preview.episodes > 0:
-        for path in write_preview(
-            result.out, cfg.preview.episodes, cfg.preview.scale, cfg.preview.format
-        ):
+    p = c["preview"]
+    if p["episodes"] > 0:
+        for path in write_preview(result.out, p["episodes"], p["scale"], p["format"]):
             print(f"preview: {path}")
 
 

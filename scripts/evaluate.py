@@ -8,41 +8,33 @@ and actions.mp4, the learned actions driving the model from one real frame.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
-from latentplay.utils.config import require_complete
+from latentplay.cli.config import plain
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    require_complete(cfg)
-    from latentplay.evaluation.world_model import evaluate, summary_table
-    from latentplay.utils.io import provenance, write_json_atomic
-    from latentplay.world_models.checkpoint import load_model
-    from latentplay.world_models.train import resolve_device
+    c = plain(cfg)  # typed at parse time (cli/schemas.py)
+    from latentplay.evaluation.world_model import evaluate_checkpoint
 
-    device = resolve_device(cfg.device)
-    model, ckpt = load_model(cfg.checkpoint, device)
-    results = evaluate(model, cfg.data, cfg.horizon, cfg.max_episodes, device, cfg.max_clips)
-    results.update(
-        model=ckpt["model_name"], checkpoint=str(cfg.checkpoint), step=ckpt["step"], **provenance()
+    ev = evaluate_checkpoint(
+        c["checkpoint"],
+        c["data"],
+        out=c["out"],
+        horizon=c["horizon"],
+        max_episodes=c["max_episodes"],
+        max_clips=c["max_clips"],
+        device=c["device"],
+        video=c["video"],
     )
-    out = (
-        Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent.parent / "results.json"
-    )
-    write_json_atomic(out, results)
-    print(summary_table(results))
-    print(f"\nwritten: {out}")
-    if cfg.video and hasattr(model, "poke"):
-        print("pokes and their videos, scored against MuJoCo: scripts/poke.py")
-    elif cfg.video:
-        from latentplay.evaluation.action_video import action_video
-
-        video = action_video(model.cpu(), cfg.data, out.with_name("actions.mp4"))
-        print(f"written: {video}")
+    print(ev.table)
+    print(f"\nwritten: {ev.path}")
+    if ev.video is not None:
+        print(f"written: {ev.video}")
+    if ev.note:
+        print(ev.note)
 
 
 if __name__ == "__main__":

@@ -11,26 +11,22 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from latentplay.utils.config import require_complete
-
-FORMATS = ("minari",)
+from latentplay.cli.config import plain
 
 
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    require_complete(cfg)
-    if cfg.format not in FORMATS:
-        raise ValueError(f"format={cfg.format!r} is not supported; expected one of {list(FORMATS)}")
+    c = plain(cfg)  # typed at parse time (cli/schemas.py): format is one of the known ones
     from latentplay.rollouts.minari_export import export_minari
 
     path = export_minari(
-        cfg.data,
-        cfg.dataset_id,
-        out_dir=cfg.out,
-        split=cfg.split,
-        include_state_obs=cfg.include_state_obs,
+        c["data"],
+        c["dataset_id"],
+        out_dir=c["out"],
+        split=c["split"],
+        include_state_obs=c["include_state_obs"],
     )
-    print(f"{cfg.data} -> Minari dataset {cfg.dataset_id!r} at {path}")
+    print(f"{c['data']} -> Minari dataset {c['dataset_id']!r} at {path}")
 
 
 if __name__ == "__main__":

@@ -17,107 +17,47 @@ renders one poke of your own from the start frame of PushMulti-v0 reset with ``s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
-from latentplay.utils.config import require_complete
+from latentplay.cli.config import plain
 
 
 @hydra.main(config_path="../configs", config_name="poke", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    require_complete(cfg)
-    import numpy as np
-    import torch
+    c = plain(cfg)  # typed at parse time (cli/schemas.py)
+    from latentplay.evaluation.poke.run import custom_poke, run
 
-    from latentplay.utils.io import provenance, write_json_atomic
-    from latentplay.world_models.checkpoint import load_model
-    from latentplay.world_models.train import resolve_device
-
-    device = resolve_device(cfg.device)
-    model, ckpt = load_model(cfg.checkpoint, device, average=bool(cfg.average))
-    if not hasattr(model, "poke"):
-        raise ValueError(
-            f"{cfg.checkpoint}: a {ckpt['model_name']} model cannot be poked; "
-            "expected a sparse-flow model (model=yoda)"
+    sampler = dict(sample_steps=c["sample_steps"], solver=c["solver"], average=c["average"])
+    if c["point"] is not None:
+        path = custom_poke(
+            c["checkpoint"],
+            c["point"],
+            c["vector"],
+            out=c["out"],
+            seed=c["seed"],
+            steps=c["steps"],
+            then=c["then"],
+            device=c["device"],
+            **sampler,
         )
-    model.set_sampler(cfg.sample_steps, cfg.solver)
-    out = Path(cfg.out) if cfg.out else Path(cfg.checkpoint).resolve().parent.parent / "poke"
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.point is not None:
-        from latentplay.envs.arm import PushMultiEnv
-        from latentplay.rollouts.video import upscale, write_video
-
-        if cfg.vector is None or len(cfg.point) != 2 or len(cfg.vector) != 2:
-            raise ValueError(
-                f"point={cfg.point}, vector={cfg.vector}; expected [x, y] pixels "
-                "and [dx, dy] pixels per step"
-            )
-        env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
-        env.reset(seed=int(cfg.seed))
-        frame = torch.from_numpy(env.render_rgb()).permute(2, 0, 1)[None, None]
-        env.close()
-        model.generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
-        pred = model.poke(
-            frame.to(device),
-            torch.tensor([[list(cfg.point)]]),
-            torch.tensor([[list(cfg.vector)]]),
-            steps=cfg.steps,
-            then=cfg.then,
-        )
-        seq = torch.cat([frame[0].float().div(255).to(device), pred[0]])
-        arr = (seq.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-        path = write_video(upscale(arr, 4), out / "custom_poke.mp4", fps=4)
         print(f"written: {path}")
         return
-    from latentplay.evaluation import poke as P
-    from latentplay.evaluation.report import ReportSection, write_report
-
-    results, queries, pred = P.evaluate_pokes(
-        model, cfg.data, cfg.poke_queries, cfg.chain_queries, cfg.steps, device, cfg.seed
+    r = run(
+        c["checkpoint"],
+        data=c["data"],
+        out=c["out"],
+        poke_queries=c["poke_queries"],
+        chain_queries=c["chain_queries"],
+        steps=c["steps"],
+        seed=c["seed"],
+        image_clips=c["image_clips"],
+        device=c["device"],
+        **sampler,
     )
-    if cfg.data is not None and cfg.image_clips:
-        from latentplay.evaluation.world_model import image_metrics
-        from latentplay.rollouts.format import EpisodeReader
-
-        reader = EpisodeReader(cfg.data)
-        from latentplay.world_models.checkpoint import check_frames_fit
-
-        check_frames_fit(model, reader.meta, cfg.data)
-        img = image_metrics(model, reader, reader.indices("test"), 8, device, clips=cfg.image_clips)
-        reader.close()
-        results.update({k: v for k, v in img.items() if k != "per_step"})
-    results.update(checkpoint=str(cfg.checkpoint), step=ckpt["step"], **provenance())
-    write_json_atomic(out / "poke_results.json", results)
-    videos = []
-    for kind in ("poke", "chain"):
-        idx = [i for i, q in enumerate(queries) if q.kind == kind]
-        if idx:
-            i = next((j for j in idx if results["rows"][j].get("pushed_moved")), idx[0])
-            videos.append(P.poke_video(queries[i], pred[i], out / f"{kind}.mp4"))
-    table = P.summary_table(results)
-    rows = [
-        {"metric": k, "value": v}
-        for k, v in results.items()
-        if k.startswith("eval/") and np.isscalar(v)
-    ]
-    report = write_report(
-        out,
-        title=f"Pokes against MuJoCo: {cfg.checkpoint}",
-        summary_rows=rows,
-        sections=[
-            ReportSection(
-                "A poke and a chained push",
-                "Left: MuJoCo pushing the end effector on; middle: the model poked at the end "
-                "effector with the same motion (arrows); right: their difference.",
-                videos=videos,
-            )
-        ],
-    )
-    print(table)
-    print(f"\nwritten: {out / 'poke_results.json'}, {', '.join(map(str, videos))}")
-    print(f"report: {report}")
+    print(r.table)
+    print(f"\nwritten: {r.results}, {', '.join(map(str, r.videos))}")
+    print(f"report: {r.report}")
 
 
 if __name__ == "__main__":

@@ -8,43 +8,34 @@ torchrun --nproc_per_node=2 scripts/train.py ...   # data-parallel: trainer.batc
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from latentplay.utils.config import require_complete
+from latentplay.cli.config import plain
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    require_complete(cfg)
-    from latentplay.world_models.factory import build_training
-
-    run = build_training(
-        model_cfg=OmegaConf.to_container(cfg.model, resolve=True),
-        data=cfg.data,
-        split=cfg.split,
-        trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
-    )
-    from latentplay.world_models.train import train
-
-    result = train(
-        run.model,
-        run.objective,
-        run.dataset,
-        cfg.out,
-        run.settings,
-        resume=cfg.resume,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        sample_fn=run.sample_fn,
-        before_checkpoint=run.before_checkpoint,
-    )
+    c = plain(cfg)  # typed at parse time (cli/schemas.py)
     from latentplay.world_models.distributed import from_env
+    from latentplay.world_models.settings import TrainerSettings
+    from latentplay.world_models.train import train_model
 
-    if not from_env().is_main:
-        return
-    print(
-        f"{result.out}: step {result.step}, {result.seconds / 60:.1f} min of training, "
-        f"{result.transitions_per_s:.0f} transitions/s; checkpoint {result.out}/checkpoints/last.pt"
+    result = train_model(
+        instantiate(c["model"]),  # the model family's training builder (configs/model/)
+        c["data"],
+        TrainerSettings(**c["trainer"]),
+        out=c["out"],
+        split=c["split"],
+        resume=c["resume"],
+        config=c,
     )
+    if from_env().is_main:
+        print(
+            f"{result.out}: step {result.step}, {result.seconds / 60:.1f} min of training, "
+            f"{result.transitions_per_s:.0f} transitions/s; checkpoint "
+            f"{result.out}/checkpoints/last.pt"
+        )
 
 
 if __name__ == "__main__":

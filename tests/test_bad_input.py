@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from latentplay.agents.planners import CEM, MPPI
+from latentplay.cli.config import require_complete
 from latentplay.rollouts import ClipDataset, DatasetError
-from latentplay.rollouts.toy import make_toy_dataset
-from latentplay.utils.config import require_complete
 from latentplay.world_models.checkpoint import CheckpointMismatchError, load_model
 from latentplay.world_models.glass import Glass
 from latentplay.world_models.glass.global_model import GlassGlobal
@@ -30,8 +30,8 @@ CONFIGS = ROOT / "configs"
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", episodes=12, steps=8, size=32)
+def toy(toy_dataset) -> Path:
+    return toy_dataset(episodes=12, steps=8, size=32)
 
 
 def _compose(name: str, *overrides: str):
@@ -61,6 +61,19 @@ def _compose(name: str, *overrides: str):
         ("plan", "episodes=many", ["'many'", "full_key: episodes"]),
         ("evaluate", "horizon=long", ["'long'", "full_key: horizon"]),
         ("evaluate", "vidoe=false", ["Key 'vidoe' not in 'EvaluateConfig'"]),
+        ("counterfactual", "videos=some", ["'some'", "full_key: videos"]),
+        (
+            "counterfactual",
+            "action_source=guess",
+            ["'guess'", "[latent, grounded]", "full_key: action_source"],
+        ),
+        ("counterfactual", "model_view=side", ["'side'", "full_key: model_view"]),
+        ("poke", "steps=many", ["'many'", "full_key: steps"]),
+        ("poke", "pointt=[1,2]", ["Key 'pointt' not in 'PokeConfig'"]),
+        ("export", "format=parquet", ["'parquet'", "[minari]", "full_key: format"]),
+        ("export", "split=holdout", ["'holdout'", "[train, val, test]", "full_key: split"]),
+        ("train_policy", "algo=DQN2", ["'DQN2'", "full_key: algo"]),
+        ("train_policy", "n_envs=two", ["'two'", "full_key: n_envs"]),
     ],
 )
 def test_typed_config_schemas_fail_at_parse_time_naming_the_key(
@@ -119,25 +132,27 @@ def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- frame sizes
 def test_a_dataset_of_another_resolution_than_the_checkpoint_is_refused(
-    toy: Path, tmp_path: Path
+    toy: Path, toy_dataset, tmp_path: Path
 ) -> None:
     from latentplay.evaluation.world_model import evaluate
 
-    small = make_toy_dataset(tmp_path / "small", episodes=4, steps=8, size=16)
+    small = toy_dataset(episodes=4, steps=8, size=16)
     model = Glass(size="xs", image_size=32, num_actions=3).eval()
-    with pytest.raises(CheckpointMismatchError, match=r"small: frames are 16x16, the model takes"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"size16_steps8: frames are 16x16, the model takes"
+    ):
         evaluate(model, str(small), horizon=4, max_episodes=2, device="cpu")
 
 
 def test_sample_steps_for_a_model_that_does_not_sample_is_refused(tmp_path: Path) -> None:
-    from latentplay.evaluation.counterfactual_run import _model_and_grounding
+    from latentplay.evaluation.counterfactual.run import answerer
     from latentplay.world_models.checkpoint import save_checkpoint
 
     path = save_checkpoint(
         tmp_path / "glass.pt", model=Glass(size="xs", image_size=32, num_actions=3), step=0
     )
-    with pytest.raises(ValueError, match="sample_steps=3: a glass model does not sample"):
-        _model_and_grounding(str(path), None, 10, torch.device("cpu"), sample_steps=3)
+    with pytest.raises(ValueError, match="sample_steps=3: a Glass model does not sample"):
+        answerer(str(path), "auto", None, 10, torch.device("cpu"), sample_steps=3)
 
 
 # ---------------------------------------------------------------------------- actions
@@ -222,25 +237,18 @@ def test_empty_datasets_and_splits_are_refused(toy: Path, tmp_path: Path) -> Non
         ClipDataset(empty, clip_length=4)
     with pytest.raises(ValueError, match=r"no clip of 40 frames"):
         ClipDataset(toy, clip_length=40)
-    from latentplay.rollouts.collect import CollectSpec
+    from latentplay.rollouts.worker import CollectSpec
 
     with pytest.raises(ValueError, match=r"episodes=0; expected a positive integer"):
         CollectSpec(env_id="latentplay/Push-v0", policy_factory=None, episodes=0, steps=5)
 
 
 def test_a_weight_average_for_glass_is_refused(toy: Path, tmp_path: Path) -> None:
-    from latentplay.world_models.factory import build_training
-    from latentplay.world_models.train import train
+    from latentplay.world_models.glass.train import glass_training
+    from latentplay.world_models.settings import TrainerSettings
+    from latentplay.world_models.train import train_model
 
-    trainer = {"max_steps": 1, "ema_decay": 0.999, "device": "cpu", "progress": False}
-    run = build_training({"name": "glass", "size": "xs"}, str(toy), "train", trainer)
+    settings = TrainerSettings(max_steps=1, ema_decay=0.999, device="cpu", progress=False)
     with pytest.raises(ValueError, match=r"trainer\.ema_decay=0\.999 with model=glass"):
-        train(
-            run.model,
-            run.objective,
-            run.dataset,
-            tmp_path / "run",
-            run.settings,
-            before_checkpoint=run.before_checkpoint,
-        )
+        train_model(partial(glass_training, size="xs"), toy, settings, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from latentplay.utils.bench import table
+from latentplay.bench.common import table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -15,35 +14,27 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from helpers.datasets import push_spec
 
 from latentplay.agents.policies import RandomPolicy, ScriptedPushPolicy
 from latentplay.rollouts import ClipDataset, CorruptShardError, DatasetError, EpisodeReader
-from latentplay.rollouts.collect import CollectSpec, collect
+from latentplay.rollouts.collect import collect
 from latentplay.rollouts.format import read_sidecar
 from latentplay.rollouts.video import write_preview
+from latentplay.rollouts.worker import CollectSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _spec(**kw) -> CollectSpec:
-    base = dict(
-        env_id="latentplay/Push-v0",
-        policy_factory=functools.partial(ScriptedPushPolicy),
-        episodes=6,
-        steps=12,
-        shard_episodes=2,
-        seed=5,
-        env_kwargs={"width": 32, "height": 32},
-    )
-    base.update(kw)
-    return CollectSpec(**base)
+    """The session push_dataset's spec (tests/helpers/datasets.py), without masks unless
+    asked for."""
+    return push_spec(**{"masks": False, **kw})
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ds") / "push"
-    collect(_spec(masks=True), out, workers=2, progress=False)
-    return out
+def dataset(push_dataset: Path) -> Path:
+    return push_dataset
 
 
 def test_meta_describes_the_dataset(dataset: Path) -> None:

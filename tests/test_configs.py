@@ -1,4 +1,5 @@
-"""Every config composes, and every part it names can be built (lightning-hydra-template style)."""
+"""Every config composes, and every part it names is built the way the scripts build it: with
+``hydra.utils.instantiate`` on its ``_target_`` (lightning-hydra-template style)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,26 @@ from omegaconf import OmegaConf
 
 import latentplay.envs  # noqa: F401  (registers the env ids)
 from latentplay.agents.policies import Policy
-from latentplay.utils.config import ConfigError, require_complete
+from latentplay.cli.config import ConfigError, plain, require_complete
+from latentplay.cli.schemas import SCHEMAS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ENVS = sorted(p.stem for p in (CONFIGS / "env").glob("*.yaml"))
 POLICIES = sorted(p.stem for p in (CONFIGS / "policy").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
+PLANNERS = sorted(p.stem for p in (CONFIGS / "planner").glob("*.yaml"))
+SCRIPTS = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+# what each script's config needs on the command line (its ??? values)
+REQUIRED = {
+    "collect": [],
+    "counterfactual": ["checkpoint=oracle"],
+    "evaluate": ["checkpoint=c.pt", "data=d"],
+    "export": ["data=d", "dataset_id=a/b-v0"],
+    "plan": ["checkpoint=c.pt"],
+    "poke": ["checkpoint=c.pt"],
+    "train": ["data=d"],
+    "train_policy": [],
+}
 
 
 def _compose(*overrides: str, name: str = "collect"):
@@ -24,11 +40,40 @@ def _compose(*overrides: str, name: str = "collect"):
         return compose(name, overrides=list(overrides))
 
 
+def test_every_script_config_has_a_typed_schema_and_composes() -> None:
+    assert set(SCRIPTS) == set(SCHEMAS) == set(REQUIRED)
+    for name in SCRIPTS:
+        cfg = _compose(*REQUIRED[name], name=name)
+        c = plain(cfg)  # complete, interpolations resolved, choices as strings
+        assert OmegaConf.get_type(cfg) is SCHEMAS[name], name
+        assert all(not isinstance(v, type) for v in c.values())
+
+
+def test_the_schemas_view_choices_are_the_libraries() -> None:
+    from latentplay.agents.views import VIEWS
+    from latentplay.cli.schemas import CounterfactualView, ModelView
+
+    assert {v.value for v in ModelView} == set(VIEWS)
+    assert {v.value for v in CounterfactualView} == {"auto", *VIEWS}
+
+
+def test_importing_the_config_glue_does_not_import_torch() -> None:
+    """Parsing a command line must not pay for torch (every script imports the glue first)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import latentplay.cli.config, latentplay.cli.schemas; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("env", ENVS)
 def test_train_policy_config_composes(env: str) -> None:
-    cfg = _compose(f"env={env}", name="train_policy")
-    require_complete(cfg)
-    assert cfg.out == f"runs/{env}_{cfg.algo}"
+    c = plain(_compose(f"env={env}", name="train_policy"))
+    assert c["out"] == f"runs/{env}_{c['algo']}" == f"runs/{env}_PPO"
 
 
 def test_export_config_names_what_is_missing() -> None:
@@ -47,6 +92,7 @@ def test_poke_config_names_what_is_missing() -> None:
 def test_config_groups_are_found() -> None:
     assert {"reach", "push", "push_multi"} <= set(ENVS)
     assert {"random", "scripted", "sb3", "mixture"} <= set(POLICIES)
+    assert {"glass", "yoda"} <= set(MODELS) and {"cem", "mppi"} <= set(PLANNERS)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -64,7 +110,7 @@ def test_env_configs_make_their_env(env: str) -> None:
 @pytest.mark.parametrize("policy", [p for p in POLICIES if p != "sb3"])
 def test_policy_configs_build_policies(policy: str) -> None:
     cfg = _compose(f"policy={policy}")
-    factory = instantiate(cfg.policy)
+    factory = instantiate(plain(cfg)["policy"])
     p = factory(action_space=gym.spaces.Box(-1, 1, (3,)))
     assert isinstance(p, Policy)
 
@@ -80,46 +126,49 @@ def test_sb3_policy_needs_a_path() -> None:
 
 def test_collect_config_has_no_derived_values() -> None:
     """Frame size, fps and spaces are read from the env, never written into the config."""
-    cfg = _compose()
-    flat = OmegaConf.to_container(cfg, resolve=True)
+    flat = plain(_compose())
     assert "fps" not in flat and "action_dim" not in flat and "obs_shape" not in flat
 
 
 @pytest.mark.parametrize("size", ["xs", "s", "m", "paper"])
-def test_train_config_builds_every_size(size: str) -> None:
-    from latentplay.world_models.glass import SIZES, Glass, LossWeights
-    from latentplay.world_models.glass.train import GlassSchedule
-    from latentplay.world_models.train import TrainerSettings
+def test_glass_config_builds_every_size(size: str, toy_dataset) -> None:
+    from latentplay.world_models.glass import Glass, LossWeights
+    from latentplay.world_models.glass.train import GlassObjective
+    from latentplay.world_models.settings import TrainerSettings
 
-    cfg = _compose("data=x", f"model.size={size}", name="train")
-    require_complete(cfg)
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    GlassSchedule(**model_cfg.pop("schedule"))
-    LossWeights(**model_cfg.pop("loss"))
-    assert model_cfg.pop("name") == "glass" and model_cfg["size"] in SIZES
-    Glass(image_size=64, **model_cfg)
-    TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    data = toy_dataset(episodes=4, steps=8, size=32)
+    c = plain(_compose(f"data={data}", f"model.size={size}", name="train"))
+    run = instantiate(c["model"])(data=c["data"], split=c["split"])
+    assert isinstance(run.model, Glass) and run.model.model_args()["size"] == size
+    assert run.model.image_size == 32  # from the data, not the config
+    assert isinstance(run.objective, GlassObjective)
+    assert run.objective.schedule.gma_warmup_steps == c["model"]["schedule"]["gma_warmup_steps"]
+    assert run.objective.weights == LossWeights()
+    assert run.dataset.clip_length == c["model"]["schedule"]["seq_len_end"]
+    TrainerSettings(**c["trainer"])
+
+
+def test_a_loss_weight_override_reaches_the_objective(toy_dataset) -> None:
+    data = toy_dataset(episodes=4, steps=8, size=32)
+    c = plain(
+        _compose(f"data={data}", "model.size=xs", "+model.loss.mask_size_target=0.3", name="train")
+    )
+    run = instantiate(c["model"])(data=c["data"], split="train")
+    assert run.objective.weights.mask_size_target == 0.3
 
 
 @pytest.mark.parametrize("size", ["xs", "s", "m"])
-def test_yoda_train_config_builds_every_size(size: str, tmp_path: Path) -> None:
-    from latentplay.rollouts.toy import make_toy_dataset
-    from latentplay.world_models.factory import build_training
+def test_yoda_config_builds_every_size(size: str, toy_dataset) -> None:
     from latentplay.world_models.yoda import Yoda
 
-    data = make_toy_dataset(tmp_path / "toy", episodes=4, steps=8, size=32)
-    cfg = _compose(f"data={data}", "model=yoda", f"model.size={size}", name="train")
-    require_complete(cfg)
-    run = build_training(
-        OmegaConf.to_container(cfg.model, resolve=True),
-        str(data),
-        "train",
-        OmegaConf.to_container(cfg.trainer, resolve=True),
-    )
+    data = toy_dataset(episodes=4, steps=8, size=32)
+    c = plain(_compose(f"data={data}", "model=yoda", f"model.size={size}", name="train"))
+    run = instantiate(c["model"])(data=c["data"], split=c["split"])
     assert isinstance(run.model, Yoda) and run.model.model_args()["size"] == size
-    assert run.model.image_size == 32 and run.dataset.clip_length == cfg.model.schedule.clip_length
+    assert run.model.image_size == 32 and run.dataset.clip_length == 8
+    bad = {**c["model"], "colour": 1}
     with pytest.raises(TypeError, match="colour"):
-        build_training({**OmegaConf.to_container(cfg.model), "colour": 1}, str(data), "train", {})
+        instantiate(bad)(data=c["data"], split="train")
 
 
 def test_train_and_evaluate_configs_name_what_is_missing() -> None:
@@ -129,19 +178,17 @@ def test_train_and_evaluate_configs_name_what_is_missing() -> None:
         require_complete(_compose(name="evaluate"))
 
 
-PLANNERS = sorted(p.stem for p in (CONFIGS / "planner").glob("*.yaml"))
-
-
 @pytest.mark.parametrize("planner", PLANNERS)
 def test_planner_configs_build_their_planner(planner: str) -> None:
-    from latentplay.agents.planners import PLANNERS as BUILD
     from latentplay.world_models.protocol import ActionSpec
 
-    cfg = _compose("checkpoint=x.pt", f"planner={planner}", name="plan")
-    require_complete(cfg)
-    kw = OmegaConf.to_container(cfg.planner)
-    p = BUILD[kw.pop("name")](ActionSpec(continuous=2, discrete=4), **kw)
-    assert (p.samples, p.horizon, p.iterations) == (300, 5, 10)  # the issue's latency setting
+    c = plain(_compose("checkpoint=x.pt", f"planner={planner}", name="plan"))
+    p = instantiate(c["planner"])(ActionSpec(continuous=2, discrete=4), device="cpu")
+    assert p.name == planner
+    assert (p.samples, p.horizon, p.iterations) == (300, 5, 10)  # the latency setting
+    assert {k: v for k, v in c["planner"].items() if not k.startswith("_")} == {
+        k: v for k, v in p.settings.items() if k != "name"
+    }
 
 
 def test_plan_and_counterfactual_configs_name_what_is_missing() -> None:

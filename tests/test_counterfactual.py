@@ -10,18 +10,16 @@ import pytest
 import torch
 
 from latentplay.agents.simulator import SimulatorModel
-from latentplay.evaluation.counterfactual import (
+from latentplay.evaluation.counterfactual.branches import (
     Branch,
-    Intervention,
-    Query,
-    _replay,
     build_branches,
-    load_queries,
     make_env,
-    run_queries,
+    replay,
     start_state,
-    summarize,
 )
+from latentplay.evaluation.counterfactual.queries import Intervention, Query, load_queries
+from latentplay.evaluation.counterfactual.run import run_queries
+from latentplay.evaluation.counterfactual.scoring import read_outcomes, summarize, verdict
 from latentplay.evaluation.detector import ObjectDetector
 from latentplay.world_models.protocol import Actions
 
@@ -95,9 +93,9 @@ def test_replaying_from_the_restored_start_is_exact() -> None:
     start, actions = start_state(env, q)
     env.step(np.ones(3))  # wander off, then branch back twice
     env.set_state(start)
-    first = _replay(env, actions)
+    first = replay(env, actions)
     env.set_state(start)
-    second = _replay(env, actions)
+    second = replay(env, actions)
     env.close()
     np.testing.assert_array_equal(first.frames, second.frames)
     np.testing.assert_array_equal(first.object_pos, second.object_pos)
@@ -146,8 +144,6 @@ def test_the_true_simulator_as_the_model_scores_zero_error() -> None:
 
 
 def test_verdict_asks_for_half_the_better_baselines_error() -> None:
-    from latentplay.evaluation.counterfactual_run import verdict
-
     overall = {
         "model": {"object_err_px": 1.0, "effect_err_px": 0.0},
         "copy": {"object_err_px": 2.5, "effect_err_px": 1.5},
@@ -164,8 +160,6 @@ def test_paddle_contact_reading_tells_pushes_from_misses() -> None:
     """Factual branches push object 0; with it moved out of the arm's path nothing touches it.
     The frame reading must say so (the simulator's per-frame contact flags miss contacts
     between frames, so the reading is checked on the outcome)."""
-    from latentplay.evaluation.counterfactual import _outcomes
-
     q0 = Query("out", Intervention("move_object", object=0, sideways=0.07), seed=0)
     env = make_env(q0)
     detector, cam = ObjectDetector.from_env(env), env.camera
@@ -180,5 +174,5 @@ def test_paddle_contact_reading_tells_pushes_from_misses() -> None:
         for name in seen:
             br = getattr(b, name)
             pos = detector.locate(br.frames[1:])[0][:, :1]
-            seen[name].append(bool(_outcomes(br.frames[1:], pos, pos[0], to_m)[1].any()))
+            seen[name].append(bool(read_outcomes(br.frames[1:], pos, pos[0], to_m)[1].any()))
     assert seen == {"factual": [True] * 4, "counterfactual": [False] * 4}

@@ -75,7 +75,6 @@ def test_error_on_real_frames(
     err = _errors(det, pixels)
     assert det.found.mean() > 0.97
     found = err[det.found]
-    # measured: median 0.08 px, p90 0.69 px, max 1.7 px (arm over an object)
     assert np.median(found) < 0.35
     assert np.percentile(found, 90) < 1.2
     # the thresholds mean something: answering the frame centre is ~15 px off
@@ -89,7 +88,7 @@ def test_unoccluded_objects_within_half_a_pixel(
     gt = _place(env)
     det = detector.locate(env.render_rgb())
     assert det.uv.shape == (MAX_OBJECTS, 2) and det.found.all()
-    np.testing.assert_allclose(det.uv, gt["object_pixel"], atol=0.5)  # measured max 0.19
+    np.testing.assert_allclose(det.uv, gt["object_pixel"], atol=0.5)
     np.testing.assert_allclose(det.visibility, 1.0, atol=0.12)
 
 
@@ -102,14 +101,14 @@ def test_blurred_frames(
     blurred = cv2.GaussianBlur(env.render_rgb(), (0, 0), 1.0)
     det = detector.locate(blurred)
     assert det.found.all()
-    assert _errors(det, gt["object_pixel"]).max() < 1.0  # measured 0.31
+    assert _errors(det, gt["object_pixel"]).max() < 1.0
     assert np.all((det.visibility > 0.6) & (det.visibility < 1.0))  # blur spreads colour out
 
     frames, pixels, _ = episode
     det = detector.locate(np.stack([cv2.GaussianBlur(f, (0, 0), 1.0) for f in frames]))
     err = _errors(det, pixels)[det.found]
     assert det.found.mean() > 0.95
-    assert np.median(err) < 0.5 and np.percentile(err, 90) < 1.5  # measured 0.20, 0.85
+    assert np.median(err) < 0.5 and np.percentile(err, 90) < 1.5
 
 
 # --------------------------------------------------------------------------- interventions
@@ -133,7 +132,7 @@ def test_moved_object_follows_the_move(env: PushMultiEnv, detector: ObjectDetect
         env.move_object(2, xy)
         gt = env.ground_truth()["object_pixel"]
         uv = detector.locate(env.render_rgb()).uv
-        np.testing.assert_allclose(uv[2], gt[2], atol=0.5)  # measured max 0.33
+        np.testing.assert_allclose(uv[2], gt[2], atol=0.5)
         np.testing.assert_allclose(uv[2] - start[2], gt[2] - before[2], atol=0.5)
         np.testing.assert_allclose(uv[[0, 1, 3]], start[[0, 1, 3]], atol=1e-9)  # untouched
 

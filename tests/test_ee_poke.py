@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentplay.agents.ee_poke import EndEffectorPoke
-from latentplay.agents.grounding import analytic_grounding, camera_jacobian
+from latentplay.agents.grounding import Grounding, camera_jacobian
+from latentplay.agents.views import EndEffectorPoke
 from latentplay.envs.arm import EE_STEP, PushMultiEnv
 from latentplay.world_models.protocol import Actions, repeat_state
 from latentplay.world_models.yoda import Yoda
@@ -16,9 +16,9 @@ from latentplay.world_models.yoda import Yoda
 class Recorder(Yoda):
     """A YODA whose steps record the control maps they were given."""
 
-    def step_control(self, state, control):
+    def step_control(self, state, control, sample_steps=None):
         self.seen.append(control.clone())
-        return super().step_control(state, control)
+        return super().step_control(state, control, sample_steps)
 
 
 def test_pokes_follow_the_end_effector_and_ground_analytically() -> None:
@@ -48,7 +48,7 @@ def test_pokes_follow_the_end_effector_and_ground_analytically() -> None:
     )
     # analytic grounding: one env action unit moves the end effector EE_STEP metres; its
     # pixels, in half-frames, are what the poke of that action is
-    g = analytic_grounding(ee.action_spec, EE_STEP, camera_jacobian(env), 64)
+    g = Grounding.analytic(ee.action_spec, EE_STEP, camera_jacobian(env), 64)
     learned = g.to_learned(torch.tensor([[1.0, 0.0, 0.0]])).continuous[0]
     assert ee.action_spec.continuous_bound >= float(learned.abs().max()) * 0.9
     env.step(np.array([1.0, 0.0, 0.0], np.float32))

@@ -16,7 +16,6 @@ from latentplay.evaluation.world_model import (
     summary_table,
     wrist_classes,
 )
-from latentplay.rollouts.toy import make_toy_dataset
 from latentplay.world_models.glass import Glass
 
 
@@ -56,8 +55,8 @@ def test_unrelated_actions_score_at_chance() -> None:
     assert "global shift R²" in table and "| metric | value | target |" in table
 
 
-def test_action_video_is_written(tmp_path: Path) -> None:
-    root = make_toy_dataset(tmp_path / "toy", episodes=12, steps=4, size=32)
+def test_action_video_is_written(toy_dataset, tmp_path: Path) -> None:
+    root = toy_dataset(episodes=12, steps=4, size=32)
     torch.manual_seed(0)
     path = action_video(
         Glass(size="xs", image_size=32, num_actions=2), root, tmp_path / "a.mp4", steps=3
@@ -79,14 +78,15 @@ def test_mask_centroid_motion_is_the_translation_of_a_rigid_mask() -> None:
     assert np.isnan(mask_centroid_motion(masks)[1]).all()
 
 
-def test_image_metrics_score_the_copy_baselines_exactly(tmp_path: Path) -> None:
+def test_image_metrics_score_the_copy_baselines_exactly(toy_dataset) -> None:
     """The copy baselines are computed by hand here: copying the previous true frame (one
     step) and holding the first frame (autoregressive horizon)."""
     from latentplay.evaluation import metrics as M
-    from latentplay.evaluation.world_model import PSNR_CAP, image_metrics
+    from latentplay.evaluation.metrics import PSNR_CAP
+    from latentplay.evaluation.world_model import image_metrics
     from latentplay.rollouts.format import EpisodeReader
 
-    root = make_toy_dataset(tmp_path / "toy", episodes=6, steps=8, size=32)
+    root = toy_dataset(episodes=6, steps=8, size=32)
     reader = EpisodeReader(root)
     eps = reader.indices("train")[:2]
     torch.manual_seed(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -14,29 +13,16 @@ import minari
 import numpy as np
 import pytest
 
-from latentplay.agents.policies import ScriptedPushPolicy
 from latentplay.rollouts import EpisodeReader
-from latentplay.rollouts.collect import CollectSpec, collect
 from latentplay.rollouts.minari_export import check_dataset_id, export_minari
 
 ROOT = Path(__file__).resolve().parents[1]
-EPISODES, STEPS = 3, 8
+EPISODES, STEPS = 6, 12  # the session's push_dataset (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ds") / "push"
-    spec = CollectSpec(
-        env_id="latentplay/Push-v0",
-        policy_factory=functools.partial(ScriptedPushPolicy),
-        episodes=EPISODES,
-        steps=STEPS,
-        shard_episodes=2,  # two shards
-        seed=3,
-        env_kwargs={"width": 32, "height": 32},
-    )
-    collect(spec, out, workers=1, progress=False)
-    return out
+def dataset(push_dataset: Path) -> Path:
+    return push_dataset
 
 
 def test_export_is_lossless(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,5 +138,6 @@ def test_export_script_end_to_end(dataset: Path, tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert bad.returncode != 0 and "format='parquet'" in bad.stderr
+    assert bad.returncode != 0  # refused when the command line is parsed, naming the key
+    assert "'parquet', expected one of [minari]" in bad.stderr and "full_key: format" in bad.stderr
     assert not (out / "latentplay" / "cli-v1").exists()

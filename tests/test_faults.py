@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -21,11 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentplay.agents.policies import RandomPolicy
 from latentplay.rollouts import CorruptShardError, EpisodeReader
-from latentplay.rollouts.collect import CollectSpec, collect
 from latentplay.rollouts.format import Episode, ShardWriter
-from latentplay.rollouts.toy import make_toy_dataset
 from latentplay.utils.io import write_json_atomic
 from latentplay.world_models import checkpoint as ckpt_mod
 from latentplay.world_models.checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -36,24 +32,13 @@ HELPERS = Path(__file__).parent / "helpers"
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", episodes=24, steps=12, size=32)
+def toy(toy_dataset) -> Path:
+    return toy_dataset(episodes=24, steps=12, size=32)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = CollectSpec(
-        env_id="latentplay/Push-v0",
-        policy_factory=functools.partial(RandomPolicy),
-        episodes=4,
-        steps=10,
-        shard_episodes=2,
-        env_kwargs={"width": 32, "height": 32},
-        masks=True,
-    )
-    out = tmp_path_factory.mktemp("ds") / "push"
-    collect(spec, out, workers=1, progress=False)
-    return out
+def dataset(push_dataset: Path) -> Path:
+    return push_dataset
 
 
 def _digest(path: Path) -> str:
@@ -115,7 +100,8 @@ def test_checkpoint_killed_mid_write_never_replaces_the_last_good_one(
 ) -> None:
     from latentplay.rollouts import ClipDataset
     from latentplay.world_models.glass.train import GlassObjective
-    from latentplay.world_models.train import TrainerSettings, train
+    from latentplay.world_models.settings import TrainerSettings
+    from latentplay.world_models.train import train
 
     def run(steps: int, resume: bool) -> None:
         torch.manual_seed(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentplay.agents.grounding import Grounding, analytic_grounding
+from latentplay.agents.grounding import Grounding
 from latentplay.world_models.protocol import Actions, ActionSpec
 
 SPEC = ActionSpec(continuous=2, continuous_bound=0.1, discrete=3)
@@ -73,7 +73,7 @@ def test_more_labels_fit_a_nonlinear_map_better_with_the_mlp() -> None:
 
 def test_analytic_grounding_inverts_the_camera_jacobian() -> None:
     jac = np.array([[150.0, 10.0], [-5.0, -160.0]])  # pixels per metre
-    g = analytic_grounding(SPEC, metres_per_unit=0.02, pixels_per_metre=jac, image_size=64)
+    g = Grounding.analytic(SPEC, metres_per_unit=0.02, pixels_per_metre=jac, image_size=64)
     env = torch.tensor([[0.5, -0.25, 0.3]])
     learned = g.to_learned(env)
     expected = torch.tensor(jac, dtype=torch.float32) @ torch.tensor([0.5, -0.25]) * 0.02 / 32

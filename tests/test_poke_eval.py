@@ -8,20 +8,15 @@ import pytest
 import torch
 
 from latentplay.envs.arm import PushMultiEnv
-from latentplay.evaluation.detector import ObjectDetector
-from latentplay.evaluation.poke import (
-    MOVED_M,
-    _px_per_m,
-    build_queries,
-    object_error,
-    score_pokes,
-)
+from latentplay.evaluation.detector import MOVED_M, ObjectDetector
+from latentplay.evaluation.poke.queries import build_queries, px_per_m
+from latentplay.evaluation.poke.scoring import object_error, score_pokes
 
 
 @pytest.fixture(scope="module")
 def setup():
     env = PushMultiEnv(width=64, height=64, time_limit=None)
-    detector, ppm = ObjectDetector.from_env(env), _px_per_m(env)
+    detector, ppm = ObjectDetector.from_env(env), px_per_m(env)
     env.close()
     return build_queries(6, 4, steps=6), detector, ppm
 
@@ -96,7 +91,8 @@ def test_object_error_of_the_true_video_is_near_zero_and_of_a_frozen_one_is_copy
     import functools
 
     from latentplay.agents.policies import ScriptedPushPolicy
-    from latentplay.rollouts.collect import CollectSpec, collect
+    from latentplay.rollouts.collect import collect
+    from latentplay.rollouts.worker import CollectSpec
 
     _, detector, ppm = setup
     spec = CollectSpec(
@@ -123,7 +119,7 @@ def test_object_error_of_the_true_video_is_near_zero_and_of_a_frozen_one_is_copy
 def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:
     import json
 
-    from latentplay.evaluation.counterfactual_run import _included_section
+    from latentplay.evaluation.counterfactual.report import included_section
     from latentplay.rollouts.video import write_video
 
     poke = tmp_path / "poke"
@@ -133,9 +129,9 @@ def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:
     )
     write_video(np.zeros((3, 16, 16, 3), np.uint8), poke / "poke.mp4", fps=2)
     out = tmp_path / "report"
-    section = _included_section(poke, out)
+    section = included_section(poke, out)
     assert section.table == [{"metric": "eval/poke/angle_match", "value": 0.5}]
     assert section.videos == [out / "included" / "poke" / "poke.mp4"]
     assert section.videos[0].is_file()
     with pytest.raises(ValueError, match=r"expected a folder with poke_results\.json"):
-        _included_section(tmp_path, out)
+        included_section(tmp_path, out)

@@ -13,8 +13,9 @@ import pytest
 
 from latentplay.agents.policies import RandomPolicy
 from latentplay.rollouts import EpisodeReader
-from latentplay.rollouts.collect import CollectSpec, collect
+from latentplay.rollouts.collect import collect
 from latentplay.rollouts.format import read_sidecar
+from latentplay.rollouts.worker import CollectSpec
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra latentplay[distributed]")
 

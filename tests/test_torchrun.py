@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from latentplay.rollouts import ClipDataset
-from latentplay.rollouts.toy import make_toy_dataset
 from latentplay.world_models.checkpoint import load_model, read_checkpoint
 from latentplay.world_models.train import Batcher
 
@@ -24,8 +23,8 @@ TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "t
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", episodes=24, steps=12, size=32)
+def toy(toy_dataset) -> Path:
+    return toy_dataset(episodes=24, steps=12, size=32)
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ from helpers.train_settings import quick_settings
 from torch import nn
 
 from latentplay.rollouts.dataset import ClipDataset
-from latentplay.rollouts.toy import make_toy_dataset
 from latentplay.world_models.checkpoint import load_model, read_checkpoint
 from latentplay.world_models.train import WeightAverage, train
 from latentplay.world_models.yoda import Yoda
@@ -20,9 +19,8 @@ from latentplay.world_models.yoda.train import YodaObjective, YodaSchedule
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("toy") / "toy"
-    return make_toy_dataset(root, episodes=16, steps=8, size=32, num_local=1)
+def toy(toy_dataset) -> Path:
+    return toy_dataset(episodes=16, steps=8, size=32, num_local=1)
 
 
 _settings = functools.partial(quick_settings, log_every=1)

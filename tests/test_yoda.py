@@ -14,7 +14,7 @@ from helpers.train_settings import quick_settings
 
 from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.format import EpisodeReader
-from latentplay.rollouts.toy import LIGHTS, make_toy_dataset
+from latentplay.rollouts.toy import LIGHTS
 from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.protocol import Actions, WorldModel, repeat_state
 from latentplay.world_models.train import train
@@ -31,9 +31,8 @@ from latentplay.world_models.yoda.train import YodaObjective, YodaSchedule
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("toy") / "toy"
-    return make_toy_dataset(root, episodes=64, steps=16, size=32, num_local=1)
+def toy(toy_dataset) -> Path:
+    return toy_dataset(episodes=64, steps=16, size=32, num_local=1)
 
 
 def _model(**kw) -> Yoda:
@@ -379,12 +378,11 @@ def test_xs_model_moves_a_toy_sprite_the_way_it_is_poked(toy: Path, tmp_path: Pa
     blind = _poke_score(_train_toy(toy, tmp_path / "blind", 300, drop_control=1.0), toy)
     assert blind < 0.4, f"a poke-blind model followed {blind:.2f} of the pokes"
     score = _poke_score(_train_toy(toy, tmp_path / "toy_run", 500, drop_control=0.2), toy)
-    # Measured: 0.72 after 500 steps (~35 s here).
     assert score >= 0.6, f"pokes followed {score:.2f}"
 
 
 def test_frame_time_benchmark_counts_network_evaluations() -> None:
-    from latentplay.utils.bench import bench_yoda
+    from latentplay.bench.models import bench_yoda
 
     rows = bench_yoda(
         settings=(("xs", "euler", 2), ("xs", "heun", 3)), repeats=1, image_size=32, batch=2

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from latentplay.utils.io import atomic_path, provenance
+from latentplay.world_models.protocol import FixedFrameSize
 
 FORMAT = "latentplay-checkpoint"
 FORMAT_VERSION = 1
@@ -96,6 +97,12 @@ def load_model(
     return model.to(device).eval(), ckpt
 
 
+def training_data(ckpt: dict[str, Any]) -> str | None:
+    """The dataset folder the checkpoint's model was trained on (from its run's config)."""
+    data = (ckpt.get("config") or {}).get("data")
+    return None if data is None else str(data)
+
+
 def check_compatible(path: str | Path, ckpt: dict[str, Any], model: nn.Module) -> None:
     """Raise naming every difference between the checkpoint's model and ``model``."""
     problems = []
@@ -119,12 +126,12 @@ def check_compatible(path: str | Path, ckpt: dict[str, Any], model: nn.Module) -
         )
 
 
-def check_frames_fit(model: nn.Module, meta: dict[str, Any], source: str | Path) -> None:
+def check_frames_fit(model: Any, meta: dict[str, Any], source: str | Path) -> None:
     """Raise naming both sizes when a dataset's frames (its ``meta.json``) are not the size the
     model was trained on; nothing is resized silently."""
-    size = getattr(model, "image_size", None)
-    if size is None:
+    if not isinstance(model, FixedFrameSize):
         return
+    size = model.image_size
     w, h = meta.get("width"), meta.get("height")
     if w is None or h is None:
         raise CheckpointMismatchError(

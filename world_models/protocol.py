@@ -3,10 +3,17 @@
 Frames are ``(B, T, 3, H, W)``, uint8 in [0, 255] or float in [0, 1]; decoded frames are float in
 [0, 1]. A model's state is opaque to callers and passed explicitly (DreamerV3 style), so a
 rollout can branch from any state without touching the model.
+
+Beside the contract, small runtime-checkable protocols declare what only some models can do
+(a frame size, teacher-forced prediction, masks, random actions, a state embedding, a true start
+state, sampled frames, sparse-flow pokes). Callers ask ``isinstance(model, Capability)``, never
+``hasattr`` or a model's name.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -69,6 +76,114 @@ class WorldModel(Protocol):
         """Encode ``context``, step through ``actions``, decode: ``(B, T_actions, 3, H, W)``."""
 
 
+# ---------------------------------------------------------------------------- capabilities
+@runtime_checkable
+class FixedFrameSize(Protocol):
+    """Takes square frames of one size: ``image_size`` pixels a side."""
+
+    image_size: int
+
+
+@runtime_checkable
+class TeacherForcing(Protocol):
+    def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
+        """One-step predictions, each from the true frames up to the previous one:
+        ``(B, T, 3, H, W) -> (B, T-1, 3, H, W)`` float in [0, 1]."""
+
+
+@runtime_checkable
+class ForegroundMasks(Protocol):
+    def masks(self, frames: torch.Tensor) -> torch.Tensor:
+        """The agent's soft mask per frame: ``(B, T, 3, H, W) -> (B, T, 1, H, W)`` in [0, 1]."""
+
+
+@runtime_checkable
+class RandomActions(Protocol):
+    def random_actions(self, batch: int, horizon: int, generator: torch.Generator) -> Actions:
+        """Random actions at the scale the model saw in training (a baseline's actions):
+        ``(batch, horizon, ...)`` on the CPU, drawn from ``generator``."""
+
+
+@runtime_checkable
+class LocalActionUsage(Protocol):
+    def local_action_usage(self) -> torch.Tensor:
+        """How often each discrete local action was used in training: ``(K,)``, sums to 1."""
+
+
+@runtime_checkable
+class StateEmbedding(Protocol):
+    def embed(self, state: Any) -> torch.Tensor:
+        """A vector per state, ``(B, D)``, in which a planner can take distances."""
+
+
+@runtime_checkable
+class StartState(Protocol):
+    def set_start(self, state: Any) -> None:
+        """The true (env) state that the next ``encode`` starts from, for models that cannot
+        read all they need from frames: the simulator, a view that needs the arm's pose."""
+
+
+@runtime_checkable
+class Sampling(Protocol):
+    """Frames are sampled (an ODE from noise): the noise comes from ``generator`` (None:
+    torch's global generator), ``sample_steps`` ODE steps of ``solver`` per frame."""
+
+    generator: torch.Generator | None
+    sample_steps: int
+    solver: str
+
+    def set_sampler(self, steps: int | None = None, solver: str | None = None) -> None:
+        """Change the ODE steps or solver (None keeps the current one)."""
+
+
+@runtime_checkable
+class SparseFlowControl(Protocol):
+    """Controlled by pokes: pixels, each with a motion vector (YODA). Points are pixel
+    indices ``(x, y)``, vectors pixels per step, both ``(B, n, 2)``."""
+
+    image_size: int
+
+    def control_map(
+        self, points: torch.Tensor, vectors: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The pokes as the conditioning map the model steps on, ``(B, 3, H, W)``."""
+
+    def step_control(
+        self, state: Any, control: torch.Tensor, sample_steps: int | None = None
+    ) -> Any:
+        """One step under a control map (``sample_steps``: ODE steps, None: the model's)."""
+
+    def poke(
+        self,
+        frames: torch.Tensor,
+        points: torch.Tensor,
+        vectors: torch.Tensor,
+        steps: int = 1,
+        then: int = 0,
+    ) -> torch.Tensor:
+        """Frames ``(B, steps + then, 3, H, W)`` after a poke from context ``frames``."""
+
+    def simulate(self, context: torch.Tensor, steps: int) -> torch.Tensor:
+        """``steps`` frames with no control after ``context``: ``(B, steps, 3, H, W)``."""
+
+
+@contextlib.contextmanager
+def seeded_sampling(model: Any, seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Within the block a :class:`Sampling` model draws its noise from a generator seeded with
+    ``seed`` (the same frames every run); afterwards its own generator is back, whatever
+    happened. Models that do not sample are left alone."""
+    if not isinstance(model, Sampling):
+        yield
+        return
+    saved = model.generator
+    model.generator = torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+    try:
+        yield
+    finally:
+        model.generator = saved
+
+
+# ---------------------------------------------------------------------------- helpers
 def check_actions(spec: ActionSpec, actions: Actions, batch: int | None = None) -> None:
     """Raise ``ValueError`` naming the part for one step of actions that does not fit ``spec``:
     wrong shape, NaN/inf, or a discrete id outside ``[0, spec.discrete)``."""
@@ -99,15 +214,6 @@ def check_actions(spec: ActionSpec, actions: Actions, batch: int | None = None) 
         sizes.add(batch)
     if len(sizes) > 1:
         raise ValueError(f"action parts and state disagree on the batch size: {sorted(sizes)}")
-
-
-def to_float_frames(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] or float [0, 1] frames -> float32 in [0, 1]."""
-    if frames.dtype == torch.uint8:
-        return frames.float().div_(255.0)
-    if not frames.is_floating_point():
-        raise TypeError(f"frames of dtype {frames.dtype}; expected uint8 or float in [0, 1]")
-    return frames.float()
 
 
 def repeat_state(state: Any, n: int) -> Any:

@@ -14,7 +14,6 @@ alone logs and checkpoints, in the single-process format.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,88 +26,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from latentplay.rollouts.dataset import ClipDataset
+from latentplay.rollouts.format import load_meta
+from latentplay.utils.device import resolve_device
+from latentplay.utils.frames import to_float_frames
 from latentplay.world_models import distributed
 from latentplay.world_models.checkpoint import (
     check_compatible,
     read_checkpoint,
     save_checkpoint,
 )
-from latentplay.world_models.protocol import to_float_frames
+from latentplay.world_models.settings import TrainerSettings
 
 StepFn = Callable[[nn.Module, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"device={device!r}; expected auto, cpu, cuda or cuda:N") from e
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    batch_size: int = 16
-    lr: float = 4e-4
-    max_steps: int | None = None
-    max_minutes: float | None = 30.0  # training time over all resumed runs
-    log_every: int = 25
-    sample_every: int = 500
-    checkpoint_every_minutes: float = 5.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    channels_last: bool = True
-    progress: bool = True
-    # DDP only: let parts of the model sit out a step (GLASS trains only its global part during
-    # warm-up); costs one graph traversal per step.
-    find_unused_parameters: bool = True
-    # Learning rate over the run: "constant", or "cosine" from ``lr`` down to
-    # ``lr * lr_min_ratio`` at the end of the budget (the larger of the step and time
-    # fractions done). Over a time budget the schedule follows the clock (rank 0's), so two
-    # runs of one command differ as their step times do; set max_steps to repeat a run.
-    lr_schedule: str = "constant"
-    lr_min_ratio: float = 0.05
-    # Exponential moving average of the weights (null: none). Checkpoints keep it beside the
-    # trained weights; evaluation loads it (load_model), training resumes from the weights.
-    # The decay warms up as min(ema_decay, (1 + n) / (10 + n)) over the n updates: 0.999 is
-    # reached after ~9k steps (at 4.6k it is 0.998, an average over the last ~500 steps).
-    ema_decay: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_steps is None and self.max_minutes is None:
-            raise ValueError("set trainer.max_steps or trainer.max_minutes (or both)")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size}; expected >= 1")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"trainer.lr_schedule={self.lr_schedule!r}; expected one of {list(LR_SCHEDULES)}"
-            )
-        if not 0.0 <= self.lr_min_ratio <= 1.0:
-            raise ValueError(f"trainer.lr_min_ratio={self.lr_min_ratio}; expected in [0, 1]")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"trainer.ema_decay={self.ema_decay}; expected in (0, 1) or null")
-
-    def done_fraction(self, step: int, elapsed_seconds: float) -> float:
-        """Fraction of the budget done: the larger of the step and the time fractions."""
-        done = 0.0  # an empty budget (0 steps or 0 minutes) is done at once
-        if self.max_steps is not None:
-            done = max(done, step / self.max_steps if self.max_steps > 0 else 1.0)
-        if self.max_minutes is not None:
-            seconds = self.max_minutes * 60.0
-            done = max(done, elapsed_seconds / seconds if seconds > 0 else 1.0)
-        return min(done, 1.0)
-
-    def lr_at(self, step: int, elapsed_seconds: float) -> float:
-        if self.lr_schedule == "constant":
-            return self.lr
-        cos = 0.5 * (1 + math.cos(math.pi * self.done_fraction(step, elapsed_seconds)))
-        return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cos)
-
-
-LR_SCHEDULES = ("constant", "cosine")
 
 
 class WeightAverage:
@@ -145,6 +74,58 @@ class WeightAverage:
         self.updates = int(state["updates"])
         for k, v in state["shadow"].items():
             self.shadow[k].copy_(v)
+
+
+@dataclass
+class TrainingRun:
+    """What a model family's training builder (``configs/model/*.yaml``'s ``_target_``) makes
+    for a dataset: the model, its objective, the clips, and optional hooks for :func:`train`."""
+
+    model: nn.Module
+    objective: StepFn
+    dataset: ClipDataset
+    sample_fn: Callable[[nn.Module, torch.Tensor, Path], None] | None = None
+    before_checkpoint: Callable[[nn.Module], None] | None = None
+
+
+def frame_size(data: str | Path) -> int:
+    """The side of a dataset's square frames, from its meta.json (models take square frames)."""
+    meta = load_meta(data)
+    if meta["width"] != meta["height"]:
+        raise ValueError(f"{data}: frames are {meta['width']}x{meta['height']}; expected square")
+    return int(meta["width"])
+
+
+def train_model(
+    build: Callable[..., TrainingRun],
+    data: str | Path,
+    settings: TrainerSettings,
+    *,
+    out: str | Path | None = None,
+    split: str = "train",
+    resume: bool | str = False,
+    config: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Build a model family's training run on ``data`` (``build(data=..., split=...)``, e.g. a
+    partial of :func:`latentplay.world_models.glass.train.glass_training`) and :func:`train` it
+    into ``out`` (None: ``runs/<model name>``). The initial weights come from the run's seed:
+    the same command trains the same model, and under torchrun every rank builds the same one."""
+    torch.manual_seed(settings.seed)
+    run = build(data=str(data), split=split)
+    out = Path(out) if out is not None else Path("runs") / type(run.model).name
+    if config is not None:
+        config = {**config, "out": str(out)}
+    return train(
+        run.model,
+        run.objective,
+        run.dataset,
+        out,
+        settings,
+        resume=resume,
+        config=config,
+        sample_fn=run.sample_fn,
+        before_checkpoint=run.before_checkpoint,
+    )
 
 
 @dataclass
@@ -227,7 +208,7 @@ def train(
     if settings.ema_decay is not None and before_checkpoint is not None:
         # the statistics it computes come from the trained weights, not from their average
         raise ValueError(
-            f"trainer.ema_decay={settings.ema_decay} with model={getattr(model, 'name', '?')}: "
+            f"trainer.ema_decay={settings.ema_decay} with model={type(model).name}: "
             "its inference statistics are calibrated on the trained weights before each "
             "checkpoint (before_checkpoint); expected trainer.ema_decay=null"
         )

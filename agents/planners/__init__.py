@@ -11,6 +11,4 @@ from latentplay.agents.planners.base import Cost, Plan, SamplingPlanner
 from latentplay.agents.planners.cem import CEM
 from latentplay.agents.planners.mppi import MPPI
 
-PLANNERS = {"cem": CEM, "mppi": MPPI}
-
-__all__ = ["CEM", "MPPI", "PLANNERS", "Cost", "Plan", "SamplingPlanner"]
+__all__ = ["CEM", "MPPI", "Cost", "Plan", "SamplingPlanner"]

@@ -36,6 +36,8 @@ class Plan:
 class SamplingPlanner:
     """Shared sampling, warm start and bookkeeping of CEM and MPPI."""
 
+    name = "sampling"
+
     def __init__(
         self,
         spec: ActionSpec,
@@ -76,6 +78,21 @@ class SamplingPlanner:
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.reset()
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """The planner's name and settings, as runs record them."""
+        return {
+            "name": self.name,
+            "horizon": self.horizon,
+            "samples": self.samples,
+            "elites": self.elites,
+            "iterations": self.iterations,
+            "std_init": self.std_init,
+            "std_min": self.std_min,
+            "std_max": self.std_max,
+            "min_prob": self.min_prob,
+        }
 
     # ------------------------------------------------------------------ distribution
     def reset(self) -> None:

@@ -11,11 +11,17 @@ from latentplay.agents.planners.base import SamplingPlanner
 class CEM(SamplingPlanner):
     """CEM with an optional ``momentum`` (fraction of the old mean and std kept each refit)."""
 
+    name = "cem"
+
     def __init__(self, *args, momentum: float = 0.0, **kwargs) -> None:
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum={momentum}; expected 0 <= momentum < 1")
         self.momentum = momentum
         super().__init__(*args, **kwargs)
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {**super().settings, "momentum": self.momentum}
 
     def _refit(self, u: torch.Tensor, ids: torch.Tensor | None, costs: torch.Tensor) -> None:
         m = self.momentum

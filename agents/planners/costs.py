@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from latentplay.world_models.protocol import Actions, WorldModel, repeat_state, to_float_frames
+from latentplay.utils.frames import to_float_frames
+from latentplay.world_models.protocol import Actions, StateEmbedding, WorldModel, repeat_state
 
 REDUCTIONS = ("last", "mean")
 
@@ -95,11 +96,10 @@ class GoalImageCost(ModelRolloutCost):
         self.space = space
         goal = to_float_frames(goal)
         if space == "state":
-            embed = getattr(model, "embed", None)
-            if embed is None:
+            if not isinstance(model, StateEmbedding):
                 raise ValueError(f"{type(model).__name__} has no embed(state): use space=pixels")
             with torch.no_grad():
-                self.goal = embed(model.encode(goal[None, None].to(context.device)))
+                self.goal = model.embed(model.encode(goal[None, None].to(context.device)))
         else:
             self.goal = goal.to(context.device)
 

@@ -11,6 +11,8 @@ from latentplay.agents.planners.base import SamplingPlanner
 
 
 class MPPI(SamplingPlanner):
+    name = "mppi"
+
     def __init__(self, *args, temperature: float = 0.5, **kwargs) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature={temperature}; expected > 0")
@@ -24,6 +26,10 @@ class MPPI(SamplingPlanner):
         lo, hi = costs[finite].min(), costs[finite].max()
         z = (costs - lo) / (hi - lo).clamp(min=1e-12) / self.temperature
         return torch.softmax(torch.where(finite, -z, -torch.inf), dim=0)  # inf/NaN: weight 0
+
+    @property
+    def settings(self) -> dict[str, object]:
+        return {**super().settings, "temperature": self.temperature}
 
     def _refit(self, u: torch.Tensor, ids: torch.Tensor | None, costs: torch.Tensor) -> None:
         w = self.weights(costs)

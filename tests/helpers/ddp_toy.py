@@ -16,7 +16,8 @@ from torch import nn
 
 from latentplay.rollouts import ClipDataset
 from latentplay.world_models import distributed
-from latentplay.world_models.train import TrainerSettings, train
+from latentplay.world_models.settings import TrainerSettings
+from latentplay.world_models.train import train
 
 
 class TinyPredictor(nn.Module):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentplay.world_models.train import TrainerSettings
+from latentplay.world_models.settings import TrainerSettings
 
 
 def quick_settings(**kw) -> TrainerSettings:

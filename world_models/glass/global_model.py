@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from latentplay.utils.frames import to_float_frames
 from latentplay.world_models.glass.model import Glass, over
 from latentplay.world_models.layers import shift_images
 from latentplay.world_models.protocol import (
@@ -21,7 +22,6 @@ from latentplay.world_models.protocol import (
     ActionSpec,
     check_actions,
     rollout,
-    to_float_frames,
 )
 
 

@@ -16,7 +16,8 @@ from einops import rearrange
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights from the GLASS paper (ANCHORS.md); ``*_gradient`` replace the VGG terms."""
+    """Weights from the GLASS paper (Davtyan & Favaro 2022); ``*_gradient`` replace the VGG
+    terms (their weights would be downloaded)."""
 
     reconstruction: float = 1.0
     foreground_shift: float = 1.0

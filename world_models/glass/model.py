@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from latentplay.utils.frames import to_float_frames
 from latentplay.world_models.layers import (
     ConvLSTMCell,
     ShiftRegressor,
@@ -47,7 +48,6 @@ from latentplay.world_models.protocol import (
     ActionSpec,
     check_actions,
     rollout,
-    to_float_frames,
 )
 
 OUT_OF_DOMAIN = -1.1  # masked pixels handed to the inpainter (outside [0, 1])
@@ -309,6 +309,19 @@ class Glass(nn.Module):
         bound = float(3.0 * self.shift_std.max())
         return ActionSpec(continuous=2, continuous_bound=bound, discrete=self.num_actions)
 
+    def random_actions(self, batch: int, horizon: int, generator: torch.Generator) -> Actions:
+        """Gaussian global shifts of the spread seen in training (``shift_std``) and uniform
+        local ids: ``(batch, horizon, 2)`` and ``(batch, horizon)`` on the CPU."""
+        std = self.shift_std.cpu()
+        return Actions(
+            continuous=torch.randn(batch, horizon, 2, generator=generator) * std,
+            discrete=torch.randint(self.num_actions, (batch, horizon), generator=generator),
+        )
+
+    def local_action_usage(self) -> torch.Tensor:
+        """The quantizer's running use of each local action in training, ``(K,)``."""
+        return self.vq.usage
+
     # ------------------------------------------------------------------ GMA
     def masks(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (B, T, 3, H, W) -> soft masks (B, T, 1, H, W)."""
@@ -500,10 +513,10 @@ class Glass(nn.Module):
         over ``clips`` (B, T, 3, H, W) with the current weights, as a plain average.
 
         Training normalizes each batch by its own statistics; inference uses running ones,
-        which lag weights that still move (an EMA over the last ~10 steps): on the toy the
-        local actions of a trained xs model scored NMI 0.26 with the lagging statistics and
-        0.67 with recomputed ones. Nothing else changes: the rest of the model runs in eval
-        mode (no quantizer restarts) and training-mode forwards never read these statistics.
+        which lag weights that still move (an EMA over the last ~10 steps), and local actions
+        parsed with lagging statistics are much less consistent. Nothing else changes: the
+        rest of the model runs in eval mode (no quantizer restarts) and training-mode forwards
+        never read these statistics.
         """
         was_training = self.training
         self.eval()

@@ -1,18 +1,22 @@
-"""GLASS's training objective with its schedules, and its sample videos."""
+"""GLASS's training: the builder that ``configs/model/glass.yaml`` names, the objective with
+its schedules, the calibration before checkpoints, and sample videos."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.video import tile, write_video
+from latentplay.utils.frames import to_numpy_frames
 from latentplay.world_models import distributed
 from latentplay.world_models.glass.losses import LossWeights, glass_losses
 from latentplay.world_models.glass.model import Glass
+from latentplay.world_models.train import TrainingRun, frame_size
 
 
 @dataclass(frozen=True)
@@ -109,5 +113,26 @@ def glass_samples(model: Glass, clip: torch.Tensor, path: Path, fps: float = 5) 
     roll = model.rollout(clip[:, :1], model.infer_actions(clip))
     mask = model.masks(clip)[:, 1:].expand(-1, -1, 3, -1, -1)
     rows = torch.cat([real, tf, roll, mask], dim=-1)  # side by side along the width
-    frames = (rows.clamp(0, 1) * 255).byte().permute(0, 1, 3, 4, 2).cpu().numpy()
-    write_video(tile(list(frames), cols=1), path, fps=fps, scale=2)
+    write_video(tile(list(to_numpy_frames(rows)), cols=1), path, fps=fps, scale=2)
+
+
+def glass_training(
+    data: str,
+    split: str = "train",
+    *,
+    schedule: GlassSchedule | None = None,
+    loss: LossWeights | None = None,
+    **model_args: Any,
+) -> TrainingRun:
+    """GLASS on the clips of ``data``'s ``split``: ``model_args`` go to :class:`Glass` (the
+    frame size comes from the data), ``schedule`` and ``loss`` to the objective."""
+    schedule = schedule or GlassSchedule()
+    model = Glass(image_size=frame_size(data), **model_args)
+    dataset = ClipDataset(data, split=split, clip_length=schedule.seq_len_end, cache=True)
+    return TrainingRun(
+        model,
+        GlassObjective(schedule, loss),
+        dataset,
+        sample_fn=glass_samples,
+        before_checkpoint=GlassCalibration(dataset),
+    )

@@ -2,9 +2,9 @@
 
 YODA's controls are sparse samples of the optical flow between consecutive frames. The original
 takes it from RAFT (downloaded weights); here it is OpenCV's Farneback (default) or DIS, computed
-on the fly from the frames a model trains on, never from the simulator. On 64x64 Push frames
-both take ~1 ms per pair on one core; Farneback's flow at the end effector agrees better with
-the true end-effector motion (median cosine 0.94 vs 0.88 for DIS, measured on Push-v0).
+on the fly from the frames a model trains on, never from the simulator. Farneback is the
+default because its flow at the end effector follows the true end-effector motion more closely
+(docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+
+from latentplay.utils.frames import to_numpy_frames
 
 METHODS = ("farneback", "dis")
 
@@ -56,7 +58,7 @@ class FlowEstimator:
     def __call__(self, prev, nxt):
         if isinstance(prev, torch.Tensor):
             device = prev.device
-            a, b = (_to_hwc_uint8(x) for x in (prev, nxt))
+            a, b = (to_numpy_frames(x) for x in (prev, nxt))
             out = torch.from_numpy(self._batch(a, b)).movedim(-1, -3)
             return out.contiguous().to(device)
         a, b = np.asarray(prev), np.asarray(nxt)
@@ -72,16 +74,6 @@ class FlowEstimator:
         fa, fb = a.reshape(-1, *a.shape[-3:]), b.reshape(-1, *b.shape[-3:])
         out = np.stack([self.pair(x, y) for x, y in zip(fa, fb, strict=True)])
         return out.reshape(*lead, *out.shape[1:])
-
-
-def _to_hwc_uint8(x: torch.Tensor) -> np.ndarray:
-    if x.ndim < 3 or x.shape[-3] != 3:
-        raise ValueError(f"frames of shape {tuple(x.shape)}; expected (..., 3, H, W)")
-    if x.is_floating_point():
-        x = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8)
-    elif x.dtype != torch.uint8:
-        raise TypeError(f"frames of dtype {x.dtype}; expected uint8 or float in [0, 1]")
-    return x.movedim(-3, -1).cpu().numpy()
 
 
 def video_flow(frames, method: str = "farneback"):

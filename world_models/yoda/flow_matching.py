@@ -10,7 +10,7 @@ velocity, and so the loss, are the same functions of its output, but a pixel who
 trivially known (a static background: zero frame difference) is then a constant output, and
 the last ODE step lands on the prediction exactly (no leftover noise). Pixel-space generators
 train much faster this way (Li & He 2025, "Back to Basics: Let Denoising Generative Models
-Denoise"); measured here on the toy sprite, see tests/test_yoda.py.
+Denoise").
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from latentplay.utils.frames import to_float_frames
 from latentplay.world_models.protocol import (
     Actions,
     ActionSpec,
     check_actions,
     rollout,
-    to_float_frames,
 )
 from latentplay.world_models.yoda.flow import FlowEstimator
 from latentplay.world_models.yoda.flow_matching import SOLVERS, integrate, velocity_from_data
@@ -190,15 +190,15 @@ class Yoda(nn.Module):
         memory: torch.Tensor,
         distance: torch.Tensor,
         control: torch.Tensor,
+        sample_steps: int | None = None,
     ) -> torch.Tensor:
         """The next frame ``(B, 3, H, W)`` in [0, 1]: integrate the ODE from noise to the
-        difference to ``prev``, add it."""
+        difference to ``prev`` in ``sample_steps`` steps (None: the model's), add it."""
+        steps = self.sample_steps if sample_steps is None else int(sample_steps)
         # the clamp below one step's length: the last Euler step lands on the prediction
-        v = self.velocity_field(
-            prev, memory, distance, control, min(0.05, 0.999 / self.sample_steps)
-        )
+        v = self.velocity_field(prev, memory, distance, control, min(0.05, 0.999 / steps))
         x0 = torch.randn(prev.shape, generator=self.generator, device=prev.device)
-        delta = integrate(v, x0, self.sample_steps, self.solver)
+        delta = integrate(v, x0, steps, self.solver)
         return (prev + delta).clamp(0.0, 1.0)
 
     # ------------------------------------------------------------------ WorldModel protocol
@@ -228,15 +228,20 @@ class Yoda(nn.Module):
             control = self.control_map(pts, vec)
         return self.step_control(state, control)
 
-    def step_control(self, state: YodaState, control: torch.Tensor) -> YodaState:
-        """One step under a control map ``(B, 3, H, W)`` (see :meth:`control_map`)."""
+    def step_control(
+        self, state: YodaState, control: torch.Tensor, sample_steps: int | None = None
+    ) -> YodaState:
+        """One step under a control map ``(B, 3, H, W)`` (see :meth:`control_map`), sampled with
+        ``sample_steps`` ODE steps (None: the model's own)."""
+        if sample_steps is not None and int(sample_steps) < 1:
+            raise ValueError(f"sample_steps={sample_steps}; expected >= 1 ODE step")
         frames = state.frames
         b, n = frames.shape[:2]
         # the memory frame: drawn among the frames kept, as in training (distance 1..n)
         m = torch.randint(n, (b,), generator=self.generator, device=frames.device)
         memory = frames[torch.arange(b, device=frames.device), m]
         distance = (n - m).float()
-        nxt = self.generate(frames[:, -1], memory, distance, control)
+        nxt = self.generate(frames[:, -1], memory, distance, control, sample_steps)
         return YodaState(torch.cat([frames, nxt[:, None]], dim=1)[:, -self.memory :])
 
     def decode(self, state: YodaState) -> torch.Tensor:

@@ -1,13 +1,18 @@
-"""YODA's training objective (flow matching on next-frame differences) and its sample videos."""
+"""YODA's training: the builder that ``configs/model/yoda.yaml`` names, the objective (flow
+matching on next-frame differences) and sample videos."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.video import tile, write_video
+from latentplay.utils.frames import to_numpy_frames
+from latentplay.world_models.train import TrainingRun, frame_size
 from latentplay.world_models.yoda.flow_matching import SIGMA_MIN, flow_matching_loss
 from latentplay.world_models.yoda.model import Yoda
 from latentplay.world_models.yoda.sparse import drop_conditions
@@ -16,9 +21,9 @@ from latentplay.world_models.yoda.sparse import drop_conditions
 @dataclass(frozen=True)
 class YodaSchedule:
     clip_length: int = 8  # frames per training clip: the memory frame is up to 6 back
-    # Per-sample probability that the control becomes noise. YODA drops with 0.5; on the toy
-    # sprite (tests/test_yoda.py) 0.5 left the model ignoring its controls after 500 steps
-    # (poke score 0.26, teacher-forced PSNR no better than unconditioned) where 0.2 gave 0.72.
+    # Per-sample probability that the control becomes noise (the model also learns to run
+    # unconditioned). YODA drops with 0.5; at that rate a small model trained briefly learns to
+    # ignore its controls, so the default keeps them more often.
     drop_control: float = 0.2
     drop_memory: float = 0.1  # ... that the memory frame becomes the previous frame
     # Flow times: logit-normal (mean, std) as in Li & He 2025; the velocity loss of a data-
@@ -28,22 +33,17 @@ class YodaSchedule:
     time_logit_std: float = 0.8
     # Conditioning augmentation: per sample, Gaussian noise of std ~ U(0, this) on the previous
     # and memory frames, and the target is the difference to the *noisy* previous frame, so
-    # the model learns to correct imperfect inputs (its own frames, when it runs on). Run 1
-    # (0.0) degraded over 6 autoregressive steps (objects lost in 18-39% of frames) while one
-    # step from a real frame was fine (PSNR 25.9 with one end-effector poke vs copy 25.0).
+    # the model learns to correct imperfect inputs (its own frames, when it runs on); without
+    # it, rollouts lose objects over a few autoregressive steps.
     input_noise: float = 0.06
     # Per sample, the number of control points drawn uniformly in [min_points, k] (the rest
     # absent), so that moving objects more often carry none and their motion must be inferred
-    # from the arm's. None: always k. On the toy sprite (tests/test_yoda.py, 500 steps)
-    # min_points=1 followed 0.29 of the pokes against 0.67 with k points: fewer points are a
-    # weaker signal, learnt more slowly.
+    # from the arm's. None: always k (fewer points are a weaker signal, learnt more slowly).
     min_points: int | None = None
     # Loss weight of the pixels that change between the previous and the next frame (by
     # more than 0.05, dilated by 1 px), relative to 1 for the others, normalised so that the
     # weights average 1 per sample: the moving arm and objects are a few percent of a frame.
-    # 1.0: unweighted. On the toy sprite (500 steps) 4.0 followed 0.75 of the pokes against
-    # 0.67 unweighted, but on PushMulti (run 3 in docs/BENCHMARKS.md, 45 min) it made the
-    # model move objects that stay put (47% against 5%) and worsened its 8-step object error.
+    # 1.0: unweighted (weighting makes a model move objects that should stay put).
     moving_weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -125,5 +125,21 @@ def yoda_samples(model: Yoda, clip: torch.Tensor, path: Path, fps: float = 5) ->
     roll = model.rollout(clip[:, :1], acts)
     free = model.simulate(clip[:, :1], real.shape[1])
     rows = torch.cat([real, tf, roll, free], dim=-1)
-    frames = (rows.clamp(0, 1) * 255).byte().permute(0, 1, 3, 4, 2).cpu().numpy()
-    write_video(tile(list(frames), cols=1), path, fps=fps, scale=2)
+    write_video(tile(list(to_numpy_frames(rows)), cols=1), path, fps=fps, scale=2)
+
+
+def yoda_training(
+    data: str, split: str = "train", *, schedule: YodaSchedule | None = None, **model_args: Any
+) -> TrainingRun:
+    """YODA on the clips of ``data``'s ``split``: ``model_args`` go to :class:`Yoda` (the
+    frame size comes from the data), ``schedule`` to the objective."""
+    schedule = schedule or YodaSchedule()
+    model = Yoda(image_size=frame_size(data), **model_args)
+    if model.memory > schedule.clip_length - 1:
+        raise ValueError(
+            f"model.memory={model.memory} frames; training clips of "
+            f"model.schedule.clip_length={schedule.clip_length} show distances up to "
+            f"{schedule.clip_length - 1}: expected memory <= clip_length - 1"
+        )
+    dataset = ClipDataset(data, split=split, clip_length=schedule.clip_length, cache=True)
+    return TrainingRun(model, YodaObjective(schedule), dataset, sample_fn=yoda_samples)

@@ -1,4 +1,4 @@
-"""Typed schemas of the scripts' top-level configs (Hydra structured configs).
+"""Typed schemas of every script's top-level config (Hydra structured configs).
 
 The YAML files in ``configs/`` hold the values; these dataclasses hold the types. Each config
 lists its schema first in its defaults (``- collect_schema``), so Hydra checks every value when
@@ -6,9 +6,9 @@ the command line is parsed, before any work starts, and names the key:
 ``episodes=ten`` -> "Value 'ten' of type 'str' could not be converted to Integer ...
 full_key: episodes"; ``launcher=slurm`` -> "Invalid value 'slurm', expected one of [local,
 ray]"; an unknown key -> "Key 'epsiodes' not in 'CollectConfig'". Groups that differ per choice
-(``env``, ``policy``, ``model``) stay untyped here: the classes they build check their own.
-Importing :mod:`latentplay.utils.config` (every script does, before ``@hydra.main`` runs)
-registers them (:func:`register`).
+(``env``, ``policy``, ``model``, ``planner``) stay untyped here: what they build checks its own
+arguments. Importing :mod:`latentplay.cli.config` (every script does, before ``@hydra.main``
+runs) registers them (:func:`register`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -21,14 +21,23 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from latentplay.agents.train_sb3 import ALGOS
+from latentplay.rollouts.format import SPLITS
 from latentplay.rollouts.ray_launcher import RayOptions
-from latentplay.world_models.train import TrainerSettings
+from latentplay.world_models.settings import TrainerSettings
+
+
+class _Choice(str, Enum):
+    """A choice that reads as its value, also where an interpolation puts it in a string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
 
 
 def _choices(name: str, *values: str) -> type[Enum]:
     """A str enum whose member names are its values (OmegaConf matches enum *names*; the
     functional form also allows names such as ``global``)."""
-    return Enum(name, {v: v for v in values}, type=str)
+    return _Choice(name, {v: v for v in values})
 
 
 def _mutable_schema(cls: type, name: str) -> type:
@@ -42,6 +51,15 @@ def _mutable_schema(cls: type, name: str) -> type:
 
 Launcher = _choices("Launcher", "local", "ray")
 StartMethod = _choices("StartMethod", "forkserver", "spawn")
+Split = _choices("Split", *SPLITS)
+# The views of agents.views.VIEWS (tests/test_configs.py checks they agree), and "auto".
+ModelView = _choices("ModelView", "full", "ee_poke", "global")
+CounterfactualView = _choices("CounterfactualView", "auto", "full", "ee_poke", "global")
+CostSpace = _choices("CostSpace", "pixels", "state")
+GroundingKind = _choices("GroundingKind", "linear", "mlp")
+ActionSource = _choices("ActionSource", "latent", "grounded")
+ExportFormat = _choices("ExportFormat", "minari")
+Algo = _choices("Algo", *ALGOS)
 
 
 @dataclass
@@ -80,9 +98,9 @@ TrainerConfig = _mutable_schema(TrainerSettings, "TrainerConfig")
 class TrainConfig:
     model: Any = MISSING
     data: str = MISSING
-    out: str = MISSING
+    out: str | None = None
     resume: Any = False  # true, false or auto: train() checks
-    split: str = "train"
+    split: Split = Split["train"]
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
@@ -96,11 +114,6 @@ class EvaluateConfig:
     max_clips: int | None = None
     device: str = "auto"
     video: bool = True
-
-
-ModelView = _choices("ModelView", "full", "ee_poke", "global")
-CostSpace = _choices("CostSpace", "pixels", "state")
-GroundingKind = _choices("GroundingKind", "linear", "mlp")
 
 
 @dataclass
@@ -130,11 +143,78 @@ class PlanConfig:
     progress: bool = True
 
 
+@dataclass
+class CounterfactualConfig:
+    checkpoint: str = MISSING
+    queries: Any = "all"  # all, or a list of query names
+    action_source: ActionSource = ActionSource["latent"]
+    model_view: CounterfactualView = CounterfactualView["auto"]
+    data: str | None = None
+    labels: int = 1000
+    out: str | None = None
+    videos: int = 6
+    plan_results: str | None = None
+    include: list[str] = field(default_factory=list)
+    sample_steps: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class PokeConfig:
+    checkpoint: str = MISSING
+    data: str | None = None
+    out: str | None = None
+    poke_queries: int = 30
+    chain_queries: int = 20
+    steps: int = 6
+    seed: int = 1000
+    image_clips: int = 48
+    device: str = "auto"
+    sample_steps: int | None = None
+    solver: str | None = None
+    average: bool = True
+    point: list[float] | None = None
+    vector: list[float] | None = None
+    then: int = 4
+
+
+@dataclass
+class ExportConfig:
+    format: ExportFormat = ExportFormat["minari"]
+    data: str = MISSING
+    dataset_id: str = MISSING
+    out: str | None = None
+    split: Split | None = None
+    include_state_obs: bool = False
+
+
+@dataclass
+class TrainPolicyConfig:
+    env: Any = MISSING
+    algo: Algo = Algo["PPO"]
+    timesteps: int = 200000
+    n_envs: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    sb3_policy: str = "MlpPolicy"
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    start_method: StartMethod = StartMethod["forkserver"]
+    progress: bool = True
+    overwrite: bool = False
+    out: str = MISSING
+
+
 SCHEMAS = {
     "collect": CollectConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "plan": PlanConfig,
+    "counterfactual": CounterfactualConfig,
+    "poke": PokeConfig,
+    "export": ExportConfig,
+    "train_policy": TrainPolicyConfig,
 }
 
 

@@ -1,0 +1,216 @@
+"""Training and sampling speed of the world models: GLASS per size, YODA per size and ODE
+setting, and data-parallel training under torchrun."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def bench_glass(
+    sizes: Sequence[str] = ("s", "paper"),
+    batch: int = 16,
+    seq_len: int = 8,
+    steps: int = 3,
+    repeats: int = 3,
+    image_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Training transitions/s (GMA + LMA, forward, backward, Adam) per GLASS size, on random
+    64x64 clips, channels_last, in this process. Median over repeats of ``steps`` steps."""
+    import torch
+
+    from latentplay.world_models.glass import Glass
+    from latentplay.world_models.glass.model import describe
+    from latentplay.world_models.glass.train import GlassObjective, GlassSchedule
+
+    objective = GlassObjective(
+        GlassSchedule(gma_warmup_steps=0, seq_len_start=seq_len, seq_len_end=seq_len)
+    )
+    rows = []
+    for size in sizes:
+        torch.manual_seed(0)
+        model = Glass(size=size, image_size=image_size).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=4e-4)
+        clip = torch.rand(batch, seq_len, 3, image_size, image_size)
+
+        def step(model: Any = model, opt: Any = opt, clip: Any = clip) -> None:
+            loss, _ = objective(model, clip, 10_000)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        step()  # warm-up: allocator, mkldnn primitives
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates.append(steps * batch * (seq_len - 1) / (time.perf_counter() - t0))
+        rows.append(
+            {
+                "name": f"GLASS size={size}",
+                "params": describe(model)["params"]["total"],
+                "masker_params": describe(model)["params"]["masker"],
+                "transitions_per_s": statistics.median(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "batch": batch,
+                "seq_len": seq_len,
+                "repeats": repeats,
+            }
+        )
+    base = rows[0]["transitions_per_s"]
+    for r in rows:
+        r["x_first"] = r["transitions_per_s"] / base
+    return rows
+
+
+def bench_yoda(
+    settings: Sequence[tuple[str, str, int]] = (
+        ("s", "euler", 1),
+        ("s", "euler", 3),  # the default
+        ("s", "euler", 5),
+        ("s", "euler", 10),
+        ("s", "heun", 5),
+        ("s", "euler", 20),
+        ("xs", "euler", 3),
+        ("m", "euler", 3),
+    ),
+    repeats: int = 5,
+    image_size: int = 64,
+    checkpoint: str | None = None,
+    batch: int = 16,
+) -> list[dict[str, Any]]:
+    """Seconds per generated frame (batch 1, a random poke) per YODA size, solver and ODE steps,
+    median over ``repeats``, beside the 0.3 s target and what YODA's own sampler
+    (100 RK4 steps = 400 network evaluations) would cost at the same per-evaluation time. Also
+    the training samples/s (forward, backward, Adam at ``batch``) per size. ``checkpoint``:
+    time that model's size (weights do not change the cost; the default is random weights)."""
+    import torch
+
+    from latentplay.evaluation.poke.scoring import step_times
+    from latentplay.world_models.yoda import Yoda
+    from latentplay.world_models.yoda.train import YodaObjective
+
+    rows, train_rate = [], {}
+    for size, solver, steps in settings:
+        torch.manual_seed(0)
+        model = Yoda(size=size, image_size=image_size, solver=solver, sample_steps=steps).eval()
+        times = step_times(model, "cpu", repeats)
+        evals = steps if solver == "euler" else 2 * steps - 1
+        sec = statistics.median(times)
+        if size not in train_rate:
+            tm = Yoda(size=size, image_size=image_size).train()
+            tm.to(memory_format=torch.channels_last)
+            opt = torch.optim.Adam(tm.parameters(), lr=1e-4)
+            clip = torch.rand(batch, 8, 3, image_size, image_size)
+            obj = YodaObjective()
+            rates = []
+            for i in range(1 + repeats):
+                t0 = time.perf_counter()
+                loss, _ = obj(tm, clip, i)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if i:  # the first is warm-up
+                    rates.append(batch / (time.perf_counter() - t0))
+            train_rate[size] = statistics.median(rates)
+        rows.append(
+            {
+                "name": f"YODA size={size} {solver} {steps} steps",
+                "params": sum(p.numel() for p in model.parameters()),
+                "evaluations": evals,
+                "s_per_frame": sec,
+                "min": min(times),
+                "max": max(times),
+                "x_target": sec / 0.3,
+                "paper_sampler_s": sec / evals * 400,
+                "train_samples_per_s": train_rate[size],
+                "repeats": repeats,
+            }
+        )
+    return rows
+
+
+def bench_torchrun(
+    procs: Sequence[int] = (1, 2),
+    model: str = "glass",
+    size: str = "s",
+    batch: int = 16,
+    steps: int = 40,
+    skip: int = 20,
+    repeats: int = 3,
+    image_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Training samples/s of ``scripts/train.py`` in one plain process and under
+    ``torchrun --nproc_per_node=n`` (DDP, gloo), same global batch, on a synthetic dataset of
+    ``image_size`` frames. Rates come from the run's own metrics.jsonl (training compute time,
+    excluding start-up, checkpoints and samples) over steps ``skip..steps``, identical steps in
+    every row (GLASS's curriculum changes the cost per step)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from latentplay.rollouts.toy import make_toy_dataset
+
+    root = Path(__file__).resolve().parents[1]  # the repository: scripts/ sits beside bench/
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lp-bench-ddp-") as tmp:
+        data = make_toy_dataset(Path(tmp) / "toy", episodes=32, steps=16, size=image_size)
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+        runs = [("python, 1 process", [sys.executable], 1)]
+        runs += [
+            (
+                f"torchrun, {n} process{'es' if n > 1 else ''}",
+                [torchrun, "--standalone", f"--nproc_per_node={n}"],
+                n,
+            )
+            for n in procs
+        ]
+        for label, launcher, n in runs:
+            rates = []
+            for r in range(repeats):
+                out = Path(tmp) / f"run-{n}-{len(rows)}-{r}"
+                cmd = [
+                    *launcher,
+                    str(root / "scripts" / "train.py"),
+                    f"model={model}",
+                    f"model.size={size}",
+                    f"data={data}",
+                    f"out={out}",
+                    f"trainer.batch_size={batch}",
+                    f"trainer.max_steps={steps}",
+                    "trainer.max_minutes=null",
+                    "trainer.log_every=1",
+                    "trainer.sample_every=1000000",
+                    "trainer.progress=false",
+                ]
+                subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=1800)
+                log = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+                by_step = {row["step"]: row["elapsed_s"] for row in log}
+                seconds = by_step[steps] - by_step[skip]
+                rates.append((steps - skip) * batch / seconds)
+            rows.append(
+                {
+                    "name": f"{model} {size} {image_size}x{image_size}, {label}",
+                    "processes": n,
+                    "samples_per_s": statistics.median(rates),
+                    "min": min(rates),
+                    "max": max(rates),
+                    "global_batch": batch,
+                    "steps_timed": steps - skip,
+                    "threads_per_process": os.cpu_count() if n == 1 else 1,
+                    "repeats": repeats,
+                }
+            )
+    base = rows[0]["samples_per_s"]
+    for r in rows:
+        r["x_one_process"] = r["samples_per_s"] / base
+    return rows

@@ -1,0 +1,214 @@
+"""A counterfactual suite end to end: the model (through its view) and its grounding, the
+queries, the scores, tables, plots, videos and report.html (what ``scripts/counterfactual.py``
+and the demo call)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from latentplay.agents.grounding import Grounding, ground
+from latentplay.agents.simulator import SimulatorModel
+from latentplay.agents.views import default_view, model_view
+from latentplay.envs.arm import OBJECT_HALF_HEIGHT, PushMultiEnv
+from latentplay.evaluation.counterfactual.branches import build_branches, make_env
+from latentplay.evaluation.counterfactual.predict import ToLearned, predict
+from latentplay.evaluation.counterfactual.queries import Query, load_queries
+from latentplay.evaluation.counterfactual.report import write_suite_report
+from latentplay.evaluation.counterfactual.scoring import (
+    Locate,
+    ToMetres,
+    overall_table,
+    score_query,
+    summarize,
+    verdict,
+    verdict_lines,
+)
+from latentplay.evaluation.detector import ObjectDetector
+from latentplay.utils.device import resolve_device
+from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.world_models.checkpoint import load_model, training_data
+from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, WorldModel
+
+ACTION_SOURCES = ("latent", "grounded")
+
+
+@dataclass
+class QueryOutcome:
+    """A scored query and its videos (H+1 frames each: the shared start frame, then steps)."""
+
+    scores: dict[str, Any]
+    true_video: np.ndarray
+    model_video: np.ndarray
+    factual_video: np.ndarray
+
+
+def run_queries(
+    model: WorldModel,
+    queries: list[Query],
+    locate: Locate,
+    to_metres: ToMetres,
+    to_learned: ToLearned | None = None,
+    action_source: str = "latent",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[QueryOutcome]:
+    """Build, predict and score every query (see :func:`~.scoring.score_query`).
+    ``action_source``: "latent" parses the factual video (queries that change the actions
+    still go through ``to_learned``); "grounded" maps every query's env actions with
+    ``to_learned``."""
+    if action_source not in ACTION_SOURCES:
+        raise ValueError(f"action_source={action_source!r}; expected one of {ACTION_SOURCES}")
+    if action_source == "grounded" and to_learned is None:
+        raise ValueError("action_source='grounded' needs to_learned (a grounding)")
+    out = []
+    for q in tqdm(queries, desc="queries", disable=not progress, leave=False):
+        b = build_branches(q)
+        grounded = action_source == "grounded" or q.intervention.kind == "actions"
+        pred_cf, pred_f = predict(model, b, to_learned if grounded else None, device)
+        scores = score_query(b, pred_cf, pred_f, locate, to_metres)
+        start = b.counterfactual.frames[:1]
+        out.append(
+            QueryOutcome(
+                scores,
+                b.counterfactual.frames,
+                np.concatenate([start, pred_cf]),
+                b.factual.frames,
+            )
+        )
+    return out
+
+
+def _to_learned(grounding: Grounding, device: torch.device) -> ToLearned:
+    def to_learned(a: np.ndarray) -> Actions:
+        acts = grounding.to_learned(torch.as_tensor(a, dtype=torch.float32)[None])
+        return Actions(*(None if x is None else x.to(device) for x in acts))
+
+    return to_learned
+
+
+def _identity(a: np.ndarray) -> Actions:
+    """The simulator's actions are the env's."""
+    return Actions(torch.as_tensor(a, dtype=torch.float32)[None], None)
+
+
+@dataclass
+class Answerer:
+    """What answers the queries: a model seen through a view, with its grounding."""
+
+    model: WorldModel
+    view: str
+    to_learned: ToLearned
+    run_name: str
+    sample_steps: int | None
+
+
+def answerer(
+    checkpoint: str,
+    view: str = "auto",
+    data: str | None = None,
+    labels: int = 1000,
+    device: str | torch.device = "cpu",
+    sample_steps: int | None = None,
+) -> Answerer:
+    """The model of ``checkpoint`` through ``view`` (``auto``: the end-effector view for a
+    sparse-flow model, else the model itself) and its grounding: analytic for the end-effector
+    view (its actions are the end effector's motion), else fit on ``labels`` labelled
+    transitions of ``data`` (None: the model's training data; ``labels=0``: analytic)."""
+    device = torch.device(device)
+    model, ckpt = load_model(checkpoint, device)
+    view = default_view(model) if view == "auto" else view
+    steps = sample_steps
+    if steps is None and isinstance(model, Sampling):
+        steps = model.sample_steps
+    size = model.image_size if isinstance(model, FixedFrameSize) else 64
+    env = PushMultiEnv(width=size, height=size, time_limit=None)  # the arm and its camera
+    wrapped = model_view(model, view, env, sample_steps)
+    n = 0 if view == "ee_poke" else labels
+    g = ground(wrapped, n, env, data or training_data(ckpt), device=device)
+    run_name = Path(checkpoint).resolve().parent.parent.name
+    return Answerer(wrapped, view, _to_learned(g, device), run_name, steps)
+
+
+def run(
+    *,
+    checkpoint: str,
+    query_files: list[Path],
+    action_source: str = "latent",
+    model_view: str = "auto",
+    data: str | None = None,
+    labels: int = 1000,
+    out: str | Path | None = None,
+    videos: int = 6,
+    device: str = "auto",
+    progress: bool = True,
+    plan_results: str | Path | None = None,
+    include: list[str | Path] | None = None,
+    sample_steps: int | None = None,
+) -> Path:
+    """Run the queries of ``query_files`` against ``checkpoint`` (``"oracle"``: MuJoCo itself,
+    which scores exactly zero: the harness's check); returns report.html's path.
+    ``plan_results`` (a scripts/plan.py results.json) and ``include`` (folders written by
+    scripts/poke.py or by another run of this one, e.g. a second model's) add sections.
+    ``sample_steps``: ODE steps per frame of a sampling model (YODA); None: the model's."""
+    started = provenance()  # the code that runs, not the one checked out at the end
+    dev = resolve_device(device)
+    queries = [q for f in query_files for q in load_queries(f)]
+    if not queries:
+        raise ValueError(f"no queries in {[str(f) for f in query_files]}")
+    probe = make_env(queries[0])
+    detector = ObjectDetector.from_env(probe)
+    validation = detector.validate(probe)
+    cam = probe.camera
+    probe.close()
+
+    def locate(frames: np.ndarray) -> np.ndarray:
+        return detector.locate(frames)[0]
+
+    def to_metres(px: np.ndarray) -> np.ndarray:
+        return cam.pixel_to_world(px, z=OBJECT_HALF_HEIGHT)[..., :2]
+
+    outcomes: list[QueryOutcome] = []
+    if checkpoint == "oracle":
+        for q in queries:  # one twin env per scene: scenes differ between queries
+            sim = SimulatorModel(lambda q=q: make_env(q), device=dev)
+            outcomes += run_queries(sim, [q], locate, to_metres, _identity, "grounded", dev, False)
+        run_name, steps = "oracle", None
+    else:
+        ans = answerer(checkpoint, model_view, data, labels, dev, sample_steps)
+        if ans.view == "ee_poke" and action_source != "grounded":
+            print("end-effector pokes: queries use grounded actions (action_source=grounded)")
+            action_source = "grounded"
+        outcomes = run_queries(
+            ans.model, queries, locate, to_metres, ans.to_learned, action_source, dev, progress
+        )
+        run_name, steps = ans.run_name, ans.sample_steps
+    results = [o.scores for o in outcomes]
+    summary = summarize(results)
+    out = Path(out or f"runs/counterfactual/{run_name}")
+    out.mkdir(parents=True, exist_ok=True)
+    check = verdict(summary.overall)
+    payload = {
+        "checkpoint": str(checkpoint),
+        "action_source": action_source,
+        "sample_steps": steps,
+        "queries": len(results),
+        "kinds": sorted({r["kind"] for r in results}),
+        "detector_validation": validation,
+        "overall": summary.overall,
+        "per_kind": summary.per_kind,
+        "per_step": summary.per_step,
+        "verdict": check,
+        "results": results,
+        **started,
+    }
+    write_json_atomic(out / "results.json", payload)
+    print(overall_table(summary.overall))
+    print("\n".join(verdict_lines(check)))
+    shown = [(o.scores, o.true_video, o.model_video, o.factual_video) for o in outcomes[:videos]]
+    return write_suite_report(out, summary, shown, validation, payload, plan_results, include)

@@ -1,0 +1,129 @@
+"""What a poke run shows people: its table, its videos (MuJoCo | model with the pokes drawn |
+difference), its report.html, and its section in another run's report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentplay.evaluation.poke.queries import PokeQuery
+from latentplay.evaluation.report import (
+    BANNER,
+    ReportSection,
+    copy_media,
+    metrics_table,
+    side_by_side_frames,
+    write_report,
+)
+from latentplay.rollouts.video import upscale, write_video
+
+RESULTS = "poke_results.json"
+VIDEOS = ("poke", "chain")  # one video of each query kind: <kind>.mp4
+
+
+def _draw_pokes(frames: np.ndarray, ee_px: np.ndarray, scale: int) -> np.ndarray:
+    """Upscaled ``frames (S, H, W, 3)`` with the poke of each step drawn as an arrow."""
+    import cv2
+
+    out = upscale(frames, scale).copy()
+    for t in range(len(out)):
+        a = tuple(int(v) for v in ee_px[t] * scale)  # camera pixel centres are at c + 0.5
+        d = ee_px[t + 1] - ee_px[t]
+        b = tuple(int(v) for v in (ee_px[t] + 3 * d) * scale)  # drawn 3x longer
+        cv2.arrowedLine(out[t], a, b, (255, 255, 255), 1, cv2.LINE_AA, tipLength=0.3)
+    return out
+
+
+def poke_video(query: PokeQuery, pred: np.ndarray, path: str | Path, scale: int = 4) -> Path:
+    """MuJoCo | model (the poke of each step drawn as an arrow, 3x long) | amplified
+    difference, one step per video frame."""
+    frames = side_by_side_frames(query.frames[1:], {"model": pred}, scale=scale)
+    h, w = pred.shape[1] * scale, pred.shape[2] * scale
+    frames[:, BANNER : BANNER + h, w : 2 * w] = _draw_pokes(pred, query.ee_px, scale)
+    return write_video(frames, path, fps=4)
+
+
+SUMMARY = [
+    ("eval/poke/angle_match", "pushed object moves > 1 cm the true way (cos > 1/√2)", ">= 0.8"),
+    ("eval/poke/median_cos", "median cos(predicted, true object displacement)", ""),
+    ("eval/poke/queries_moved", "poke queries whose object truly moved > 1 cm", ""),
+    ("eval/poke/found", "pushed object found in the model's last frame", ""),
+    (
+        "eval/poke/chain_reproduced",
+        "chained pushes reproduced (B moves > 1 cm within 45°)",
+        ">= 0.5",
+    ),
+    ("eval/poke/chain_queries", "chain queries", ""),
+    ("eval/poke/still_moved", "objects that stayed put but moved > 1 cm in the model", ""),
+    ("eval/poke/still_moved_truth", "... as the detector reads the true frames", ""),
+    ("eval/poke/one_step_psnr", "PSNR of the first poked frame (dB)", ""),
+    ("eval/poke/one_step_psnr_copy", "... copying the start frame", ""),
+    ("eval/poke/one_step_psnr_unconditioned", "... the model without the poke", ""),
+    ("eval/objects/err8_px", "object error after 8 steps, end-effector pokes (px)", ""),
+    ("eval/objects/copy8_px", "copy-the-last-frame error after 8 steps (px)", ""),
+    ("eval/objects/copy_over_model8", "copy error / model error (end-effector pokes)", ">= 2"),
+    ("eval/objects/missed", "objects the detector missed (end-effector pokes)", ""),
+    ("eval/objects/err8_parsed_px", "object error, parsed sparse flow of the clip (px)", ""),
+    ("eval/objects/copy_over_model8_parsed", "copy error / model error (parsed flow)", ""),
+    ("eval/speed/s_per_frame", "seconds per generated 64x64 frame (batch 1)", "<= 0.3"),
+    ("eval/control/delta_psnr", "controllability ΔPSNR (dB)", ">= 2"),
+    ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ""),
+    ("eval/image/ar8_psnr", "PSNR autoregressive, 8 steps (dB)", ""),
+]
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The poke benchmark's table, with the image metrics when they were measured."""
+    return metrics_table(results, SUMMARY)
+
+
+def write_videos(
+    out: Path, results: dict[str, Any], queries: list[PokeQuery], pred: np.ndarray
+) -> list[Path]:
+    """``out/<kind>.mp4`` per query kind: its first query whose pushed object truly moved."""
+    videos = []
+    for kind in VIDEOS:
+        idx = [i for i, q in enumerate(queries) if q.kind == kind]
+        if idx:
+            i = next((j for j in idx if results["rows"][j].get("pushed_moved")), idx[0])
+            videos.append(poke_video(queries[i], pred[i], out / f"{kind}.mp4"))
+    return videos
+
+
+def write_poke_report(out: Path, title: str, results: dict[str, Any], videos: list[Path]) -> Path:
+    """``out/report.html``: the scores and the videos."""
+    rows = [
+        {"metric": k, "value": v}
+        for k, v in results.items()
+        if k.startswith("eval/") and np.isscalar(v)
+    ]
+    return write_report(
+        out,
+        title=title,
+        summary_rows=rows,
+        sections=[
+            ReportSection(
+                "A poke and a chained push",
+                "Left: MuJoCo pushing the end effector on; middle: the model poked at the end "
+                "effector with the same motion (arrows); right: their difference.",
+                videos=videos,
+            )
+        ],
+    )
+
+
+def poke_section(folder: Path, out: Path) -> ReportSection:
+    """A section of another report from a poke run's folder (its results and videos, the
+    videos copied under ``out/included/<folder name>/``)."""
+    res = json.loads((folder / RESULTS).read_text())
+    found = [folder / f"{k}.mp4" for k in VIDEOS if (folder / f"{k}.mp4").is_file()]
+    videos = copy_media(found, out / "included" / folder.name)
+    table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
+    text = (
+        f"{res.get('checkpoint')}: poked at the end effector with the end effector's true "
+        "motion; MuJoCo | model (arrows: the pokes) | difference."
+    )
+    return ReportSection("Pokes against MuJoCo (sparse-flow model)", text, table, [], videos)

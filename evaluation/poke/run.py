@@ -1,0 +1,173 @@
+"""A poke run end to end (what ``scripts/poke.py`` calls): the scores against MuJoCo, the
+image metrics on a dataset, poke_results.json, the videos and report.html; or one poke of
+your own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentplay.envs.arm import PushMultiEnv
+from latentplay.evaluation.detector import ObjectDetector
+from latentplay.evaluation.poke.queries import PokeQuery, build_queries, px_per_m
+from latentplay.evaluation.poke.report import (
+    RESULTS,
+    summary_table,
+    write_poke_report,
+    write_videos,
+)
+from latentplay.evaluation.poke.scoring import (
+    PokeableModel,
+    frame_time,
+    object_error,
+    one_step_psnr,
+    predict_pokes,
+    score_pokes,
+)
+from latentplay.evaluation.world_model import image_metrics
+from latentplay.rollouts.format import EpisodeReader
+from latentplay.rollouts.video import upscale, write_video
+from latentplay.utils.device import resolve_device
+from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
+from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.world_models.checkpoint import check_frames_fit, load_model
+from latentplay.world_models.protocol import Sampling, SparseFlowControl, seeded_sampling
+
+
+def evaluate_pokes(
+    model: PokeableModel,
+    data: str | Path | None,
+    n_poke: int = 30,
+    n_chain: int = 20,
+    steps: int = 6,
+    device: str | torch.device = "cpu",
+    seed: int = 1000,
+) -> tuple[dict[str, Any], list[PokeQuery], np.ndarray]:
+    """All poke scores (and the object error on ``data`` when given), the model's noise seeded
+    with ``seed``; returns (results, queries, predicted frames) for videos."""
+    device = torch.device(device)
+    model.eval()
+    env = PushMultiEnv(width=64, height=64, time_limit=None)
+    detector, ppm = ObjectDetector.from_env(env), px_per_m(env)
+    env.close()
+    queries = build_queries(n_poke, n_chain, steps, seed)
+    with seeded_sampling(model, seed, device):
+        pred = np.concatenate(
+            [predict_pokes(model, queries[i : i + 16], device) for i in range(0, len(queries), 16)]
+        )
+        results = score_pokes(queries, pred, detector, ppm)
+        results["eval/poke/steps"] = steps
+        results.update(one_step_psnr(model, queries, pred, device))
+        if data is not None:
+            results.update(object_error(model, data, detector, ppm, device=device))
+        results.update(frame_time(model, device))
+    return results, queries, pred
+
+
+def load_pokeable(
+    checkpoint: str | Path,
+    device: torch.device,
+    average: bool = True,
+    sample_steps: int | None = None,
+    solver: str | None = None,
+) -> tuple[PokeableModel, dict[str, Any]]:
+    """A sparse-flow model from ``checkpoint`` (its weight average unless ``average=False``),
+    sampling with ``sample_steps`` ODE steps of ``solver`` (None: as trained)."""
+    model, ckpt = load_model(checkpoint, device, average=average)
+    if not isinstance(model, SparseFlowControl) or not isinstance(model, Sampling):
+        raise ValueError(
+            f"{checkpoint}: a {ckpt['model_name']} model cannot be poked; "
+            "expected a sparse-flow model (model=yoda)"
+        )
+    model.set_sampler(sample_steps, solver)
+    return model, ckpt
+
+
+@dataclass
+class PokeRun:
+    table: str  # the benchmark's table, for the terminal
+    results: Path  # poke_results.json
+    videos: list[Path]
+    report: Path
+
+
+def run(
+    checkpoint: str | Path,
+    *,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    poke_queries: int = 30,
+    chain_queries: int = 20,
+    steps: int = 6,
+    seed: int = 1000,
+    image_clips: int = 48,
+    device: str = "auto",
+    sample_steps: int | None = None,
+    solver: str | None = None,
+    average: bool = True,
+) -> PokeRun:
+    """Score ``checkpoint``'s pokes against MuJoCo (with ``data``: also the 8-step object
+    error and the image metrics on ``image_clips`` test clips) into ``out`` (None:
+    ``<run folder>/poke``)."""
+    dev = resolve_device(device)
+    model, ckpt = load_pokeable(checkpoint, dev, average, sample_steps, solver)
+    out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "poke"
+    out.mkdir(parents=True, exist_ok=True)
+    results, queries, pred = evaluate_pokes(
+        model, data, poke_queries, chain_queries, steps, dev, seed
+    )
+    if data is not None and image_clips:
+        reader = EpisodeReader(data)
+        try:
+            check_frames_fit(model, reader.meta, data)
+            img = image_metrics(model, reader, reader.indices("test"), 8, dev, clips=image_clips)
+        finally:
+            reader.close()
+        results.update({k: v for k, v in img.items() if k != "per_step"})
+    results.update(checkpoint=str(checkpoint), step=ckpt["step"], **provenance())
+    write_json_atomic(out / RESULTS, results)
+    videos = write_videos(out, results, queries, pred)
+    report = write_poke_report(out, f"Pokes against MuJoCo: {checkpoint}", results, videos)
+    return PokeRun(summary_table(results), out / RESULTS, videos, report)
+
+
+@torch.no_grad()
+def custom_poke(
+    checkpoint: str | Path,
+    point: list[float],
+    vector: list[float],
+    *,
+    out: str | Path | None = None,
+    seed: int = 1000,
+    steps: int = 6,
+    then: int = 4,
+    device: str = "auto",
+    sample_steps: int | None = None,
+    solver: str | None = None,
+    average: bool = True,
+) -> Path:
+    """One poke of your own at pixel ``point`` (x, y) with ``vector`` (dx, dy pixels per step)
+    for ``steps`` steps, then ``then`` steps with no control, from the first frame of
+    PushMulti-v0 reset with ``seed``; writes ``out/custom_poke.mp4`` and returns its path."""
+    if vector is None or len(point) != 2 or len(vector) != 2:
+        raise ValueError(
+            f"point={point}, vector={vector}; expected [x, y] pixels and [dx, dy] pixels per step"
+        )
+    dev = resolve_device(device)
+    model, _ = load_pokeable(checkpoint, dev, average, sample_steps, solver)
+    out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "poke"
+    out.mkdir(parents=True, exist_ok=True)
+    env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
+    env.reset(seed=int(seed))
+    frame = to_tensor_frames(env.render_rgb(), dev)[None, None]
+    env.close()
+    with seeded_sampling(model, seed, dev):
+        pred = model.poke(
+            frame, torch.tensor([[list(point)]]), torch.tensor([[list(vector)]]), steps, then
+        )
+    seq = to_numpy_frames(torch.cat([frame[0].float().div(255), pred[0]]))
+    return write_video(upscale(seq, 4), out / "custom_poke.mp4", fps=4)
