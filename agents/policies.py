@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
+
+if TYPE_CHECKING:  # typing only: collection workers need no MuJoCo import from here
+    from latentplay.envs.arm import ArmEnv
 
 PolicyFactory = Callable[..., "Policy"]
 
@@ -291,7 +294,7 @@ class ScriptedRun:
 
 
 def scripted_run(
-    env: Any,
+    env: ArmEnv,
     seed: int,
     steps: int,
     stop: Callable[[ScriptedRun], bool] | None = None,

@@ -64,6 +64,7 @@ class EndEffectorPoke:
         if sample_steps is not None and int(sample_steps) < 1:
             raise ValueError(f"sample_steps={sample_steps}; expected >= 1 ODE step")
         self.model, self.env = model, env
+        self.image_size = model.image_size
         self.sample_steps = None if sample_steps is None else int(sample_steps)
         self.half = model.image_size / 2.0
         jac = camera_jacobian(env)  # pixels per metre, as the analytic grounding reads it

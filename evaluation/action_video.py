@@ -13,7 +13,7 @@ import torch
 
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import tile, upscale, write_video
-from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
+from latentplay.utils.frames import to_float_frames, to_numpy_frames, to_tensor_frames
 from latentplay.world_models.protocol import Actions, LocalActionUsage, WorldModel
 
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
@@ -58,6 +58,6 @@ def action_video(
     videos = []
     for name, acts in cells:
         frames = model.rollout(frame, acts)[0]  # (steps, 3, H, W)
-        seq = torch.cat([frame[0].float() / 255, frames], dim=0)
+        seq = torch.cat([to_float_frames(frame[0]), frames], dim=0)
         videos.append(_label(upscale(to_numpy_frames(seq), scale), name))
     return write_video(tile(videos, cols=4), path, fps=fps)

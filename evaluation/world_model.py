@@ -22,7 +22,7 @@ from latentplay.evaluation.action_video import action_video
 from latentplay.evaluation.report import metrics_table
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.utils.device import resolve_device
-from latentplay.utils.frames import to_tensor_frames
+from latentplay.utils.frames import to_float_frames, to_tensor_frames
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.world_models.checkpoint import check_frames_fit, load_model
 from latentplay.world_models.protocol import (
@@ -216,12 +216,12 @@ def _image_rows(
     clips = all_clips
     for i in range(0, len(clips), batch):
         x = to_tensor_frames(np.stack(clips[i : i + batch]), device)
-        real = _to_unit(x[:, 1:].float() / 255)
+        real = _to_unit(to_float_frames(x[:, 1:]))
         tf = _to_unit(model.teacher_forced(x))
         acts = model.infer_actions(x)
         ar = _to_unit(model.rollout(x[:, :1], acts))
         rnd = _to_unit(model.rollout(x[:, :1], _random_actions(model, x.shape[0], horizon, gen)))
-        previous = _to_unit(x[:, :-1].float() / 255)
+        previous = _to_unit(to_float_frames(x[:, :-1]))
         copy = np.repeat(previous[:, :1], horizon, axis=1)
         cap = lambda p: np.minimum(p, M.PSNR_CAP)  # noqa: E731
         rows["tf_psnr"].append(cap(M.psnr(tf, real)))
@@ -280,7 +280,7 @@ def mask_metrics(
         gt = reader.ground_truth(ep)
         if "masks" not in gt:
             return {}
-        masks = model.masks(_frames(reader, ep, device).float() / 255)[0, :, 0].cpu().numpy()
+        masks = model.masks(to_float_frames(_frames(reader, ep, device)))[0, :, 0].cpu().numpy()
         ious.append(M.mask_iou(masks, gt["masks"] == 1))
     return {"eval/mask/iou": float(np.concatenate(ious).mean())} if ious else {}
 

@@ -32,7 +32,7 @@ from latentplay.evaluation.world_model import image_metrics
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import upscale, write_video
 from latentplay.utils.device import resolve_device
-from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
+from latentplay.utils.frames import to_float_frames, to_numpy_frames, to_tensor_frames
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.world_models.checkpoint import check_frames_fit, load_model
 from latentplay.world_models.protocol import Sampling, SparseFlowControl, seeded_sampling
@@ -169,5 +169,5 @@ def custom_poke(
         pred = model.poke(
             frame, torch.tensor([[list(point)]]), torch.tensor([[list(vector)]]), steps, then
         )
-    seq = to_numpy_frames(torch.cat([frame[0].float().div(255), pred[0]]))
+    seq = to_numpy_frames(torch.cat([to_float_frames(frame[0]), pred[0]]))
     return write_video(upscale(seq, 4), out / "custom_poke.mp4", fps=4)

@@ -64,6 +64,7 @@ class GlassGlobal:
 
     def __init__(self, glass: Glass) -> None:
         self.glass = glass
+        self.image_size = glass.image_size
         spec = glass.action_spec
         self.action_spec = ActionSpec(continuous=2, continuous_bound=spec.continuous_bound)
 
