@@ -40,13 +40,16 @@ demo: $(STAMP)
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json "include=[$(DEMO_YODA)/poke,runs/demo_yoda_counterfactual]"
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
+# One pytest-xdist worker per core (one torch thread each); tests that share a resource (a local
+# Ray) carry the same xdist_group and run on one worker.
+PYTEST := $(PY) -m pytest -q -n auto --dist loadgroup
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PYTEST) -m "not slow and not gpu"
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

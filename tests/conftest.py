@@ -7,10 +7,23 @@ Session datasets are read-only: a test that damages or extends one copies it fir
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker owns one of the machine's cores: one intra-op thread per
+    worker, inherited by the subprocesses its tests start, so that workers never oversubscribe
+    the CPU (two 2-thread trainings on 2 cores run several times slower than one after the
+    other)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

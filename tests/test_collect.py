@@ -266,7 +266,9 @@ def _ray_workers_alive() -> bool:
 KILL_AT = {"local": (0.002, 3, 0), "ray": (0.004, 2, 2)}
 
 
-@pytest.mark.parametrize("launcher", ["local", "ray"])
+@pytest.mark.parametrize(
+    "launcher", ["local", pytest.param("ray", marks=pytest.mark.xdist_group("ray"))]
+)
 def test_collect_is_resumable_after_sigkill(tmp_path: Path, launcher: str) -> None:
     """SIGKILL the whole collection mid-run (parent, forkserver and workers; or the driver and
     its local Ray), resume it: the same episodes as an uninterrupted local run. The Ray case

@@ -18,6 +18,8 @@ from latentplay.rollouts.format import read_sidecar
 from latentplay.rollouts.worker import CollectSpec
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra latentplay[distributed]")
+# One local Ray at a time: under pytest-xdist every Ray test runs on the same worker.
+pytestmark = pytest.mark.xdist_group("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).parent / "helpers"
