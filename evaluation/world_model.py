@@ -19,6 +19,7 @@ import torch
 
 from latentplay.evaluation import metrics as M
 from latentplay.evaluation.action_video import action_video
+from latentplay.evaluation.keypoints import keypoint_scores, keypoint_video
 from latentplay.evaluation.report import metrics_table
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.utils.device import resolve_device
@@ -28,6 +29,7 @@ from latentplay.world_models.checkpoint import check_frames_fit, load_model
 from latentplay.world_models.protocol import (
     Actions,
     ForegroundMasks,
+    KeypointTracks,
     RandomActions,
     SparseFlowControl,
     TeacherForcing,
@@ -331,6 +333,8 @@ def evaluate(
         results.update(r2_verdict(results))
     if isinstance(model, ForegroundMasks):
         results.update(mask_metrics(model, reader, test_eps, device))
+    if isinstance(model, KeypointTracks) and "object_pixel" in reader.ground_truth(test_eps[0]):
+        results.update(keypoint_scores(model, data, device=device))
     results.update(image_metrics(model, reader, test_eps, horizon, device, clips=max_clips))
     reader.close()
     return results
@@ -370,6 +374,15 @@ SUMMARY = [
     ("eval/local/delta_acc_wrist", "Δ-acc (wrist, held out)", ""),
     ("eval/local/delta_mse_wrist", "Δ-MSE (wrist, rad²)", ""),
     ("eval/mask/iou", "arm mask IoU", ">= 0.6"),
+    (
+        "eval/keypoints/probe_median_px",
+        "keypoints -> object positions, median error (px)",
+        "<= 1.0",
+    ),
+    ("eval/keypoints/probe_p90_px", "... p90 (px)", ""),
+    ("eval/keypoints/covered_2px", "object frames with a keypoint within 2 px", ">= 0.95"),
+    ("eval/keypoints/covered_2px_worst_object", "... the worst-covered object", ""),
+    ("eval/keypoints/action_r2_ee", "latent action -> end-effector motion R²", ">= 0.9"),
     ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ">= 28"),
     ("eval/image/tf_ssim", "SSIM teacher-forced", ""),
     ("eval/image/tf_copy_psnr", "PSNR copy-the-previous-frame baseline, one step (dB)", ""),
@@ -392,14 +405,15 @@ def _r2_target(results: dict[str, Any]) -> str:
 
 def summary_table(results: dict[str, Any]) -> str:
     """Markdown table of the headline metrics. The targets are GLASS's, shown for models with
-    global and local actions only (other models keep ΔPSNR's); the global shift R²'s is a
-    fraction of its reference (:func:`r2_verdict`)."""
+    global and local actions only (other models keep ΔPSNR's and the keypoint rows'); the
+    global shift R²'s is a fraction of its reference (:func:`r2_verdict`)."""
     glass = "eval/action/r2" in results
     rows = []
     for k, label, t in SUMMARY:
         if t == "r2":
             t = _r2_target(results)
-        rows.append((k, label, t if glass or k == "eval/control/delta_psnr" else ""))
+        own = glass or k == "eval/control/delta_psnr" or k.startswith("eval/keypoints/")
+        rows.append((k, label, t if own else ""))
     return metrics_table(results, rows)
 
 
@@ -437,6 +451,8 @@ def evaluate_checkpoint(
     made, note = None, None
     if video and isinstance(model, SparseFlowControl):
         note = "pokes and their videos, scored against MuJoCo: scripts/poke.py"
+    elif video and isinstance(model, KeypointTracks):
+        made = keypoint_video(model, data, path.with_name("keypoints.mp4"), device=dev)
     elif video:
         made = action_video(model.cpu(), data, path.with_name("actions.mp4"))
     return Evaluation(results, path, summary_table(results), made, note)

@@ -18,6 +18,7 @@ import numpy as np
 from latentplay.rollouts.format import FORMAT, FORMAT_VERSION, Episode, ShardWriter, split_of
 from latentplay.utils.io import provenance, write_json_atomic
 
+FRACTIONS = (0.7, 0.15, 0.15)  # train, val, test
 LIGHTS = np.array([[230, 40, 40], [40, 200, 60], [50, 90, 240], [240, 220, 40]], np.uint8)
 
 
@@ -57,7 +58,7 @@ def make_toy_dataset(
     bg = _background(size)
     lo, hi = sprite // 2, size - sprite // 2
     writer = ShardWriter(root / "shards", 0)
-    fractions = (0.7, 0.15, 0.15)
+    env_kwargs = {"size": size, "sprite": sprite, "max_shift": max_shift, "num_local": num_local}
     for e in range(episodes):
         center = rng.integers(lo, hi, 2).astype(np.int64)
         local = int(rng.integers(num_local))
@@ -83,7 +84,7 @@ def make_toy_dataset(
             Episode(
                 index=e,
                 seed=seed,
-                split=split_of(e, seed, fractions),
+                split=split_of(e, seed, FRACTIONS),
                 policy="toy",
                 frames=np.stack(frames),
                 actions=np.concatenate(
@@ -95,6 +96,21 @@ def make_toy_dataset(
                 state={},
             )
         )
+    _finish(root, writer, "toy/sprite", seed, steps, episodes, size, env_kwargs)
+    return root
+
+
+def _finish(
+    root: Path,
+    writer: ShardWriter,
+    env_id: str,
+    seed: int,
+    steps: int,
+    episodes: int,
+    size: int,
+    env_kwargs: dict,
+) -> None:
+    """Close the single shard and write ``meta.json`` with the splits."""
     shard = writer.close()
     splits = {
         s: [i for i, sp in zip(shard["episode_index"], shard["splits"], strict=True) if sp == s]
@@ -105,13 +121,8 @@ def make_toy_dataset(
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "env_id": "toy/sprite",
-            "env_kwargs": {
-                "size": size,
-                "sprite": sprite,
-                "max_shift": max_shift,
-                "num_local": num_local,
-            },
+            "env_id": env_id,
+            "env_kwargs": env_kwargs,
             "seed": seed,
             "steps": steps,
             "episodes": episodes,
@@ -125,4 +136,111 @@ def make_toy_dataset(
             "splits": splits,
         },
     )
+
+
+AGENT = np.array([245, 245, 245], np.uint8)
+
+
+def _push_step(
+    agent: np.ndarray, objects: np.ndarray, move: np.ndarray, half: int, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The agent moves by ``move``; an object it would overlap is pushed along by the same move
+    (and an object that one overlaps, in turn). A move that would push an object out of the
+    frame is cancelled: the agent stays put."""
+    new_agent, new_objects = agent + move, objects.copy()
+    if not np.all((lo <= new_agent) & (new_agent < hi)):
+        return agent, objects
+    movers = [new_agent]
+    for _ in range(len(objects)):
+        pushed = False
+        for i, o in enumerate(new_objects):
+            if any(np.all(np.abs(o - m) < 2 * half) for m in movers) and not np.array_equal(
+                o, objects[i] + move
+            ):
+                new_objects[i] = o + move
+                movers.append(new_objects[i])
+                pushed = True
+        if not pushed:
+            break
+    if not np.all((lo <= new_objects) & (new_objects < hi)):
+        return agent, objects
+    return new_agent, new_objects
+
+
+def make_push_toy_dataset(
+    root: str | Path,
+    episodes: int = 64,
+    steps: int = 16,
+    size: int = 32,
+    sprite: int = 6,
+    max_shift: int = 2,
+    num_objects: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A known-answer scene for object-centric models: a white agent square moved by the true
+    action (an integer shift in ``[-max_shift, max_shift]^2``, repeated for a few steps so that
+    the agent travels) and ``num_objects`` coloured squares that move only when the agent (or
+    an object it pushes) runs into them. Ground truth: ``action`` (T, 2) px, ``agent`` (T+1, 2)
+    and ``objects`` (T+1, n, 2) pixel centres."""
+    if not 1 <= num_objects <= len(LIGHTS):
+        raise ValueError(f"num_objects={num_objects}; expected 1..{len(LIGHTS)}")
+    root = Path(root)
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    bg = _background(size)
+    half = sprite // 2
+    lo, hi = half, size - half
+    writer = ShardWriter(root / "shards", 0)
+
+    def draw(agent: np.ndarray, objects: np.ndarray) -> np.ndarray:
+        img = bg.copy()
+        for colour, (cx, cy) in zip(
+            [*LIGHTS[: len(objects)], AGENT], [*objects, agent], strict=True
+        ):
+            img[cy - half : cy + half, cx - half : cx + half] = colour
+        return img
+
+    for e in range(episodes):
+        spots: list[np.ndarray] = []
+        while len(spots) < num_objects + 1:  # no two squares overlap at the start
+            xy = rng.integers(lo, hi, 2)
+            if all(np.abs(xy - t).max() >= 2 * half + 1 for t in spots):
+                spots.append(xy)
+        agent, objects = spots[-1].astype(np.int64), np.array(spots[:-1], np.int64)
+        frames, agents, objs, moves = [draw(agent, objects)], [agent], [objects], []
+        move = rng.integers(-max_shift, max_shift + 1, 2)
+        for t in range(steps):
+            if t % 3 == 0:  # a new heading every 3 steps
+                move = rng.integers(-max_shift, max_shift + 1, 2)
+            new_agent, objects = _push_step(agent, objects, move, half, lo, hi)
+            moves.append((new_agent - agent).astype(np.float64))
+            agent = new_agent
+            frames.append(draw(agent, objects))
+            agents.append(agent)
+            objs.append(objects)
+        actions = np.stack(moves)
+        writer.add(
+            Episode(
+                index=e,
+                seed=seed,
+                split=split_of(e, seed, FRACTIONS),
+                policy="toy",
+                frames=np.stack(frames),
+                actions=actions.astype(np.float32),
+                rewards=np.zeros(steps),
+                per_frame={
+                    "agent": np.stack(agents).astype(np.float64),
+                    "objects": np.stack(objs).astype(np.float64),
+                },
+                per_step={"action": actions},
+                state={},
+            )
+        )
+    env_kwargs = {
+        "size": size,
+        "sprite": sprite,
+        "max_shift": max_shift,
+        "num_objects": num_objects,
+    }
+    _finish(root, writer, "toy/push", seed, steps, episodes, size, env_kwargs)
     return root

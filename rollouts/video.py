@@ -39,6 +39,27 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
     return frames.repeat(factor, axis=-3).repeat(factor, axis=-2)
 
 
+def draw_keypoints(frames: np.ndarray, points: np.ndarray, scale: int = 4) -> np.ndarray:
+    """``(T, H, W, 3) uint8`` frames and ``(T, K, 2)`` pixel points -> frames ``scale`` times
+    larger with each keypoint a coloured dot (one colour per keypoint)."""
+    import cv2
+
+    k = points.shape[1]
+    hues = (np.arange(k) * 180 // max(k, 1)).astype(np.uint8)
+    colours = cv2.cvtColor(
+        np.stack([hues, np.full(k, 255), np.full(k, 255)], -1)[None].astype(np.uint8),
+        cv2.COLOR_HSV2RGB,
+    )[0]
+    out = []
+    for f, pts in zip(frames, points, strict=True):
+        big = np.ascontiguousarray(upscale(f, scale))
+        for c, (x, y) in zip(colours, pts, strict=True):
+            centre = (round((x + 0.5) * scale - 0.5), round((y + 0.5) * scale - 0.5))
+            cv2.circle(big, centre, max(2, scale // 2), tuple(int(v) for v in c), -1)
+        out.append(big)
+    return np.stack(out)
+
+
 def write_video(frames: np.ndarray, path: str | Path, fps: float, scale: int = 1) -> Path:
     """Write ``(T, H, W, 3) uint8`` frames to ``.mp4`` (H.264) or ``.gif``, atomically."""
     from moviepy import ImageSequenceClip

@@ -92,7 +92,7 @@ def test_poke_config_names_what_is_missing() -> None:
 def test_config_groups_are_found() -> None:
     assert {"reach", "push", "push_multi"} <= set(ENVS)
     assert {"random", "scripted", "sb3", "mixture"} <= set(POLICIES)
-    assert {"glass", "yoda"} <= set(MODELS) and {"cem", "mppi"} <= set(PLANNERS)
+    assert {"glass", "keypoints", "yoda"} <= set(MODELS) and {"cem", "mppi"} <= set(PLANNERS)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -166,6 +166,22 @@ def test_yoda_config_builds_every_size(size: str, toy_dataset) -> None:
     run = instantiate(c["model"])(data=c["data"], split=c["split"])
     assert isinstance(run.model, Yoda) and run.model.model_args()["size"] == size
     assert run.model.image_size == 32 and run.dataset.clip_length == 8
+    bad = {**c["model"], "colour": 1}
+    with pytest.raises(TypeError, match="colour"):
+        instantiate(bad)(data=c["data"], split="train")
+
+
+def test_keypoints_config_builds_the_model_its_schedule_and_its_background(toy_dataset) -> None:
+    from latentplay.world_models.keypoints import Keypoints
+
+    data = toy_dataset(episodes=4, steps=8, size=32)
+    c = plain(_compose(f"data={data}", "model=keypoints", "model.clip_length=4", name="train"))
+    run = instantiate(c["model"])(data=c["data"], split=c["split"])
+    assert isinstance(run.model, Keypoints) and run.model.image_size == 32
+    assert run.model.num_keypoints == c["model"]["num_keypoints"]
+    assert run.objective.schedule.perception_steps == c["model"]["schedule"]["perception_steps"]
+    assert run.dataset.clip_length == c["model"]["clip_length"]
+    assert float(run.model.background.max()) > 0  # the median of the training frames
     bad = {**c["model"], "colour": 1}
     with pytest.raises(TypeError, match="colour"):
         instantiate(bad)(data=c["data"], split="train")

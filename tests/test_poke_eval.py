@@ -79,6 +79,14 @@ class ReplayModel:
         assert points.shape[:3] == (frames.shape[0], 8, 1)  # one poke per step
         return self._replay(frames)
 
+    # The rest of SparseFlowControl, which the object error does not use.
+    image_size = 64
+
+    def control_map(self, points, vectors, present=None):
+        raise AssertionError("not used by object_error")
+
+    step_control = simulate = control_map
+
 
 class FrozenModel(ReplayModel):
     def _replay(self, context):
@@ -111,9 +119,12 @@ def test_object_error_of_the_true_video_is_near_zero_and_of_a_frozen_one_is_copy
     for suffix in ("", "_parsed"):
         assert true[f"eval/objects/err8{suffix}_px"] < 0.5
         assert true[f"eval/objects/copy_over_model8{suffix}"] > 4
+        # the true video moves still objects exactly as often as the detector reads it does
+        assert true[f"eval/objects/still_moved{suffix}"] == true["eval/objects/still_moved_truth"]
     frozen = object_error(FrozenModel(tmp_path / "multi"), tmp_path / "multi", detector, ppm)
     assert frozen["eval/objects/copy_over_model8"] == pytest.approx(1.0)
     assert frozen["eval/objects/copy_over_model8_parsed"] == pytest.approx(1.0)
+    assert frozen["eval/objects/still_moved_parsed"] == 0.0  # nothing moves in a frozen video
 
 
 def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:

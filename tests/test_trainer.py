@@ -118,3 +118,36 @@ def _rows(run: Path) -> list[dict]:
     import json
 
     return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_bf16_autocast_trains_in_bf16_resumes_exactly_and_keeps_fp32_weights(
+    toy: Path, tmp_path: Path
+) -> None:
+    from latentplay.world_models.train import uses_bf16
+
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        _settings(precision="fp16")
+    assert uses_bf16("bf16", torch.device("cpu")) and not uses_bf16("fp32", torch.device("cpu"))
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    objective = YodaObjective(YodaSchedule(clip_length=4))
+    seen: list[torch.dtype] = []
+
+    def spy(model, clip, step):  # the dtype the network's convolutions compute in
+        with torch.no_grad():
+            seen.append(nn.functional.conv2d(clip[:, 0], torch.ones(1, 3, 1, 1)).dtype)
+        return objective(model, clip, step)
+
+    kw = dict(precision="bf16", lr=1e-3)
+    train(_model(), spy, data, tmp_path / "a", _settings(max_steps=4, **kw))
+    assert seen and set(seen) == {torch.bfloat16}
+    train(_model(), objective, data, tmp_path / "b", _settings(max_steps=2, **kw))
+    train(_model(), objective, data, tmp_path / "b", _settings(max_steps=4, **kw), resume=True)
+    a, b = (read_checkpoint(tmp_path / r / "checkpoints" / "last.pt") for r in "ab")
+    for k, v in a["model"].items():
+        assert not v.is_floating_point() or v.dtype == torch.float32, k
+        torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=k)
+    train(_model(), objective, data, tmp_path / "c", _settings(max_steps=4, lr=1e-3))
+    c = read_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")
+    assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items()), (
+        "bf16 and fp32 training gave the same weights: autocast did nothing"
+    )

@@ -27,9 +27,10 @@ class CheckpointMismatchError(ValueError):
 
 def model_registry() -> dict[str, type[nn.Module]]:
     from latentplay.world_models.glass import Glass
+    from latentplay.world_models.keypoints import Keypoints
     from latentplay.world_models.yoda import Yoda
 
-    return {Glass.name: Glass, Yoda.name: Yoda}
+    return {m.name: m for m in (Glass, Keypoints, Yoda)}
 
 
 def build_model(name: str, args: dict[str, Any]) -> nn.Module:

@@ -5,9 +5,9 @@ Frames are ``(B, T, 3, H, W)``, uint8 in [0, 255] or float in [0, 1]; decoded fr
 rollout can branch from any state without touching the model.
 
 Beside the contract, small runtime-checkable protocols declare what only some models can do
-(a frame size, teacher-forced prediction, masks, random actions, a state embedding, a true start
-state, sampled frames, sparse-flow pokes). Callers ask ``isinstance(model, Capability)``, never
-``hasattr`` or a model's name.
+(a frame size, teacher-forced prediction, masks, random actions, a state embedding, keypoints,
+a true start state, sampled frames, sparse-flow pokes). Callers ask
+``isinstance(model, Capability)``, never ``hasattr`` or a model's name.
 """
 
 from __future__ import annotations
@@ -114,6 +114,15 @@ class LocalActionUsage(Protocol):
 class StateEmbedding(Protocol):
     def embed(self, state: Any) -> torch.Tensor:
         """A vector per state, ``(B, D)``, in which a planner can take distances."""
+
+
+@runtime_checkable
+class KeypointTracks(Protocol):
+    image_size: int
+
+    def keypoints_px(self, frames: torch.Tensor) -> torch.Tensor:
+        """The model's keypoints in pixels, ``(B, T, 3, H, W) -> (B, T, K, 2)`` (x, y; 0 at
+        the first pixel's centre)."""
 
 
 @runtime_checkable

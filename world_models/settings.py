@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class TrainerSettings:
     # The decay warms up as min(ema_decay, (1 + n) / (10 + n)) over the n updates: 0.999 is
     # reached after ~9k steps.
     ema_decay: float | None = None
+    # Forward passes in bf16 autocast ("bf16"), in fp32 ("fp32"), or "auto": bf16 where the
+    # device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else fp32.
+    # Weights, optimizer state and checkpoints stay fp32 either way.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None:
@@ -49,6 +54,10 @@ class TrainerSettings:
             )
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ValueError(f"trainer.lr_min_ratio={self.lr_min_ratio}; expected in [0, 1]")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"trainer.precision={self.precision!r}; expected one of {list(PRECISIONS)}"
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"trainer.ema_decay={self.ema_decay}; expected in (0, 1) or null")
 

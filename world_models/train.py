@@ -88,6 +88,28 @@ class TrainingRun:
     before_checkpoint: Callable[[nn.Module], None] | None = None
 
 
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``trainer.precision`` means bf16 autocast on ``device`` (``auto``: where the
+    hardware computes bf16 natively)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def frame_size(data: str | Path) -> int:
     """The side of a dataset's square frames, from its meta.json (models take square frames)."""
     meta = load_meta(data)
@@ -257,6 +279,7 @@ def _train(
     main = ctx.is_main
     torch.manual_seed(_rank_seed(settings.seed, ctx.rank))
     model.to(device)
+    bf16 = uses_bf16(settings.precision, device)
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
@@ -361,10 +384,12 @@ def _train(
                 last_ckpt = time.monotonic()
             t0 = time.perf_counter()
             clip = to_float_frames(batcher.next().to(device))
-            if engine is not None:
-                loss, terms = engine(clip, step)
-            else:
-                loss, terms = step_fn(model, clip, step)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                if engine is not None:
+                    loss, terms = engine(clip, step)
+                else:
+                    loss, terms = step_fn(model, clip, step)
+            loss = loss.float()
             # All ranks stop together (a rank raising alone would leave the others waiting in
             # the gradient all-reduce).
             if distributed.any_over_ranks(not bool(torch.isfinite(loss)), device):

@@ -35,7 +35,12 @@ from latentplay.utils.device import resolve_device
 from latentplay.utils.frames import to_float_frames, to_numpy_frames, to_tensor_frames
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.world_models.checkpoint import check_frames_fit, load_model
-from latentplay.world_models.protocol import Sampling, SparseFlowControl, seeded_sampling
+from latentplay.world_models.protocol import (
+    RandomActions,
+    Sampling,
+    SparseFlowControl,
+    seeded_sampling,
+)
 
 
 def evaluate_pokes(
@@ -75,15 +80,17 @@ def load_pokeable(
     sample_steps: int | None = None,
     solver: str | None = None,
 ) -> tuple[PokeableModel, dict[str, Any]]:
-    """A sparse-flow model from ``checkpoint`` (its weight average unless ``average=False``),
-    sampling with ``sample_steps`` ODE steps of ``solver`` (None: as trained)."""
+    """A model the poke benchmark can drive from ``checkpoint`` (its weight average unless
+    ``average=False``); a sampling one samples with ``sample_steps`` ODE steps of ``solver``
+    (None: as trained)."""
     model, ckpt = load_model(checkpoint, device, average=average)
-    if not isinstance(model, SparseFlowControl) or not isinstance(model, Sampling):
+    if not isinstance(model, SparseFlowControl) and not isinstance(model, RandomActions):
         raise ValueError(
-            f"{checkpoint}: a {ckpt['model_name']} model cannot be poked; "
-            "expected a sparse-flow model (model=yoda)"
+            f"{checkpoint}: a {ckpt['model_name']} model cannot be poked; expected a model "
+            "poked by sparse flow (model=yoda) or one that parses actions (model=keypoints)"
         )
-    model.set_sampler(sample_steps, solver)
+    if isinstance(model, Sampling):
+        model.set_sampler(sample_steps, solver)
     return model, ckpt
 
 

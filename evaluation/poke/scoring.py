@@ -33,17 +33,22 @@ from latentplay.world_models.protocol import (
 COS_ANGLE = 2**-0.5  # angle match: within 45 degrees
 
 
-class PokeableModel(WorldModel, SparseFlowControl, Sampling, RandomActions, Protocol):
-    """What the poke benchmark drives: a world model poked by sparse flow, which samples its
-    frames and draws random pokes (YODA)."""
+class PokeableModel(WorldModel, RandomActions, Protocol):
+    """What the poke benchmark drives: a world model that draws random actions; poked by
+    sparse flow at the end effector when it takes pokes (:class:`SparseFlowControl`, YODA),
+    else driven by the actions it parses from the true branch (the keypoint model)."""
 
 
 @torch.no_grad()
 def predict_pokes(
-    model: SparseFlowControl, queries: list[PokeQuery], device: torch.device
+    model: PokeableModel, queries: list[PokeQuery], device: torch.device
 ) -> np.ndarray:
-    """Model frames ``(N, steps, H, W, 3)`` uint8 under the end-effector pokes of each query."""
+    """Model frames ``(N, steps, H, W, 3)`` uint8 under the end-effector pokes of each query
+    (a model that takes no pokes: under the actions it parses from the true branch)."""
     ctx = to_tensor_frames(np.stack([q.context for q in queries]), device)
+    if not isinstance(model, SparseFlowControl):
+        branch = to_tensor_frames(np.stack([q.frames for q in queries]), device)
+        return to_numpy_frames(model.rollout(ctx, model.infer_actions(branch)))
     ee = torch.from_numpy(np.stack([q.ee_px for q in queries])).float()  # (N, S+1, 2)
     # camera pixels have their centres at c + 0.5; the model's controls are pixel indices
     points, vectors = ee[:, :-1, None] - 0.5, (ee[:, 1:] - ee[:, :-1])[:, :, None]
@@ -124,7 +129,7 @@ def score_pokes(
 
 @torch.no_grad()
 def object_error(
-    model: PokeableModel,
+    model: WorldModel,
     data: str | Path,
     detector: ObjectDetector,
     px_per_m: float,
@@ -136,13 +141,14 @@ def object_error(
     """Object-position error (px) after ``horizon`` steps from one frame, beside copy-the-
     last-frame, over clips of test episodes in which some object moved more than 1 cm.
 
-    Two ways to drive the model: **end-effector pokes** (``err``: one poke per step at the
-    end effector's pixel with its motion, from the clip's ground truth; where the objects go is
-    the model's to predict: the headline figure), and the **parsed sparse flow** of the real
-    clip (``err_parsed``: k points drawn from the clip's own optical flow, which hands the
-    model the moving objects' flow too: how well it follows given flow). Positions are read by
-    the detector in every video; an object it misses in a predicted frame counts at its
-    first-frame position, and the rate of misses is reported.
+    Two ways to drive the model: the **actions parsed from the real clip** (``err_parsed``:
+    ``infer_actions`` on the clip; for a sparse-flow model that hands it the moving objects'
+    flow too), and, for models poked by sparse flow, **end-effector pokes** (``err``: one poke
+    per step at the end effector's pixel with its motion, from the clip's ground truth; where
+    the objects go is the model's to predict). Positions are read by the detector in every
+    video; an object it misses in a predicted frame counts at its first-frame position, and
+    the rate of misses is reported. ``still_moved``: how often an object that truly stayed put
+    (< 0.5 cm) is predicted to move > 1 cm, beside the detector's own rate on the true frames.
     """
     reader = EpisodeReader(data)
     check_frames_fit(model, reader.meta, data)
@@ -155,43 +161,58 @@ def object_error(
             travel = np.linalg.norm(pos[1] - pos[0], axis=1) * act
             if travel.max() > MOVED_M:
                 clips.append(frames[s : s + horizon + 1])
-                truth.append((gt["object_pixel"][s + horizon], act))
+                truth.append((gt["object_pixel"][s + horizon], act, act & (travel < MOVED_M / 2)))
                 ee.append(gt["ee_pixel"][s : s + horizon + 1])
     reader.close()
     if not clips:
         raise ValueError(f"{data}: no test clip in which an object moved more than 1 cm")
+    modes = ("ee", "parsed") if isinstance(model, SparseFlowControl) else ("parsed",)
+    lim = MOVED_M * px_per_m
     pick = np.linspace(0, len(clips) - 1, min(max_clips, len(clips))).round().astype(int)
-    errs: dict[str, list[float]] = {"ee": [], "parsed": [], "copy": []}
-    missed: dict[str, list[bool]] = {"ee": [], "parsed": []}
+    errs: dict[str, list[float]] = {m: [] for m in (*modes, "copy")}
+    missed: dict[str, list[bool]] = {m: [] for m in modes}
+    still: dict[str, list[bool]] = {m: [] for m in (*modes, "truth")}
     for i in range(0, len(pick), batch):
         idx = pick[i : i + batch]
         x = to_tensor_frames(np.stack([clips[j] for j in idx]), device)
-        track = torch.from_numpy(np.stack([ee[j] for j in idx])).float()  # (b, horizon + 1, 2)
-        preds = {
-            "ee": model.poke(
+        preds = {"parsed": model.rollout(x[:, :1], model.infer_actions(x))[:, -1]}
+        if isinstance(model, SparseFlowControl):
+            track = torch.from_numpy(np.stack([ee[j] for j in idx])).float()  # (b, h + 1, 2)
+            preds["ee"] = model.poke(
                 x[:, :1], track[:, :-1, None] - 0.5, (track[:, 1:] - track[:, :-1])[:, :, None]
-            )[:, -1],
-            "parsed": model.rollout(x[:, :1], model.infer_actions(x))[:, -1],
-        }
+            )[:, -1]
         first_uv = detector.locate(np.stack([clips[j][0] for j in idx])).uv
-        for name, pred in preds.items():
-            pred_uv = detector.locate_chw(pred).uv
+        last_uv = detector.locate(np.stack([clips[j][-1] for j in idx])).uv
+        for name in modes:
+            pred_uv = detector.locate_chw(preds[name]).uv
             for b, j in enumerate(idx):
-                gt_uv, act = truth[j]
+                gt_uv, act, stay = truth[j]
                 p = np.where(np.isfinite(pred_uv[b]), pred_uv[b], first_uv[b])
                 missed[name].extend((~np.isfinite(pred_uv[b][act]).all(axis=1)).tolist())
                 errs[name].extend(np.linalg.norm(p[act] - gt_uv[act], axis=1).tolist())
+                still[name].extend((np.linalg.norm(p - first_uv[b], axis=1)[stay] > lim).tolist())
         for b, j in enumerate(idx):
-            gt_uv, act = truth[j]
+            gt_uv, act, stay = truth[j]
             errs["copy"].extend(np.linalg.norm(first_uv[b][act] - gt_uv[act], axis=1).tolist())
+            seen = np.nan_to_num(np.linalg.norm(last_uv[b] - first_uv[b], axis=1))
+            still["truth"].extend((seen[stay] > lim).tolist())
     c = float(np.nanmean(errs["copy"]))
-    out: dict[str, Any] = {f"eval/objects/copy{horizon}_px": c, "eval/objects/clips": len(pick)}
+    out: dict[str, Any] = {
+        f"eval/objects/copy{horizon}_px": c,
+        "eval/objects/clips": len(pick),
+        "eval/objects/still_moved_truth": float(np.mean(still["truth"])) if still["truth"] else 0.0,
+    }
     for name, suffix in (("ee", ""), ("parsed", "_parsed")):
+        if name not in modes:
+            continue
         m = float(np.nanmean(errs[name]))
         out[f"eval/objects/err{horizon}{suffix}_px"] = m
         out[f"eval/objects/err{horizon}{suffix}_cm"] = m / px_per_m * 100
         out[f"eval/objects/copy_over_model{horizon}{suffix}"] = c / m if m > 0 else float("inf")
         out[f"eval/objects/missed{suffix}"] = float(np.mean(missed[name]))
+        out[f"eval/objects/still_moved{suffix}"] = (
+            float(np.mean(still[name])) if still[name] else 0.0
+        )
     return out
 
 
@@ -214,12 +235,13 @@ def step_times(
 
 
 def frame_time(model: PokeableModel, device: torch.device, repeats: int = 10) -> dict[str, Any]:
-    """Median seconds per generated 64x64 frame (batch 1) at the model's default ODE steps."""
-    return {
-        "eval/speed/s_per_frame": float(np.median(step_times(model, device, repeats))),
-        "eval/speed/ode_steps": model.sample_steps,
-        "eval/speed/solver": model.solver,
+    """Median seconds per step (batch 1; a sampling model at its default ODE steps)."""
+    out: dict[str, Any] = {
+        "eval/speed/s_per_frame": float(np.median(step_times(model, device, repeats)))
     }
+    if isinstance(model, Sampling):
+        out.update({"eval/speed/ode_steps": model.sample_steps, "eval/speed/solver": model.solver})
+    return out
 
 
 @torch.no_grad()
@@ -227,13 +249,22 @@ def one_step_psnr(
     model: PokeableModel, queries: list[PokeQuery], pred: np.ndarray, device: torch.device
 ) -> dict[str, float]:
     """PSNR of the first poked frame against MuJoCo's, beside copying the start frame and
-    the model's unconditioned step: does one poke from a real frame do the right thing?"""
+    the model's unconditioned step (a model that takes no pokes: a random action): does one
+    poke from a real frame do the right thing?"""
     true = np.stack([q.frames[1] for q in queries]).astype(np.float64) / 255
     start = np.stack([q.frames[0] for q in queries])
     ctx = to_tensor_frames(np.stack([q.context for q in queries]), device)
+    gen = torch.Generator().manual_seed(0)
+
+    def free_step(c: torch.Tensor) -> torch.Tensor:
+        if isinstance(model, SparseFlowControl):
+            return model.simulate(c, 1)[:, 0]
+        acts = model.random_actions(len(c), 1, gen)
+        return model.rollout(c, type(acts)(*(a if a is None else a.to(device) for a in acts)))[:, 0]
+
     free = np.concatenate(
         [
-            model.simulate(ctx[i : i + 16], 1)[:, 0].permute(0, 2, 3, 1).cpu().numpy()
+            free_step(ctx[i : i + 16]).permute(0, 2, 3, 1).cpu().numpy()
             for i in range(0, len(queries), 16)
         ]
     )

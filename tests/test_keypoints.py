@@ -1,0 +1,209 @@
+"""The keypoint world model: the contract, losses with known answers, dynamics that move
+nothing on its own, exact resume across the phase switch, and learning a toy scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers.train_settings import quick_settings
+
+from latentplay.evaluation import metrics as M
+from latentplay.rollouts.format import EpisodeReader
+from latentplay.rollouts.toy import make_push_toy_dataset
+from latentplay.rollouts.video import draw_keypoints
+from latentplay.utils.frames import to_tensor_frames
+from latentplay.world_models.checkpoint import load_model
+from latentplay.world_models.keypoints import Keypoints
+from latentplay.world_models.keypoints.dynamics import InteractionDynamics
+from latentplay.world_models.keypoints.perception import (
+    coverage_loss,
+    pixel_grid,
+    separation_loss,
+    to_pixels,
+)
+from latentplay.world_models.keypoints.train import KeypointSchedule, keypoints_training
+from latentplay.world_models.protocol import (
+    Actions,
+    RandomActions,
+    StateEmbedding,
+    WorldModel,
+)
+from latentplay.world_models.train import train
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_push_toy_dataset(tmp_path_factory.mktemp("push_toy") / "toy", episodes=64)
+
+
+def _model(**kw) -> Keypoints:
+    torch.manual_seed(0)
+    return Keypoints(image_size=32, num_keypoints=4, action_dim=2, **kw)
+
+
+# ---------------------------------------------------------------------------- the contract
+def test_contract_shapes_and_capabilities() -> None:
+    m = _model().eval()
+    assert isinstance(m, WorldModel)
+    assert isinstance(m, StateEmbedding) and isinstance(m, RandomActions)
+    x = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
+    acts = m.infer_actions(x)
+    assert acts.continuous.shape == (2, 4, 2) and acts.discrete is None
+    frames = m.rollout(x[:, :2], acts)
+    assert frames.shape == (2, 4, 3, 32, 32)
+    assert float(frames.detach().min()) >= 0 and float(frames.detach().max()) <= 1
+    s = m.encode(x)
+    assert s.pos.shape == (2, 4, 2) and m.embed(s).shape == (2, 8)
+    torch.testing.assert_close(s.vel, s.pos - m.encode(x[:, :4]).pos)
+    with torch.no_grad():
+        a = Actions(continuous=torch.zeros(2, 2))
+        torch.testing.assert_close(m.step(s, a).pos, m.step(s, a).pos)  # s was not changed
+    with pytest.raises(ValueError, match=r"expected \(B, 2\)"):
+        m.step(s, Actions(continuous=torch.zeros(2, 3)))
+    r = m.random_actions(3, 5, torch.Generator().manual_seed(0))
+    assert r.continuous.shape == (3, 5, 2)
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="image_size=33"):
+        Keypoints(image_size=33)
+    with pytest.raises(ValueError, match="num_keypoints=0"):
+        Keypoints(num_keypoints=0)
+    with pytest.raises(ValueError, match=r"background frames of shape \(4, 3, 16, 16\)"):
+        _model().set_background(torch.zeros(4, 3, 16, 16))
+
+
+def test_background_is_the_median_frame() -> None:
+    m = _model()
+    frames = torch.zeros(5, 3, 32, 32, dtype=torch.uint8)
+    frames[:3] = 255  # three of five frames white
+    frames[4, :, :4, :4] = 255  # an object in one frame only: not in the median
+    m.set_background(frames)
+    assert torch.all(m.background == 1.0)
+    frames[:3] = 0
+    m.set_background(frames)
+    assert torch.all(m.background == 0.0)
+
+
+# ---------------------------------------------------------------------------- losses
+def test_coverage_is_zero_on_the_foreground_and_grows_with_distance() -> None:
+    fg = torch.zeros(1, 1, 8, 8)
+    fg[0, 0, 1, 2] = fg[0, 0, 6, 5] = 1.0  # two single-pixel objects
+    grid = pixel_grid(8)
+    on = torch.stack([grid[1 * 8 + 2], grid[6 * 8 + 5]])[None]
+    assert float(coverage_loss(on, fg, temperature=1e-4)) == pytest.approx(0.0, abs=1e-6)
+    # both keypoints on one object: the other object is uncovered, at a known distance
+    piled = torch.stack([grid[1 * 8 + 2], grid[1 * 8 + 2]])[None]
+    d2 = float((grid[6 * 8 + 5] - grid[1 * 8 + 2]).pow(2).sum())
+    assert float(coverage_loss(piled, fg, temperature=1e-4)) == pytest.approx(d2 / 2, rel=1e-3)
+
+
+def test_separation_falls_as_keypoints_spread() -> None:
+    near = torch.tensor([[[0.0, 0.0], [0.01, 0.0]]])
+    far = torch.tensor([[[0.0, 0.0], [0.5, 0.0]]])
+    assert float(separation_loss(near, 0.05)) > 0.9 > 1e-6 > float(separation_loss(far, 0.05))
+
+
+def test_pixels_of_the_grid_are_the_pixel_indices() -> None:
+    px = to_pixels(pixel_grid(4), 4)
+    assert px[:4, 0].tolist() == [0, 1, 2, 3] and px[::4, 1].tolist() == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------------------- dynamics
+def test_nothing_moves_unless_driven_or_touched() -> None:
+    """Known answer by construction: with the gates of keypoints 1-3 shut, no velocity and
+    keypoint 0 (the agent) far from the others, only keypoint 0 moves, whatever the weights;
+    once it is near keypoint 1 its push reaches keypoint 1, and still not the far ones."""
+    torch.manual_seed(1)
+    dyn = InteractionDynamics(num_keypoints=4, action_dim=2, hidden=16)
+    with torch.no_grad():
+        dyn.gate_logit.copy_(torch.tensor([20.0, -40.0, -40.0, -40.0]))
+    pos = torch.tensor([[[-0.8, -0.8], [0.8, 0.8], [-0.8, 0.8], [0.8, -0.8]]])
+    vel, action = torch.zeros(1, 4, 2), torch.randn(1, 2)
+    disp = dyn(pos, vel, action)
+    assert disp[0, 0].abs().sum() > 1e-3
+    torch.testing.assert_close(disp[0, 1:], torch.zeros(3, 2), atol=1e-6, rtol=0)
+    pos[0, 0] = pos[0, 1] - torch.tensor([0.05, 0.0])  # the agent beside keypoint 1
+    disp = dyn(pos, vel, action)
+    assert disp[0, 1].abs().sum() > 1e-4
+    torch.testing.assert_close(disp[0, 2:], torch.zeros(2, 2), atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------- training
+def test_resume_across_the_phase_switch_is_exact(toy: Path, tmp_path: Path) -> None:
+    schedule = KeypointSchedule(perception_steps=3, horizon_start=2, horizon_end=3)
+
+    def build() -> tuple:
+        torch.manual_seed(0)
+        run = keypoints_training(
+            str(toy), num_keypoints=4, action_dim=2, clip_length=4, schedule=schedule
+        )
+        return run.model, run.objective, run.dataset
+
+    straight = build()
+    train(*straight[:2], straight[2], tmp_path / "a", quick_settings(max_steps=6))
+    second = build()
+    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=2))
+    second = build()
+    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=6), resume=True)
+    a, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
+    b, _ = load_model(tmp_path / "b" / "checkpoints" / "last.pt")
+    for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
+    assert float(a.background.max()) > 0  # the reference frame travels with the checkpoint
+
+
+def test_keypoint_video_draws_a_dot_per_keypoint() -> None:
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    out = draw_keypoints(frames, np.array([[[1.0, 1.0], [6.0, 6.0]]] * 2), scale=4)
+    assert out.shape == (2, 32, 32, 3)
+    assert out[0, 5, 5].any() and out[0, 25, 25].any() and not out[0, 16, 16].any()
+
+
+def _probes(model: Keypoints, root: Path) -> tuple[float, float]:
+    """R² of a linear map from keypoints to the true agent and object positions, and from the
+    latent actions to the true actions (fit on val, scored on test)."""
+    reader = EpisodeReader(root)
+    parts: dict[str, list] = {}
+    model.eval()
+    with torch.no_grad():
+        for split in ("val", "test"):
+            rows: list[list[np.ndarray]] = [[], [], [], []]
+            for ep in reader.indices(split):
+                x = to_tensor_frames(reader.frames(ep))[None]
+                gt = reader.ground_truth(ep)
+                rows[0].append(model.keypoints_px(x)[0].flatten(1).numpy())
+                rows[1].append(np.hstack([gt["agent"], gt["objects"].reshape(len(x[0]), -1)]))
+                rows[2].append(model.infer_actions(x).continuous[0].numpy())
+                rows[3].append(gt["action"])
+            parts[split] = [np.concatenate(r) for r in rows]
+    val, test = parts["val"], parts["test"]
+    positions = M.linear_r2(val[0], val[1], test[0], test[1])["r2"]
+    actions = M.linear_r2(val[2], val[3], test[2], test[3])["r2"]
+    return positions, actions
+
+
+def test_model_recovers_the_true_positions_and_actions_of_a_toy(toy: Path, tmp_path: Path) -> None:
+    """Known answer: from frames alone, the keypoints map linearly onto the true positions of
+    the agent and both objects (static ones included), and the latent actions onto the true
+    actions; an untrained model does neither."""
+    torch.manual_seed(0)
+    schedule = KeypointSchedule(perception_steps=1000, horizon_end=6, horizon_ramp_steps=300)
+    run = keypoints_training(
+        str(toy), num_keypoints=4, action_dim=2, clip_length=7, schedule=schedule
+    )
+    r2_pos, r2_act = _probes(run.model, toy)
+    assert r2_pos < 0.5 and r2_act < 0.5, "the bars below must fail for an untrained model"
+    train(
+        run.model,
+        run.objective,
+        run.dataset,
+        tmp_path / "run",
+        quick_settings(batch_size=16, max_steps=1600, lr=2e-3, log_every=100),
+    )
+    r2_pos, r2_act = _probes(run.model, toy)
+    assert r2_pos >= 0.95, f"keypoints -> true positions R² {r2_pos:.3f}"
+    assert r2_act >= 0.9, f"latent actions -> true actions R² {r2_act:.3f}"

@@ -1,0 +1,152 @@
+"""The keypoint world model: unsupervised keypoints, a latent action that drives the arm's
+keypoints only, interaction dynamics over keypoints, frames rendered from keypoints over the
+background.
+
+State: keypoint positions and their last displacement.
+Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
+an intervention is an edit of a node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from latentplay.utils.frames import to_float_frames
+from latentplay.world_models.keypoints.dynamics import InteractionDynamics, InverseDynamics
+from latentplay.world_models.keypoints.perception import (
+    KeypointEncoder,
+    KeypointRenderer,
+    to_pixels,
+)
+from latentplay.world_models.protocol import Actions, ActionSpec, check_actions
+from latentplay.world_models.protocol import rollout as protocol_rollout
+
+
+@dataclass
+class KeypointState:
+    pos: torch.Tensor  # (B, K, 2) in [-1, 1]
+    vel: torch.Tensor  # (B, K, 2) the last step's displacement
+
+
+class Keypoints(nn.Module):
+    """Keypoint world model. Keyword arguments only; ``model_args()`` rebuilds it.
+
+    ``num_keypoints``: K (default 8: the arm and paddle take a few, each object one);
+    ``action_dim``: latent action size;
+    ``width``: conv width of the encoder and renderer; ``hidden``: MLP width of the dynamics;
+    ``sigma``: the rendered blobs' std in [-1, 1] units.
+    """
+
+    name: ClassVar[str] = "keypoints"
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 64,
+        num_keypoints: int = 8,
+        action_dim: int = 3,
+        width: int = 16,
+        hidden: int = 64,
+        sigma: float = 0.06,
+    ) -> None:
+        super().__init__()
+        if image_size % 2:
+            raise ValueError(f"image_size={image_size}; expected an even number")
+        if num_keypoints < 1 or action_dim < 1:
+            raise ValueError(
+                f"num_keypoints={num_keypoints}, action_dim={action_dim}; expected each >= 1"
+            )
+        self._args = {
+            "image_size": image_size,
+            "num_keypoints": num_keypoints,
+            "action_dim": action_dim,
+            "width": width,
+            "hidden": hidden,
+            "sigma": sigma,
+        }
+        self.image_size, self.num_keypoints = image_size, num_keypoints
+        self.encoder = KeypointEncoder(num_keypoints, width)
+        self.renderer = KeypointRenderer(num_keypoints, width, sigma)
+        self.inverse = InverseDynamics(num_keypoints, action_dim, hidden)
+        self.dynamics = InteractionDynamics(num_keypoints, action_dim, hidden)
+        # The reference frame: the per-pixel median of training frames (set_background).
+        self.register_buffer("background", torch.zeros(3, image_size, image_size))
+        # Spread of the latent actions seen in training (EMA), for planners' sampling range.
+        self.register_buffer("action_std", torch.full((action_dim,), 0.1))
+
+    def model_args(self) -> dict[str, Any]:
+        return dict(self._args)
+
+    @property
+    def action_spec(self) -> ActionSpec:
+        return ActionSpec(
+            continuous=self._args["action_dim"],
+            continuous_bound=float(3.0 * self.action_std.max()),
+        )
+
+    @torch.no_grad()
+    def set_background(self, frames: torch.Tensor) -> None:
+        """The per-pixel median of ``frames (N, 3, H, W)`` becomes the reference frame."""
+        if frames.shape[1:] != self.background.shape:
+            raise ValueError(
+                f"background frames of shape {tuple(frames.shape)}; expected "
+                f"(N, {', '.join(map(str, self.background.shape))})"
+            )
+        self.background.copy_(to_float_frames(frames).median(dim=0).values)
+
+    # ------------------------------------------------------------------ perception
+    def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames (B, T, 3, H, W)`` -> positions ``(B, T, K, 2)`` in [-1, 1]."""
+        b, t = frames.shape[:2]
+        x = to_float_frames(frames).flatten(0, 1)
+        return self.encoder(x, self.background[None])[0].unflatten(0, (b, t))
+
+    def keypoints_px(self, frames: torch.Tensor) -> torch.Tensor:
+        """Keypoint pixel coordinates ``(B, T, K, 2)`` (x, y; 0 at the first pixel's centre)."""
+        return to_pixels(self.keypoints(frames), self.image_size)
+
+    def render(self, pos: torch.Tensor) -> torch.Tensor:
+        """Positions ``(N, K, 2)`` -> frames ``(N, 3, H, W)``."""
+        return self.renderer(pos, self.background[None])
+
+    # ------------------------------------------------------------------ the contract
+    def encode(self, frames: torch.Tensor) -> KeypointState:
+        pos = self.keypoints(frames)
+        vel = pos[:, -1] - pos[:, -2] if pos.shape[1] > 1 else torch.zeros_like(pos[:, -1])
+        return KeypointState(pos[:, -1], vel)
+
+    def actions_between(self, pos: torch.Tensor) -> torch.Tensor:
+        """Keypoint tracks ``(B, T, K, 2)`` -> latent actions ``(B, T-1, A)``."""
+        b, t = pos.shape[:2]
+        a = self.inverse(pos[:, :-1].flatten(0, 1), pos[:, 1:].flatten(0, 1))
+        return a.unflatten(0, (b, t - 1))
+
+    def infer_actions(self, frames: torch.Tensor) -> Actions:
+        return Actions(continuous=self.actions_between(self.keypoints(frames)))
+
+    def step(self, state: KeypointState, actions: Actions) -> KeypointState:
+        check_actions(self.action_spec, actions, batch=state.pos.shape[0])
+        a = actions.continuous.to(state.pos.device, state.pos.dtype)
+        disp = self.dynamics(state.pos, state.vel, a)
+        return KeypointState(state.pos + disp, disp)
+
+    def decode(self, state: KeypointState) -> torch.Tensor:
+        return self.render(state.pos)
+
+    def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
+        return protocol_rollout(self, context, actions)
+
+    # ------------------------------------------------------------------ capabilities
+    def embed(self, state: KeypointState) -> torch.Tensor:
+        """Keypoint positions, ``(B, 2K)``: distances between states are distances between
+        keypoints."""
+        return state.pos.flatten(1)
+
+    def random_actions(self, batch: int, horizon: int, generator: torch.Generator) -> Actions:
+        """Gaussian latent actions of the spread seen in training: ``(batch, horizon, A)``."""
+        std = self.action_std.cpu()
+        return Actions(continuous=torch.randn(batch, horizon, len(std), generator=generator) * std)

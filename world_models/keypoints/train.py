@@ -1,0 +1,189 @@
+"""The keypoint model's training: the builder that ``configs/model/keypoints.yaml`` names, the
+two-phase objective (perception, then actions and dynamics on its frozen keypoints) and
+sample videos with the keypoints drawn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from latentplay.rollouts.dataset import ClipDataset
+from latentplay.rollouts.video import draw_keypoints, tile, upscale, write_video
+from latentplay.utils.frames import to_float_frames, to_numpy_frames
+from latentplay.world_models import distributed
+from latentplay.world_models.keypoints.model import Keypoints, KeypointState
+from latentplay.world_models.keypoints.perception import (
+    coverage_loss,
+    foreground,
+    separation_loss,
+    to_pixels,
+)
+from latentplay.world_models.protocol import Actions
+from latentplay.world_models.train import TrainingRun, frame_size
+
+
+@dataclass(frozen=True)
+class KeypointSchedule:
+    """``perception_steps`` of perception alone, then actions and dynamics on the (frozen)
+    keypoints, rolled out on their own predictions over a horizon that grows from
+    ``horizon_start`` to ``horizon_end`` steps in ``horizon_ramp_steps``."""
+
+    perception_steps: int = 3000
+    horizon_start: int = 2
+    horizon_end: int = 8
+    horizon_ramp_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.horizon_start <= self.horizon_end:
+            raise ValueError(
+                f"horizon_start={self.horizon_start}, horizon_end={self.horizon_end}; "
+                "expected 1 <= start <= end"
+            )
+
+    def horizon(self, step: int) -> int:
+        done = step - self.perception_steps
+        if self.horizon_ramp_steps <= 0:
+            return self.horizon_end
+        frac = min(max(done / self.horizon_ramp_steps, 0.0), 1.0)
+        return round(self.horizon_start + (self.horizon_end - self.horizon_start) * frac)
+
+
+@dataclass(frozen=True)
+class KeypointLossWeights:
+    """``foreground``: extra reconstruction weight on pixels that differ from the background
+    (by ``foreground_scale`` summed colour difference for full weight); ``coverage``: the
+    k-means pull of keypoints onto foreground pixels; ``separation`` (within
+    ``separation_sigma``): keypoints repel; ``gate``: sparsity of the control gates;
+    ``action``: L2 on latent actions; ``action_noise``: noise added to them in training, in
+    units of their running std (an information bottleneck)."""
+
+    foreground: float = 10.0
+    foreground_scale: float = 0.15
+    coverage: float = 1.0
+    separation: float = 0.05
+    separation_sigma: float = 0.1
+    gate: float = 0.01
+    action: float = 1e-3
+    action_noise: float = 0.1
+
+
+class KeypointObjective:
+    """``(model, clip, step) -> (loss, terms)`` for :func:`latentplay.world_models.train.train`."""
+
+    def __init__(
+        self, schedule: KeypointSchedule | None = None, weights: KeypointLossWeights | None = None
+    ) -> None:
+        self.schedule = schedule or KeypointSchedule()
+        self.weights = weights or KeypointLossWeights()
+
+    def __call__(
+        self, model: Keypoints, clip: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if step < self.schedule.perception_steps:
+            return self.perception(model, clip)
+        return self.dynamics(model, clip, self.schedule.horizon(step))
+
+    def perception(
+        self, model: Keypoints, clip: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Rebuild the first and last frame of each clip from their keypoints."""
+        w = self.weights
+        x = to_float_frames(clip[:, [0, -1]]).flatten(0, 1)
+        bg = model.background[None]
+        pos, _ = model.encoder(x, bg)
+        recon = model.renderer(pos, bg)
+        fg = foreground(x, bg, w.foreground_scale)
+        rec = ((recon - x).pow(2).mean(1, keepdim=True) * (1 + w.foreground * fg)).mean()
+        cov = coverage_loss(pos, F.avg_pool2d(fg, 2))
+        sep = separation_loss(pos, w.separation_sigma)
+        loss = rec + w.coverage * cov + w.separation * sep
+        return loss, {"recon": rec.item(), "coverage": cov.item(), "separation": sep.item()}
+
+    def dynamics(
+        self, model: Keypoints, clip: torch.Tensor, horizon: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Latent actions from the true keypoint tracks; the dynamics rolled out ``horizon``
+        steps on its own predictions from each start; error in pixels."""
+        w = self.weights
+        with torch.no_grad():
+            pos = model.keypoints(clip)
+        horizon = min(horizon, pos.shape[1] - 1)
+        actions = model.actions_between(pos)
+        with torch.no_grad():
+            std = distributed.mean_(actions.detach().flatten(0, 1).std(dim=0))
+            model.action_std.mul_(0.99).add_(0.01 * std)
+        noisy = actions + w.action_noise * model.action_std * torch.randn_like(actions)
+        half = model.image_size / 2
+        errors = []
+        starts = range(0, pos.shape[1] - horizon)
+        for s in starts:
+            state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]))
+            for t in range(horizon):
+                disp = model.dynamics(state.pos, state.vel, noisy[:, s + t])
+                state = KeypointState(state.pos + disp, disp)
+                errors.append(F.smooth_l1_loss(state.pos * half, pos[:, s + t + 1] * half))
+        err = torch.stack(errors).mean()
+        gate = model.dynamics.gates().mean()
+        act = actions.pow(2).mean()
+        loss = err + w.gate * gate + w.action * act
+        return loss, {"rollout_px": err.item(), "gate": gate.item(), "action": act.item()}
+
+
+def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
+    """Video, one row per clip: real | rollout from the first frame under the inferred actions
+    | real frames with their keypoints | the rollout with its predicted keypoints."""
+    scale = 4
+    pos = model.keypoints(clip)
+    actions = model.actions_between(pos)
+    state = KeypointState(pos[:, 0], torch.zeros_like(pos[:, 0]))
+    frames, points = [], []
+    for t in range(actions.shape[1]):
+        state = model.step(state, Actions(continuous=actions[:, t]))
+        frames.append(model.decode(state))
+        points.append(state.pos)
+    real, roll = to_numpy_frames(clip[:, 1:]), to_numpy_frames(torch.stack(frames, 1))
+    real_px = to_pixels(pos[:, 1:], model.image_size).cpu().numpy()
+    roll_px = to_pixels(torch.stack(points, 1), model.image_size).cpu().numpy()
+
+    rows = [
+        np.concatenate(
+            [
+                upscale(real[i], scale),
+                upscale(roll[i], scale),
+                draw_keypoints(real[i], real_px[i], scale),
+                draw_keypoints(roll[i], roll_px[i], scale),
+            ],
+            axis=2,
+        )
+        for i in range(len(clip))
+    ]
+    write_video(tile(rows, cols=1), path, fps=fps)
+
+
+def keypoints_training(
+    data: str,
+    split: str = "train",
+    *,
+    clip_length: int = 9,
+    schedule: KeypointSchedule | None = None,
+    loss: KeypointLossWeights | None = None,
+    background_frames: int = 512,
+    **model_args: Any,
+) -> TrainingRun:
+    """The keypoint model on ``clip_length``-frame clips of ``data``'s ``split``:
+    ``model_args`` go to :class:`Keypoints` (the frame size comes from the data); its
+    reference frame is the per-pixel median of ``background_frames`` training frames spread
+    evenly over the split."""
+    model = Keypoints(image_size=frame_size(data), **model_args)
+    dataset = ClipDataset(data, split=split, clip_length=clip_length, cache=True)
+    n = min(len(dataset), background_frames)
+    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    model.set_background(torch.stack([dataset[int(i)][0] for i in picks]))
+    return TrainingRun(
+        model, KeypointObjective(schedule, loss), dataset, sample_fn=keypoint_samples
+    )
