@@ -14,6 +14,7 @@ def bench_plan(
     horizon: int = 5,
     iterations: int = 10,
     checkpoint: str | None = None,
+    keypoint_checkpoint: str | None = None,
     image_size: int = 64,
     full: bool = True,
 ) -> list[dict[str, Any]]:
@@ -21,8 +22,10 @@ def bench_plan(
     transitions, goal-image cost) per world model, median over ``repeats`` replans: GLASS
     size s rolled out with its GMA alone (``GlassGlobal``; cost on decoded frames, and in its
     state, the mask centroid) and in full (GMA + LMA, unless ``full=False``), and the true
-    simulator (Push-v0, env actions, true-position cost). Without ``checkpoint`` an untrained
-    size-s GLASS is timed (speed does not depend on the weights)."""
+    simulator (Push-v0, env actions, true-position cost); the keypoint model with its state
+    cost (keypoint distances, no frame decoded) and with the goal-image cost. Without
+    ``checkpoint`` (``keypoint_checkpoint``) an untrained size-s GLASS (keypoint model) is
+    timed: speed does not depend on the weights."""
     import torch
 
     from latentplay.agents.mpc import OracleController
@@ -31,12 +34,12 @@ def bench_plan(
     from latentplay.agents.simulator import SimulatorModel
     from latentplay.envs.arm import PushEnv
     from latentplay.utils.frames import to_tensor_frames
+    from latentplay.world_models.checkpoint import load_model
     from latentplay.world_models.glass import Glass
     from latentplay.world_models.glass.global_model import GlassGlobal
+    from latentplay.world_models.keypoints import Keypoints
 
     if checkpoint:
-        from latentplay.world_models.checkpoint import load_model
-
         glass = load_model(checkpoint)[0]
     else:
         torch.manual_seed(0)
@@ -63,6 +66,16 @@ def bench_plan(
     ]
     if full:
         runs.append(("GLASS s, full rollout (GMA + LMA), goal-image cost", glass, "pixels"))
+    torch.manual_seed(0)
+    keypoints = (
+        load_model(keypoint_checkpoint)[0]
+        if keypoint_checkpoint
+        else Keypoints(image_size=image_size)
+    ).eval()
+    runs += [
+        ("keypoint model, state cost (keypoint distances)", keypoints, "state"),
+        ("keypoint model, goal-image cost", keypoints, "pixels"),
+    ]
     for name, model, space in runs:
         planner = CEM(model.action_spec, **settings)
         with torch.inference_mode():

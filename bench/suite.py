@@ -75,6 +75,7 @@ def run(
     episodes: int = 400,
     env: str = "latentplay/Push-v0",
     checkpoint: str | None = None,
+    keypoint_checkpoint: str | None = None,
     model: str = "glass",
     ray: bool = True,
     full: bool = True,
@@ -82,8 +83,9 @@ def run(
     """The rows of benchmark ``kind`` (one of :data:`KINDS`) and its table's columns.
     ``repeats``: runs per row (None: the kind's default); ``size``, ``steps``: frames and
     timed steps of ``envs``; ``episodes``, ``env``: of ``collect`` (``ray=False`` skips its
-    Ray rows); ``checkpoint``: the GLASS of ``plan`` (``full=False`` skips its full rollout,
-    ~1 min a plan); ``model``: the model of ``torchrun`` (glass or yoda)."""
+    Ray rows); ``checkpoint``, ``keypoint_checkpoint``: the GLASS and keypoint model of
+    ``plan`` (``full=False`` skips GLASS's full rollout, ~1 min a plan); ``model``: the model
+    of ``torchrun`` (glass or yoda)."""
     if kind == "envs":
         from latentplay.envs import ENV_IDS
 
@@ -93,7 +95,12 @@ def run(
     elif kind == "yoda":
         rows = models.bench_yoda(repeats=repeats or 5)
     elif kind == "plan":
-        rows = plan.bench_plan(repeats=repeats or 3, checkpoint=checkpoint, full=full)
+        rows = plan.bench_plan(
+            repeats=repeats or 3,
+            checkpoint=checkpoint,
+            keypoint_checkpoint=keypoint_checkpoint,
+            full=full,
+        )
     elif kind == "torchrun":
         rows = models.bench_torchrun(model=model, repeats=repeats or 3)
     elif kind == "collect":

@@ -6,6 +6,7 @@
     python scripts/benchmark.py torchrun  # training samples/s, 1 process vs torchrun 1 and 2
     python scripts/benchmark.py glass     # GLASS training transitions/s: size s vs paper
     python scripts/benchmark.py plan      # ms per CEM replan (300 x 5 x 10) per world model
+                                          # (GLASS, the keypoint model, the simulator)
     python scripts/benchmark.py yoda      # s per generated YODA frame by ODE steps, vs 0.3 s
 
 Prints a Markdown table and writes JSON (``--out``, default benchmarks/<kind>.json).
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=400, help="episodes per run for `collect`")
     p.add_argument("--env", default="latentplay/Push-v0", help="env id for `collect`")
     p.add_argument("--checkpoint", default=None, help="GLASS checkpoint for `plan`")
+    p.add_argument(
+        "--keypoint-checkpoint", default=None, help="keypoint model checkpoint for `plan`"
+    )
     p.add_argument("--model", default="glass", help="model for `torchrun` (glass or yoda)")
     p.add_argument(
         "--no-ray", action="store_true", help="`collect`: skip the Ray rows (Ray not installed)"
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         episodes=args.episodes,
         env=args.env,
         checkpoint=args.checkpoint,
+        keypoint_checkpoint=args.keypoint_checkpoint,
         model=args.model,
         ray=not args.no_ray,
         full=not args.no_full,

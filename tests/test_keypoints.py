@@ -29,6 +29,7 @@ from latentplay.world_models.protocol import (
     Actions,
     RandomActions,
     StateEmbedding,
+    TeacherForcing,
     WorldModel,
 )
 from latentplay.world_models.train import train
@@ -55,6 +56,7 @@ def test_contract_shapes_and_capabilities() -> None:
     frames = m.rollout(x[:, :2], acts)
     assert frames.shape == (2, 4, 3, 32, 32)
     assert float(frames.detach().min()) >= 0 and float(frames.detach().max()) <= 1
+    assert isinstance(m, TeacherForcing) and m.teacher_forced(x).shape == (2, 4, 3, 32, 32)
     s = m.encode(x)
     assert s.pos.shape == (2, 4, 2) and m.embed(s).shape == (2, 8)
     torch.testing.assert_close(s.vel, s.pos - m.encode(x[:, :4]).pos)
@@ -187,13 +189,13 @@ def _probes(model: Keypoints, root: Path) -> tuple[float, float]:
 
 
 def test_model_recovers_the_true_positions_and_actions_of_a_toy(toy: Path, tmp_path: Path) -> None:
-    """Known answer: from frames alone, the keypoints map linearly onto the true positions of
-    the agent and both objects (static ones included), and the latent actions onto the true
-    actions; an untrained model does neither."""
+    """Known answer: from frames alone, three keypoints map linearly onto the true positions
+    of the agent and both objects (static ones included), and the latent actions onto the
+    true actions; an untrained model does neither."""
     torch.manual_seed(0)
     schedule = KeypointSchedule(perception_steps=1000, horizon_end=6, horizon_ramp_steps=300)
     run = keypoints_training(
-        str(toy), num_keypoints=4, action_dim=2, clip_length=7, schedule=schedule
+        str(toy), num_keypoints=3, action_dim=2, clip_length=7, schedule=schedule
     )
     r2_pos, r2_act = _probes(run.model, toy)
     assert r2_pos < 0.5 and r2_act < 0.5, "the bars below must fail for an untrained model"
@@ -207,3 +209,27 @@ def test_model_recovers_the_true_positions_and_actions_of_a_toy(toy: Path, tmp_p
     r2_pos, r2_act = _probes(run.model, toy)
     assert r2_pos >= 0.95, f"keypoints -> true positions R² {r2_pos:.3f}"
     assert r2_act >= 0.9, f"latent actions -> true actions R² {r2_act:.3f}"
+
+
+def test_split_message_layer_is_the_concatenated_layer() -> None:
+    """The dynamics evaluate the message net's first layer in parts (per node, once per step);
+    known answer: the textbook form, the net on the concatenated pair input."""
+    torch.manual_seed(0)
+    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16)
+    pos, vel, a = torch.rand(4, 5, 2) * 2 - 1, torch.randn(4, 5, 2) * 0.01, torch.randn(4, 3)
+    b, k = 4, 5
+    node = d.role.expand(b, -1, -1)
+    own = d.gates()[None, :, None] * d.drive(torch.cat([a[:, None].expand(-1, k, -1), node], -1))
+    own = own + d.carry(torch.cat([vel, node], -1)) - d.carry(torch.cat([0 * vel, node], -1))
+    rel = pos[:, :, None] - pos[:, None]
+    dist = rel.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt()
+    cut = torch.sigmoid((d.log_radius.exp() - dist) / d.log_softness.exp())
+    cut = cut * (1 - torch.eye(k))[None, :, :, None]
+    ends = [node[:, :, None].expand(-1, -1, k, -1), node[:, None].expand(-1, k, -1, -1)]
+    still = d.message(torch.cat([rel, dist, torch.zeros(b, k, k, 4), *ends], -1))
+    disp = own
+    for _ in range(d.rounds):
+        motion = [disp[:, :, None].expand(-1, -1, k, -1), disp[:, None].expand(-1, k, -1, -1)]
+        pair = torch.cat([rel, dist, *motion, *ends], -1)
+        disp = own + (cut * (d.message(pair) - still)).sum(2)
+    torch.testing.assert_close(d(pos, vel, a), disp, rtol=1e-5, atol=1e-6)

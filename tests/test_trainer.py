@@ -138,7 +138,9 @@ def test_bf16_autocast_trains_in_bf16_resumes_exactly_and_keeps_fp32_weights(
         return objective(model, clip, step)
 
     kw = dict(precision="bf16", lr=1e-3)
-    train(_model(), spy, data, tmp_path / "a", _settings(max_steps=4, **kw))
+    train(_model(), spy, data, tmp_path / "a", _settings(max_steps=4, keep_checkpoints=True, **kw))
+    kept = sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("step_*.pt"))
+    assert kept == ["step_0000004.pt"]  # the final checkpoint, kept beside last.pt
     assert seen and set(seen) == {torch.bfloat16}
     train(_model(), objective, data, tmp_path / "b", _settings(max_steps=2, **kw))
     train(_model(), objective, data, tmp_path / "b", _settings(max_steps=4, **kw), resume=True)

@@ -42,6 +42,9 @@ class TrainerSettings:
     # device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else fp32.
     # Weights, optimizer state and checkpoints stay fp32 either way.
     precision: str = "fp32"
+    # Keep every checkpoint as checkpoints/step_<step>.pt beside last.pt (with
+    # checkpoint_every_minutes: quality against training minutes, from one run).
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None:

@@ -14,6 +14,7 @@ alone logs and checkpoints, in the single-process format.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.format import load_meta
 from latentplay.utils.device import resolve_device
 from latentplay.utils.frames import to_float_frames
+from latentplay.utils.io import atomic_path
 from latentplay.world_models import distributed
 from latentplay.world_models.checkpoint import (
     check_compatible,
@@ -354,6 +356,9 @@ def _train(
             world_size=ctx.world_size,
             ema=None if average is None else average.state_dict(),
         )
+        if settings.keep_checkpoints:
+            with atomic_path(ckpt_path.with_name(f"step_{step:07d}.pt")) as tmp:
+                shutil.copyfile(ckpt_path, tmp)
 
     writer = SummaryWriter(str(out / "tb"), purge_step=step if resume else None) if main else None
     bar = tqdm(

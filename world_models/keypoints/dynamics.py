@@ -84,11 +84,22 @@ class InteractionDynamics(nn.Module):
         dist = rel.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt()
         cutoff = torch.sigmoid((self.log_radius.exp() - dist) / self.log_softness.exp())
         cutoff = cutoff * (1.0 - torch.eye(k, device=pos.device))[None, :, :, None]
-        ends = [node[:, :, None].expand(-1, -1, k, -1), node[:, None].expand(-1, k, -1, -1)]
-        still = torch.cat([rel, dist, torch.zeros(b, k, k, 4, device=pos.device), *ends], -1)
+        # The message net's first layer, split by input: the geometry and both ends' roles
+        # are the same every round (computed once, per node where they can be); the motion
+        # part is added per round. The same function as the layer on the concatenated input.
+        first, rest = self.message[0], self.message[1:]
+        w, n = first.weight, node.shape[-1]
+        w_geo, w_ui, w_uj = w[:, :3], w[:, 3:5], w[:, 5:7]
+        w_ei, w_ej = w[:, 7 : 7 + n], w[:, 7 + n :]
+        base = (
+            torch.cat([rel, dist], -1) @ w_geo.T
+            + (node @ w_ei.T)[:, :, None]
+            + (node @ w_ej.T)[:, None]
+            + first.bias
+        )
+        still = rest(base)
         disp = own
         for _ in range(self.rounds):
-            motion = [disp[:, :, None].expand(-1, -1, k, -1), disp[:, None].expand(-1, k, -1, -1)]
-            pair = torch.cat([rel, dist, *motion, *ends], dim=-1)
-            disp = own + (cutoff * self._moved(self.message, pair, still)).sum(dim=2)
+            motion = (disp @ w_ui.T)[:, :, None] + (disp @ w_uj.T)[:, None]
+            disp = own + (cutoff * (rest(base + motion) - still)).sum(dim=2)
         return disp

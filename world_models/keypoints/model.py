@@ -141,6 +141,16 @@ class Keypoints(nn.Module):
         return protocol_rollout(self, context, actions)
 
     # ------------------------------------------------------------------ capabilities
+    def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
+        """One-step predictions, each from the true frames up to the previous one under the
+        action parsed between it and the next: ``(B, T, 3, H, W) -> (B, T-1, 3, H, W)``."""
+        pos = self.keypoints(frames)
+        b, t = pos.shape[:2]
+        vel = torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
+        now = pos[:, :-1].flatten(0, 1)
+        disp = self.dynamics(now, vel.flatten(0, 1), self.actions_between(pos).flatten(0, 1))
+        return self.render(now + disp).unflatten(0, (b, t - 1))
+
     def embed(self, state: KeypointState) -> torch.Tensor:
         """Keypoint positions, ``(B, 2K)``: distances between states are distances between
         keypoints."""
