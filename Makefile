@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # video of its learned actions); MPC toward goal images on Reach in its learned action space,
 # beside random actions and the true simulator; a suite of counterfactual queries scored against
 # MuJoCo re-simulations; a small PushMulti dataset and a small YODA trained on it for 4 minutes,
-# poked against MuJoCo (poke and chained-push videos) and asked the chained-push counterfactual.
+# poked against MuJoCo (poke and chained-push videos) and asked the chained-push counterfactual;
+# a keypoint model trained on the same data for 3 minutes, driven by the actions it parses from
+# MuJoCo's branches (a video of its rollouts with the keypoints drawn).
 # Ends with the path of report.html (it shows all of the above). Running it again resumes.
 DEMO_DATA := data/demo_push
 DEMO_RUN := runs/demo_glass
@@ -28,6 +30,8 @@ DEMO_CKPT := $(DEMO_RUN)/checkpoints/last.pt
 DEMO_MULTI := data/demo_multi
 DEMO_YODA := runs/demo_yoda
 DEMO_YODA_CKPT := $(DEMO_YODA)/checkpoints/last.pt
+DEMO_KP := runs/demo_keypoints
+DEMO_KP_CKPT := $(DEMO_KP)/checkpoints/last.pt
 demo: $(STAMP)
 	$(PY) scripts/collect.py env=push policy=mixture episodes=60 steps=50 workers=2 masks=true out=$(DEMO_DATA) resume=true preview.episodes=16
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.max_minutes=3 trainer.sample_every=200 out=$(DEMO_RUN) resume=auto
@@ -37,7 +41,9 @@ demo: $(STAMP)
 	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.max_minutes=4 trainer.sample_every=200 trainer.lr_schedule=cosine trainer.ema_decay=0.999 out=$(DEMO_YODA) resume=auto
 	$(PY) scripts/poke.py checkpoint=$(DEMO_YODA_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_YODA)/poke
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_YODA_CKPT) "queries=[chain_push]" videos=3 out=runs/demo_yoda_counterfactual
-	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json "include=[$(DEMO_YODA)/poke,runs/demo_yoda_counterfactual]"
+	$(PY) scripts/train.py model=keypoints data=$(DEMO_MULTI) trainer.max_minutes=3 trainer.lr=2e-3 trainer.sample_every=1000 model.schedule.perception_steps=1500 out=$(DEMO_KP) resume=auto
+	$(PY) scripts/poke.py checkpoint=$(DEMO_KP_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_KP)/poke
+	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json "include=[$(DEMO_YODA)/poke,runs/demo_yoda_counterfactual,$(DEMO_KP)/poke]"
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
 # One pytest-xdist worker per core (one torch thread each); tests that share a resource (a local

@@ -146,3 +146,28 @@ def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:
     assert section.videos[0].is_file()
     with pytest.raises(ValueError, match=r"expected a folder with poke_results\.json"):
         included_section(tmp_path, out)
+
+
+class BranchReader:
+    """A world model without pokes whose latent actions *are* the frames it parsed: its
+    rollout replays them. Driven by the actions parsed from MuJoCo's branch, it must score
+    like the truth."""
+
+    def infer_actions(self, frames):
+        from latentplay.world_models.protocol import Actions
+
+        return Actions(continuous=frames[:, 1:].float().flatten(2) / 255)
+
+    def rollout(self, context, actions):
+        b, t = actions.continuous.shape[:2]
+        return actions.continuous.reshape(b, t, 3, 64, 64)
+
+
+def test_a_model_without_pokes_is_driven_by_the_actions_it_parses(setup) -> None:
+    from latentplay.evaluation.poke.scoring import predict_pokes
+
+    queries, detector, ppm = setup
+    pred = predict_pokes(BranchReader(), queries, torch.device("cpu"))
+    assert pred.shape == (len(queries), 6, 64, 64, 3)
+    np.testing.assert_array_equal(pred, np.stack([q.frames[1:] for q in queries]))
+    assert score_pokes(queries, pred, detector, ppm)["eval/poke/angle_match"] == 1.0

@@ -22,6 +22,7 @@ from latentplay.rollouts.video import upscale, write_video
 
 RESULTS = "poke_results.json"
 VIDEOS = ("poke", "chain")  # one video of each query kind: <kind>.mp4
+PARSED = "actions parsed from the true branch"  # how a model without pokes is driven
 
 
 def _draw_pokes(frames: np.ndarray, ee_px: np.ndarray, scale: int) -> np.ndarray:
@@ -122,11 +123,21 @@ def poke_section(folder: Path, out: Path) -> ReportSection:
     """A section of another report from a poke run's folder (its results and videos, the
     videos copied under ``out/included/<folder name>/``)."""
     res = json.loads((folder / RESULTS).read_text())
-    found = [folder / f"{k}.mp4" for k in VIDEOS if (folder / f"{k}.mp4").is_file()]
+    names = (*VIDEOS, "keypoints")
+    found = [folder / f"{k}.mp4" for k in names if (folder / f"{k}.mp4").is_file()]
     videos = copy_media(found, out / "included" / folder.name)
     table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
-    text = (
-        f"{res.get('checkpoint')}: poked at the end effector with the end effector's true "
-        "motion; MuJoCo | model (arrows: the pokes) | difference."
-    )
-    return ReportSection("Pokes against MuJoCo (sparse-flow model)", text, table, [], videos)
+    if res.get("drive") == PARSED:
+        title = "Pushes against MuJoCo (keypoint model)"
+        text = (
+            f"{res.get('checkpoint')}: driven by the actions it parses from MuJoCo's branch; "
+            "MuJoCo | model | difference; keypoints.mp4: real frames with their keypoints | the "
+            "model's rollout with the keypoints it reads in its own frames."
+        )
+    else:
+        title = "Pokes against MuJoCo (sparse-flow model)"
+        text = (
+            f"{res.get('checkpoint')}: poked at the end effector with the end effector's true "
+            "motion; MuJoCo | model (arrows: the pokes) | difference."
+        )
+    return ReportSection(title, text, table, [], videos)

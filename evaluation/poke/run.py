@@ -13,8 +13,10 @@ import torch
 
 from latentplay.envs.arm import PushMultiEnv
 from latentplay.evaluation.detector import ObjectDetector
+from latentplay.evaluation.keypoints import keypoint_video
 from latentplay.evaluation.poke.queries import PokeQuery, build_queries, px_per_m
 from latentplay.evaluation.poke.report import (
+    PARSED,
     RESULTS,
     summary_table,
     write_poke_report,
@@ -36,6 +38,7 @@ from latentplay.utils.frames import to_float_frames, to_numpy_frames, to_tensor_
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.world_models.checkpoint import check_frames_fit, load_model
 from latentplay.world_models.protocol import (
+    KeypointTracks,
     RandomActions,
     Sampling,
     SparseFlowControl,
@@ -65,6 +68,7 @@ def evaluate_pokes(
             [predict_pokes(model, queries[i : i + 16], device) for i in range(0, len(queries), 16)]
         )
         results = score_pokes(queries, pred, detector, ppm)
+        results["drive"] = "end-effector pokes" if isinstance(model, SparseFlowControl) else PARSED
         results["eval/poke/steps"] = steps
         results.update(one_step_psnr(model, queries, pred, device))
         if data is not None:
@@ -138,6 +142,8 @@ def run(
     results.update(checkpoint=str(checkpoint), step=ckpt["step"], **provenance())
     write_json_atomic(out / RESULTS, results)
     videos = write_videos(out, results, queries, pred)
+    if data is not None and isinstance(model, KeypointTracks):
+        videos.append(keypoint_video(model, data, out / "keypoints.mp4", device=dev))
     report = write_poke_report(out, f"Pokes against MuJoCo: {checkpoint}", results, videos)
     return PokeRun(summary_table(results), out / RESULTS, videos, report)
 
