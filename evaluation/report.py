@@ -297,6 +297,13 @@ def metrics_table(results: dict[str, Any], rows: list[tuple[str, str, str]]) -> 
 # --------------------------------------------------------------------------------------------
 
 
+def included_name(folder: Path) -> str:
+    """A folder name under a report's ``included/`` that two runs' folders of the same name
+    (``runs/a/poke``, ``runs/b/poke``) do not share: its parent's name and its own."""
+    folder = Path(folder).resolve()
+    return f"{folder.parent.name}-{folder.name}"
+
+
 def copy_media(files: Sequence[str | Path], dest: str | Path) -> list[Path]:
     """Copy ``files`` (another run's videos or plots) into the folder ``dest``, so a report
     can link them (it links only files inside its own folder); returns the copies' paths."""

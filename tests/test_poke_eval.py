@@ -133,17 +133,20 @@ def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:
     from latentplay.evaluation.counterfactual.report import included_section
     from latentplay.rollouts.video import write_video
 
-    poke = tmp_path / "poke"
-    poke.mkdir()
-    (poke / "poke_results.json").write_text(
-        json.dumps({"checkpoint": "c.pt", "eval/poke/angle_match": 0.5, "rows": []})
-    )
-    write_video(np.zeros((3, 16, 16, 3), np.uint8), poke / "poke.mp4", fps=2)
     out = tmp_path / "report"
-    section = included_section(poke, out)
-    assert section.table == [{"metric": "eval/poke/angle_match", "value": 0.5}]
-    assert section.videos == [out / "included" / "poke" / "poke.mp4"]
-    assert section.videos[0].is_file()
+    sections = []
+    for run, value in (("yoda", 0.5), ("keypoints", 0.9)):  # two runs' folders named poke
+        poke = tmp_path / run / "poke"
+        poke.mkdir(parents=True)
+        (poke / "poke_results.json").write_text(
+            json.dumps({"checkpoint": "c.pt", "eval/poke/angle_match": value, "rows": []})
+        )
+        write_video(np.full((3, 16, 16, 3), int(value * 255), np.uint8), poke / "poke.mp4", fps=2)
+        sections.append(included_section(poke, out))
+    assert sections[0].table == [{"metric": "eval/poke/angle_match", "value": 0.5}]
+    assert sections[0].videos == [out / "included" / "yoda-poke" / "poke.mp4"]
+    assert sections[1].videos == [out / "included" / "keypoints-poke" / "poke.mp4"]
+    assert all(s.videos[0].is_file() for s in sections)  # neither copy replaced the other
     with pytest.raises(ValueError, match=r"expected a folder with poke_results\.json"):
         included_section(tmp_path, out)
 

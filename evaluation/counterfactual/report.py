@@ -16,6 +16,7 @@ from latentplay.evaluation.report import (
     ReportSection,
     copy_media,
     horizon_plot,
+    included_name,
     metric_bars,
     side_by_side_video,
     write_report,
@@ -106,7 +107,9 @@ def suite_section(folder: Path, out: Path) -> ReportSection:
     res = json.loads((folder / "results.json").read_text())
     if "overall" not in res:
         raise ValueError(f"include={folder}: results.json is not a counterfactual run's")
-    videos = copy_media(sorted((folder / "videos").glob("*.mp4")), out / "included" / folder.name)
+    videos = copy_media(
+        sorted((folder / "videos").glob("*.mp4")), out / "included" / included_name(folder)
+    )
     table = [{"predictor": p, **v} for p, v in res["overall"].items()]
     text = (
         f"{res.get('checkpoint')} on {res.get('queries')} queries "

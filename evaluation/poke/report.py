@@ -14,6 +14,7 @@ from latentplay.evaluation.report import (
     BANNER,
     ReportSection,
     copy_media,
+    included_name,
     metrics_table,
     side_by_side_frames,
     write_report,
@@ -125,7 +126,7 @@ def poke_section(folder: Path, out: Path) -> ReportSection:
     res = json.loads((folder / RESULTS).read_text())
     names = (*VIDEOS, "keypoints")
     found = [folder / f"{k}.mp4" for k in names if (folder / f"{k}.mp4").is_file()]
-    videos = copy_media(found, out / "included" / folder.name)
+    videos = copy_media(found, out / "included" / included_name(folder))
     table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
     if res.get("drive") == PARSED:
         title = "Pushes against MuJoCo (keypoint model)"
