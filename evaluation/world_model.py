@@ -147,8 +147,7 @@ def _random_actions(model: WorldModel, b: int, horizon: int, gen: torch.Generato
             if spec.discrete
             else None,
         )
-    device = next(model.parameters()).device
-    return Actions(*(None if p is None else p.to(device) for p in a))
+    return a.to(next(model.parameters()).device)
 
 
 @torch.no_grad()

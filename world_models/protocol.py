@@ -51,6 +51,10 @@ class Actions(NamedTuple):
             None if self.discrete is None else self.discrete[:, t],
         )
 
+    def to(self, device: str | torch.device) -> Actions:
+        """The same actions on ``device``."""
+        return Actions(*(None if a is None else a.to(device) for a in self))
+
     def __len__(self) -> int:  # number of steps of a sequence
         ref = self.continuous if self.continuous is not None else self.discrete
         return 0 if ref is None else int(ref.shape[1])

@@ -223,8 +223,7 @@ def step_times(
     """Seconds of ``repeats`` single steps (batch 1, a random action) after a warm-up step."""
     x = torch.rand(1, 2, 3, model.image_size, model.image_size, device=device)
     state = model.encode(x)
-    acts = model.random_actions(1, 1, torch.Generator().manual_seed(0)).at(0)
-    acts = type(acts)(*(None if a is None else a.to(device) for a in acts))
+    acts = model.random_actions(1, 1, torch.Generator().manual_seed(0)).at(0).to(device)
     model.step(state, acts)  # warm-up
     times = []
     for _ in range(repeats):
@@ -259,8 +258,7 @@ def one_step_psnr(
     def free_step(c: torch.Tensor) -> torch.Tensor:
         if isinstance(model, SparseFlowControl):
             return model.simulate(c, 1)[:, 0]
-        acts = model.random_actions(len(c), 1, gen)
-        return model.rollout(c, type(acts)(*(a if a is None else a.to(device) for a in acts)))[:, 0]
+        return model.rollout(c, model.random_actions(len(c), 1, gen).to(device))[:, 0]
 
     free = np.concatenate(
         [

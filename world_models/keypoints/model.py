@@ -130,8 +130,11 @@ class Keypoints(nn.Module):
 
     def step(self, state: KeypointState, actions: Actions) -> KeypointState:
         check_actions(self.action_spec, actions, batch=state.pos.shape[0])
-        a = actions.continuous.to(state.pos.device, state.pos.dtype)
-        disp = self.dynamics(state.pos, state.vel, a)
+        return self.advance(state, actions.continuous.to(state.pos.device, state.pos.dtype))
+
+    def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
+        """One step under a latent action tensor ``(B, A)``, unchecked (training's loop)."""
+        disp = self.dynamics(state.pos, state.vel, action)
         return KeypointState(state.pos + disp, disp)
 
     def decode(self, state: KeypointState) -> torch.Tensor:

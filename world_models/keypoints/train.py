@@ -59,8 +59,6 @@ class KeypointLossWeights:
     (by ``foreground_scale`` summed colour difference for full weight); ``coverage``: the
     k-means pull of keypoints onto foreground pixels; ``separation`` (within
     ``separation_sigma``): keypoints repel; ``gate``: sparsity of the control gates;
-    ``moving``: extra rollout-error weight on keypoints that truly moved more than 1 px since
-    the rollout's start (objects are pushed in few of the frames);
     ``action``: L2 on latent actions; ``action_noise``: noise added to them in training, in
     units of their running std (an information bottleneck)."""
 
@@ -70,7 +68,6 @@ class KeypointLossWeights:
     separation: float = 0.02
     separation_sigma: float = 0.05
     gate: float = 0.01
-    moving: float = 0.0
     action: float = 1e-3
     action_noise: float = 0.1
 
@@ -127,13 +124,8 @@ class KeypointObjective:
         for s in starts:
             state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]))
             for t in range(horizon):
-                disp = model.dynamics(state.pos, state.vel, noisy[:, s + t])
-                state = KeypointState(state.pos + disp, disp)
-                target = pos[:, s + t + 1]
-                err = F.smooth_l1_loss(state.pos * half, target * half, reduction="none")
-                # keypoints that truly moved since the start weigh more: pushes are rare
-                moved = ((target - pos[:, s]).norm(dim=-1, keepdim=True) * half > 1.0).float()
-                errors.append((err * (1 + w.moving * moved)).mean())
+                state = model.advance(state, noisy[:, s + t])
+                errors.append(F.smooth_l1_loss(state.pos * half, pos[:, s + t + 1] * half))
         err = torch.stack(errors).mean()
         gate = model.dynamics.gates().mean()
         act = actions.pow(2).mean()
