@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.max_minutes=4 trainer.sample_every=200 trainer.lr_schedule=cosine trainer.ema_decay=0.999 out=$(DEMO_YODA) resume=auto
 	$(PY) scripts/poke.py checkpoint=$(DEMO_YODA_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_YODA)/poke
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_YODA_CKPT) "queries=[chain_push]" videos=3 out=runs/demo_yoda_counterfactual
-	$(PY) scripts/train.py model=keypoints data=$(DEMO_MULTI) trainer.max_minutes=3 trainer.lr=2e-3 trainer.sample_every=1000 model.schedule.perception_steps=1500 out=$(DEMO_KP) resume=auto
+	$(PY) scripts/train.py model=keypoints data=$(DEMO_MULTI) trainer.max_minutes=3 trainer.lr=2e-3 trainer.lr_schedule=cosine trainer.sample_every=1000 model.schedule.perception_steps=1500 out=$(DEMO_KP) resume=auto
 	$(PY) scripts/poke.py checkpoint=$(DEMO_KP_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_KP)/poke
 	$(PY) scripts/counterfactual.py checkpoint=$(DEMO_CKPT) out=runs/demo_counterfactual plan_results=runs/demo_plan/results.json "include=[$(DEMO_YODA)/poke,runs/demo_yoda_counterfactual,$(DEMO_KP)/poke]"
 

@@ -71,69 +71,92 @@ def bench_glass(
 
 
 def bench_yoda(
-    settings: Sequence[tuple[str, str, int]] = (
-        ("s", "euler", 1),
-        ("s", "euler", 3),  # the default
-        ("s", "euler", 5),
-        ("s", "euler", 10),
-        ("s", "heun", 5),
-        ("s", "euler", 20),
-        ("xs", "euler", 3),
-        ("m", "euler", 3),
+    settings: Sequence[tuple[str, str, int, bool]] = (
+        ("s", "euler", 1, False),
+        ("s", "euler", 3, False),  # the default
+        ("s", "euler", 5, False),
+        ("s", "euler", 10, False),
+        ("s", "heun", 5, False),
+        ("s", "euler", 20, False),
+        ("xs", "euler", 3, False),
+        ("m", "euler", 3, False),
+        ("s", "euler", 1, True),
+        ("s", "euler", 3, True),
+        ("m", "euler", 3, True),
     ),
     repeats: int = 5,
     image_size: int = 64,
     checkpoint: str | None = None,
     batch: int = 16,
+    autoencoder: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Seconds per generated frame (batch 1, a random poke) per YODA size, solver and ODE steps,
-    median over ``repeats``, beside the 0.3 s target and what YODA's own sampler
-    (100 RK4 steps = 400 network evaluations) would cost at the same per-evaluation time. Also
-    the training samples/s (forward, backward, Adam at ``batch``) per size. ``checkpoint``:
-    time that model's size (weights do not change the cost; the default is random weights)."""
+    """Seconds per generated frame (batch 1, a random poke, decoded) per YODA size, solver,
+    ODE steps and space (pixels, or the latents of ``autoencoder``), median over ``repeats``,
+    beside the 0.3 s target and what YODA's own sampler (100 RK4 steps = 400 network
+    evaluations) would cost at the same per-evaluation time. Also the training samples/s
+    (forward, backward, Adam at ``batch``; a latent model encodes its frames in the step) per
+    size and space, and the latent's rate over the pixel model's of its size. ``checkpoint``:
+    time that model's size (weights do not change the cost; the default is random weights);
+    ``autoencoder``: the latent rows' (default: an untrained one of the default shape)."""
+
     import torch
 
     from latentplay.evaluation.poke.scoring import step_times
+    from latentplay.world_models.autoencoder import FrameAutoencoder
+    from latentplay.world_models.checkpoint import save_checkpoint
     from latentplay.world_models.yoda import Yoda
     from latentplay.world_models.yoda.train import YodaObjective
 
     rows, train_rate = [], {}
-    for size, solver, steps in settings:
-        torch.manual_seed(0)
-        model = Yoda(size=size, image_size=image_size, solver=solver, sample_steps=steps).eval()
-        times = step_times(model, "cpu", repeats)
-        evals = steps if solver == "euler" else 2 * steps - 1
-        sec = statistics.median(times)
-        if size not in train_rate:
-            tm = Yoda(size=size, image_size=image_size).train()
-            tm.to(memory_format=torch.channels_last)
-            opt = torch.optim.Adam(tm.parameters(), lr=1e-4)
-            clip = torch.rand(batch, 8, 3, image_size, image_size)
-            obj = YodaObjective()
-            rates = []
-            for i in range(1 + repeats):
-                t0 = time.perf_counter()
-                loss, _ = obj(tm, clip, i)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if i:  # the first is warm-up
-                    rates.append(batch / (time.perf_counter() - t0))
-            train_rate[size] = statistics.median(rates)
-        rows.append(
-            {
-                "name": f"YODA size={size} {solver} {steps} steps",
-                "params": sum(p.numel() for p in model.parameters()),
-                "evaluations": evals,
-                "s_per_frame": sec,
-                "min": min(times),
-                "max": max(times),
-                "x_target": sec / 0.3,
-                "paper_sampler_s": sec / evals * 400,
-                "train_samples_per_s": train_rate[size],
-                "repeats": repeats,
-            }
-        )
+    with tempfile.TemporaryDirectory() as tmp:
+        if autoencoder is None:
+            torch.manual_seed(0)
+            ae = FrameAutoencoder(image_size=image_size)
+            autoencoder = str(save_checkpoint(Path(tmp) / "ae.pt", model=ae, step=0))
+        for size, solver, steps, latent in settings:
+            space = {"autoencoder": autoencoder} if latent else {}
+            torch.manual_seed(0)
+            model = Yoda(
+                size=size, image_size=image_size, solver=solver, sample_steps=steps, **space
+            ).eval()
+            times = step_times(model, "cpu", repeats)
+            evals = steps if solver == "euler" else 2 * steps - 1
+            sec = statistics.median(times)
+            if (size, latent) not in train_rate:
+                tm = Yoda(size=size, image_size=image_size, **space).train()
+                tm.to(memory_format=torch.channels_last)
+                opt = torch.optim.Adam([p for p in tm.parameters() if p.requires_grad], lr=1e-4)
+                clip = torch.rand(batch, 8, 3, image_size, image_size)
+                obj = YodaObjective()
+                rates = []
+                for i in range(1 + repeats):
+                    t0 = time.perf_counter()
+                    loss, _ = obj(tm, clip, i)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if i:  # the first is warm-up
+                        rates.append(batch / (time.perf_counter() - t0))
+                train_rate[size, latent] = statistics.median(rates)
+            pixel_rate = train_rate.get((size, False))
+            rows.append(
+                {
+                    "name": f"YODA size={size} {'latent' if latent else 'pixels'} "
+                    f"{solver} {steps} steps",
+                    "params": sum(p.numel() for p in model.net.parameters()),
+                    "evaluations": evals,
+                    "s_per_frame": sec,
+                    "min": min(times),
+                    "max": max(times),
+                    "x_target": sec / 0.3,
+                    "paper_sampler_s": sec / evals * 400,
+                    "train_samples_per_s": train_rate[size, latent],
+                    "x_pixel_train": train_rate[size, latent] / pixel_rate
+                    if pixel_rate
+                    else float("nan"),
+                    "repeats": repeats,
+                }
+            )
     return rows
 
 

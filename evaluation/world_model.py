@@ -19,12 +19,14 @@ import torch
 
 from latentplay.evaluation import metrics as M
 from latentplay.evaluation.action_video import action_video
+from latentplay.evaluation.autoencoder import autoencoder_scores
 from latentplay.evaluation.keypoints import keypoint_scores, keypoint_video
 from latentplay.evaluation.report import metrics_table
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.utils.device import resolve_device
 from latentplay.utils.frames import to_float_frames, to_tensor_frames
 from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.world_models.autoencoder import FrameAutoencoder
 from latentplay.world_models.checkpoint import check_frames_fit, load_model
 from latentplay.world_models.protocol import (
     Actions,
@@ -382,6 +384,14 @@ SUMMARY = [
     ("eval/keypoints/covered_2px", "object frames with a keypoint within 2 px", ">= 0.95"),
     ("eval/keypoints/covered_2px_worst_object", "... the worst-covered object", ""),
     ("eval/keypoints/action_r2_ee", "latent action -> end-effector motion R²", ">= 0.9"),
+    ("eval/autoencoder/psnr", "autoencoder: PSNR of rebuilt test frames (dB)", ""),
+    (
+        "eval/autoencoder/object_px_median",
+        "autoencoder: object position, rebuilt vs real frame, median (px)",
+        "<= 0.3",
+    ),
+    ("eval/autoencoder/object_px_p90", "... p90 (px)", ""),
+    ("eval/autoencoder/lost", "autoencoder: objects the detector loses in rebuilt frames", "0"),
     ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ">= 28"),
     ("eval/image/tf_ssim", "SSIM teacher-forced", ""),
     ("eval/image/tf_copy_psnr", "PSNR copy-the-previous-frame baseline, one step (dB)", ""),
@@ -411,7 +421,11 @@ def summary_table(results: dict[str, Any]) -> str:
     for k, label, t in SUMMARY:
         if t == "r2":
             t = _r2_target(results)
-        own = glass or k == "eval/control/delta_psnr" or k.startswith("eval/keypoints/")
+        own = (
+            glass
+            or k == "eval/control/delta_psnr"
+            or k.startswith(("eval/keypoints/", "eval/autoencoder/"))
+        )
         rows.append((k, label, t if own else ""))
     return metrics_table(results, rows)
 
@@ -441,14 +455,19 @@ def evaluate_checkpoint(
     (a model with global and local actions: its learned actions driving it from a frame)."""
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
-    results = evaluate(model, data, horizon, max_episodes, dev, max_clips)
+    if isinstance(model, FrameAutoencoder):
+        results = autoencoder_scores(model, data, dev)
+    else:
+        results = evaluate(model, data, horizon, max_episodes, dev, max_clips)
     results.update(
         model=ckpt["model_name"], checkpoint=str(checkpoint), step=ckpt["step"], **provenance()
     )
     path = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
     write_json_atomic(path, results)
     made, note = None, None
-    if video and isinstance(model, SparseFlowControl):
+    if isinstance(model, FrameAutoencoder):
+        pass  # frames only: nothing moves
+    elif video and isinstance(model, SparseFlowControl):
         note = "pokes and their videos, scored against MuJoCo: scripts/poke.py"
     elif video and isinstance(model, KeypointTracks):
         made = keypoint_video(model, data, path.with_name("keypoints.mp4"), device=dev)

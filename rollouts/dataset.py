@@ -65,6 +65,10 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def episode_frames(self, ep: int) -> np.ndarray:
+        """Every frame of episode ``ep`` ``(T, H, W, 3)`` uint8 (from the cache when kept)."""
+        return self._cache[ep] if ep in self._cache else self.reader.frames(ep)
+
     def frame_ids(self, start: int) -> np.ndarray:
         return start + self.frame_skip * np.arange(self.clip_length)
 
@@ -93,3 +97,36 @@ class ClipDataset(Dataset):
             else:  # per frame
                 out[k] = v[ids]
         return out
+
+
+class EpisodeCache:
+    """Per-frame tensors computed once for every episode of a :class:`ClipDataset` (``fn``:
+    an episode's frames ``(T, H, W, 3)`` uint8 -> ``(T, ...)``, e.g. a frozen encoder's
+    output), and clips of them drawn as the dataset draws its clips (same starts, length and
+    frame skip). :meth:`draw` uses torch's generator, which the trainer checkpoints, so a
+    resumed run draws what the uninterrupted one would. Training then costs no pass of the
+    frozen part over images."""
+
+    def __init__(self, dataset: ClipDataset, fn: Any) -> None:
+        self.per_episode: dict[int, torch.Tensor] = {}
+        for ep in np.unique(dataset.index[:, 0]).tolist():
+            frames = dataset.episode_frames(ep)
+            out = fn(frames)
+            if len(out) != len(frames):
+                raise ValueError(
+                    f"episode {ep}: the cached function gave {len(out)} rows for "
+                    f"{len(frames)} frames; expected one per frame"
+                )
+            self.per_episode[ep] = out
+        self.index = torch.from_numpy(dataset.index)
+        self.offsets = torch.from_numpy(dataset.frame_ids(0))
+
+    def draw(self, batch: int) -> torch.Tensor:
+        """``batch`` random clips: ``(batch, 2)`` rows of (episode, first frame)."""
+        return self.index[torch.randint(len(self.index), (batch,))]
+
+    def clips(self, picks: torch.Tensor) -> torch.Tensor:
+        """The cached rows of clips ``picks`` (from :meth:`draw`): ``(batch, T, ...)``."""
+        return torch.stack(
+            [self.per_episode[ep][start + self.offsets] for ep, start in picks.tolist()]
+        )

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--keypoint-checkpoint", default=None, help="keypoint model checkpoint for `plan`"
     )
+    p.add_argument(
+        "--autoencoder",
+        default=None,
+        help="`yoda`: autoencoder checkpoint of the latent rows (default: an untrained one)",
+    )
     p.add_argument("--model", default="glass", help="model for `torchrun` (glass or yoda)")
     p.add_argument(
         "--no-ray", action="store_true", help="`collect`: skip the Ray rows (Ray not installed)"
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         ray=not args.no_ray,
         full=not args.no_full,
+        autoencoder=args.autoencoder,
     )
     print(table(rows, columns))
     path = save(args.out or f"benchmarks/{args.kind}.json", args.kind, rows, command)

@@ -24,7 +24,11 @@ from latentplay.world_models.keypoints.perception import (
     separation_loss,
     to_pixels,
 )
-from latentplay.world_models.keypoints.train import KeypointSchedule, keypoints_training
+from latentplay.world_models.keypoints.train import (
+    KeypointSchedule,
+    keypoints_training,
+    track_cache,
+)
 from latentplay.world_models.protocol import (
     Actions,
     RandomActions,
@@ -156,6 +160,25 @@ def test_resume_across_the_phase_switch_is_exact(toy: Path, tmp_path: Path) -> N
     for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
     assert float(a.background.max()) > 0  # the reference frame travels with the checkpoint
+
+
+def test_track_cache_holds_the_keypoints_of_the_datasets_clips(toy: Path) -> None:
+    """The dynamics phase's clips of keypoint tracks are what the encoder makes of the
+    dataset's clips: same starts, length and frame skip, encoded in chunks."""
+    from latentplay.rollouts.dataset import ClipDataset
+
+    model = _model()
+    model.set_background(torch.zeros(1, 3, 32, 32))
+    data = ClipDataset(toy, split="val", clip_length=3, frame_skip=2)
+    cache = track_cache(model, data, chunk=5)
+    torch.manual_seed(3)
+    got = cache.clips(cache.draw(6))
+    torch.manual_seed(3)
+    picks = torch.randint(len(data), (6,)).tolist()
+    with torch.no_grad():
+        want = model.keypoints(torch.stack([data[i] for i in picks]))
+    assert got.shape == (6, 3, 4, 2)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
 def test_keypoint_video_draws_a_dot_per_keypoint() -> None:

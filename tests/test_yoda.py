@@ -385,9 +385,17 @@ def test_frame_time_benchmark_counts_network_evaluations() -> None:
     from latentplay.bench.models import bench_yoda
 
     rows = bench_yoda(
-        settings=(("xs", "euler", 2), ("xs", "heun", 3)), repeats=1, image_size=32, batch=2
+        settings=(("xs", "euler", 2, False), ("xs", "heun", 3, False), ("xs", "euler", 2, True)),
+        repeats=1,
+        image_size=32,
+        batch=2,
     )
-    assert [r["evaluations"] for r in rows] == [2, 5]
+    assert [r["evaluations"] for r in rows] == [2, 5, 2]
+    assert "latent" in rows[2]["name"] and "pixels" in rows[0]["name"]
     for r in rows:
         assert r["s_per_frame"] > 0 and r["train_samples_per_s"] > 0
         assert r["paper_sampler_s"] == pytest.approx(r["s_per_frame"] / r["evaluations"] * 400)
+    assert rows[0]["x_pixel_train"] == 1.0  # the pixel model over itself
+    assert rows[2]["x_pixel_train"] == pytest.approx(
+        rows[2]["train_samples_per_s"] / rows[0]["train_samples_per_s"]
+    )

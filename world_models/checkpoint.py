@@ -14,23 +14,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentplay.utils.io import atomic_path, provenance
+from latentplay.world_models.checkpoint_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointMismatchError,
+    read_checkpoint,
+    save_checkpoint,
+)
 from latentplay.world_models.protocol import FixedFrameSize
 
-FORMAT = "latentplay-checkpoint"
-FORMAT_VERSION = 1
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint belongs to another model, shape or format."""
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointMismatchError",
+    "build_model",
+    "check_compatible",
+    "check_frames_fit",
+    "load_model",
+    "model_registry",
+    "read_checkpoint",
+    "save_checkpoint",
+    "training_data",
+]
 
 
 def model_registry() -> dict[str, type[nn.Module]]:
+    from latentplay.world_models.autoencoder import FrameAutoencoder
     from latentplay.world_models.glass import Glass
     from latentplay.world_models.keypoints import Keypoints
     from latentplay.world_models.yoda import Yoda
 
-    return {m.name: m for m in (Glass, Keypoints, Yoda)}
+    return {m.name: m for m in (FrameAutoencoder, Glass, Keypoints, Yoda)}
 
 
 def build_model(name: str, args: dict[str, Any]) -> nn.Module:
@@ -38,41 +52,6 @@ def build_model(name: str, args: dict[str, Any]) -> nn.Module:
     if name not in models:
         raise ValueError(f"unknown model {name!r}; known: {sorted(models)}")
     return models[name](**args)
-
-
-def save_checkpoint(path: str | Path, *, model: nn.Module, **fields: Any) -> Path:
-    """Write ``{model class, args, weights, **fields}`` atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model_name": type(model).name,
-        "model_args": model.model_args(),
-        "model": model.state_dict(),
-        "provenance": provenance(),
-        **fields,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
-
-
-def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # a truncated or foreign file: say which
-        raise CheckpointMismatchError(f"{path}: not a readable checkpoint ({e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointMismatchError(f"{path}: not a latentplay checkpoint")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointMismatchError(
-            f"{path}: format_version {ckpt['format_version']} is newer than this code reads"
-        )
-    return ckpt
 
 
 def load_model(

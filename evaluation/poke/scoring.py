@@ -220,15 +220,16 @@ def object_error(
 def step_times(
     model: PokeableModel, device: torch.device | str = "cpu", repeats: int = 10
 ) -> list[float]:
-    """Seconds of ``repeats`` single steps (batch 1, a random action) after a warm-up step."""
+    """Seconds of ``repeats`` single steps, each decoded to a frame (batch 1, a random
+    action), after a warm-up step."""
     x = torch.rand(1, 2, 3, model.image_size, model.image_size, device=device)
     state = model.encode(x)
     acts = model.random_actions(1, 1, torch.Generator().manual_seed(0)).at(0).to(device)
-    model.step(state, acts)  # warm-up
+    model.decode(model.step(state, acts))  # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model.step(state, acts)
+        model.decode(model.step(state, acts))
         times.append(time.perf_counter() - t0)
     return times
 

@@ -18,7 +18,7 @@ from torch import nn
 def _mlp(cin: int, hidden: int, cout: int, layers: int = 2) -> nn.Sequential:
     mods: list[nn.Module] = []
     for i in range(layers):
-        mods += [nn.Linear(cin if i == 0 else hidden, hidden), nn.SiLU()]
+        mods += [nn.Linear(cin if i == 0 else hidden, hidden), nn.ReLU()]
     mods.append(nn.Linear(hidden, cout))
     return nn.Sequential(*mods)
 
@@ -43,6 +43,10 @@ class InteractionDynamics(nn.Module):
     what its last velocity carries over. Then, ``rounds`` times, neighbours within the learned
     cut-off add messages that depend on the proposed displacements and vanish when both ends
     stay put: pushes (and pushes of pushes) move objects, nothing moves on its own.
+
+    The message net is one hidden layer (``message_hidden``, default ``hidden // 2``):
+    its input layer is evaluated per node (below), so a message costs one activation and one
+    ``message_hidden x 2`` product per pair, which is what a planner's step time is made of.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class InteractionDynamics(nn.Module):
         hidden: int,
         role_dim: int = 8,
         rounds: int = 2,
+        message_hidden: int | None = None,
     ) -> None:
         super().__init__()
         k = num_keypoints
@@ -60,7 +65,7 @@ class InteractionDynamics(nn.Module):
         self.gate_logit = nn.Parameter(torch.zeros(k))
         node = role_dim
         self.drive = _mlp(action_dim + node, hidden, 2)
-        self.message = _mlp(2 + 1 + 4 + 2 * node, hidden, 2)
+        self.message = _mlp(2 + 1 + 4 + 2 * node, message_hidden or hidden // 2, 2, layers=1)
         self.carry = _mlp(2 + node, hidden, 2, layers=1)
         self.log_radius = nn.Parameter(torch.tensor(-1.2))  # exp(-1.2) ~ 0.3: 10 px at 64
         self.log_softness = nn.Parameter(torch.tensor(-3.0))

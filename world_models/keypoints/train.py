@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentplay.rollouts.dataset import ClipDataset
+from latentplay.rollouts.dataset import ClipDataset, EpisodeCache
 from latentplay.rollouts.video import draw_keypoints, tile, upscale, write_video
 from latentplay.utils.frames import to_float_frames, to_numpy_frames
 from latentplay.world_models import distributed
@@ -31,14 +31,20 @@ from latentplay.world_models.train import TrainingRun, frame_size
 class KeypointSchedule:
     """``perception_steps`` of perception alone, then actions and dynamics on the (frozen)
     keypoints, rolled out on their own predictions over a horizon that grows from
-    ``horizon_start`` to ``horizon_end`` steps in ``horizon_ramp_steps``."""
+    ``horizon_start`` to ``horizon_end`` steps in ``horizon_ramp_steps``. The dynamics phase
+    trains on ``dynamics_batch`` clips a step, drawn from the training split's keypoint
+    tracks (encoded once when the phase starts: no image passes through the encoder after
+    that, so a dynamics step costs a small fraction of a perception step)."""
 
     perception_steps: int = 3000
     horizon_start: int = 2
     horizon_end: int = 8
     horizon_ramp_steps: int = 1000
+    dynamics_batch: int = 64
 
     def __post_init__(self) -> None:
+        if self.dynamics_batch < 1:
+            raise ValueError(f"dynamics_batch={self.dynamics_batch}; expected >= 1")
         if not 1 <= self.horizon_start <= self.horizon_end:
             raise ValueError(
                 f"horizon_start={self.horizon_start}, horizon_end={self.horizon_end}; "
@@ -60,7 +66,10 @@ class KeypointLossWeights:
     k-means pull of keypoints onto foreground pixels; ``separation`` (within
     ``separation_sigma``): keypoints repel; ``gate``: sparsity of the control gates;
     ``action``: L2 on latent actions; ``action_noise``: noise added to them in training, in
-    units of their running std (an information bottleneck)."""
+    units of their running std (an information bottleneck); ``huber_px``: the rollout loss
+    is quadratic below this many pixels of error and linear above (small values approach L1:
+    in a near miss the model then predicts no push rather than a small one, at some cost in
+    the pushed objects' error)."""
 
     foreground: float = 10.0
     foreground_scale: float = 0.15
@@ -70,23 +79,62 @@ class KeypointLossWeights:
     gate: float = 0.01
     action: float = 1e-3
     action_noise: float = 0.1
+    huber_px: float = 1.0
+
+
+def track_cache(model: Keypoints, dataset: ClipDataset, chunk: int = 256) -> EpisodeCache:
+    """The keypoint tracks of every episode of ``dataset`` from one pass of the (frozen)
+    encoder, in fp32 even inside the trainer's bf16 autocast (they are the dynamics'
+    targets); clips of them are drawn as the dataset draws its clips."""
+    device = model.background.device
+
+    @torch.no_grad()
+    def encode(frames: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        with torch.autocast(device.type, enabled=False):
+            parts = [
+                model.keypoints(x[i : i + chunk].to(device)[None])[0]
+                for i in range(0, len(x), chunk)
+            ]
+        return torch.cat(parts).float()
+
+    return EpisodeCache(dataset, encode)
 
 
 class KeypointObjective:
-    """``(model, clip, step) -> (loss, terms)`` for :func:`latentplay.world_models.train.train`."""
+    """``(model, clip, step) -> (loss, terms)`` for :func:`latentplay.world_models.train.train`.
+
+    The perception phase learns from the trainer's clips; the dynamics phase from clips of
+    ``dataset``'s keypoint tracks (:func:`track_cache`, built at its first step), or, without
+    a dataset, from the trainer's clips through the frozen encoder."""
 
     def __init__(
-        self, schedule: KeypointSchedule | None = None, weights: KeypointLossWeights | None = None
+        self,
+        schedule: KeypointSchedule | None = None,
+        weights: KeypointLossWeights | None = None,
+        dataset: ClipDataset | None = None,
     ) -> None:
         self.schedule = schedule or KeypointSchedule()
         self.weights = weights or KeypointLossWeights()
+        self.dataset = dataset
+        self._tracks: EpisodeCache | None = None
 
     def __call__(
         self, model: Keypoints, clip: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        self.transitions_per_clip: float = clip.shape[1] - 1
         if step < self.schedule.perception_steps:
             return self.perception(model, clip)
-        return self.dynamics(model, clip, self.schedule.horizon(step))
+        if self.dataset is None:
+            with torch.no_grad():
+                pos = model.keypoints(clip)
+        else:
+            if self._tracks is None:
+                self._tracks = track_cache(model, self.dataset)
+            tracks = self._tracks
+            pos = tracks.clips(tracks.draw(self.schedule.dynamics_batch)).to(clip.device)
+            self.transitions_per_clip *= len(pos) / len(clip)  # what the trainer reports
+        return self.dynamics(model, pos, self.schedule.horizon(step))
 
     def perception(
         self, model: Keypoints, clip: torch.Tensor
@@ -105,13 +153,12 @@ class KeypointObjective:
         return loss, {"recon": rec.item(), "coverage": cov.item(), "separation": sep.item()}
 
     def dynamics(
-        self, model: Keypoints, clip: torch.Tensor, horizon: int
+        self, model: Keypoints, pos: torch.Tensor, horizon: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Latent actions from the true keypoint tracks; the dynamics rolled out ``horizon``
-        steps on its own predictions from each start; error in pixels."""
+        """Latent actions from keypoint tracks ``pos (B, T, K, 2)`` of real clips; the
+        dynamics rolled out ``horizon`` steps on its own predictions from each start; error in
+        pixels."""
         w = self.weights
-        with torch.no_grad():
-            pos = model.keypoints(clip)
         horizon = min(horizon, pos.shape[1] - 1)
         actions = model.actions_between(pos)
         with torch.no_grad():
@@ -125,7 +172,9 @@ class KeypointObjective:
             state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]))
             for t in range(horizon):
                 state = model.advance(state, noisy[:, s + t])
-                errors.append(F.smooth_l1_loss(state.pos * half, pos[:, s + t + 1] * half))
+                errors.append(
+                    F.smooth_l1_loss(state.pos * half, pos[:, s + t + 1] * half, beta=w.huber_px)
+                )
         err = torch.stack(errors).mean()
         gate = model.dynamics.gates().mean()
         act = actions.pow(2).mean()
@@ -184,5 +233,5 @@ def keypoints_training(
     picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     model.set_background(torch.stack([dataset[int(i)][0] for i in picks]))
     return TrainingRun(
-        model, KeypointObjective(schedule, loss), dataset, sample_fn=keypoint_samples
+        model, KeypointObjective(schedule, loss, dataset), dataset, sample_fn=keypoint_samples
     )

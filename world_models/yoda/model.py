@@ -11,6 +11,12 @@ in pixel space at 64x64 (no autoencoder to train first; the stem patchifies 2x2)
 predicts that difference (the data) rather than the velocity; the flow comes from
 OpenCV (:mod:`.flow`), not RAFT; conditions are dropped per sample, not per batch.
 
+With ``autoencoder`` (a checkpoint of :class:`~latentplay.world_models.autoencoder.
+FrameAutoencoder`), it generates in that autoencoder's latent space, as the published YODA
+does: the state holds latents, each step generates the next latent's difference, and frames
+are decoded only when asked for (``decode``); the pokes, their flow and the control map stay
+in pixels. The checkpoint records the autoencoder's sha256 and refuses another file.
+
 Actions (the protocol's ``Actions.continuous``, ``(B, 4k)`` per step): for each of the ``k``
 points ``(x, y, dx, dy)``: position in normalized image units (``align_corners=False``: -1 is
 the left/top edge, +1 the right/bottom edge) and motion in units of ``flow_scale`` pixels per
@@ -27,6 +33,7 @@ import torch
 from torch import nn
 
 from latentplay.utils.frames import to_float_frames
+from latentplay.world_models.autoencoder.model import FrameAutoencoder, load_autoencoder
 from latentplay.world_models.protocol import (
     Actions,
     ActionSpec,
@@ -43,8 +50,9 @@ PREDICTIONS = ("data", "velocity")  # what the network outputs (see flow_matchin
 
 @dataclass
 class YodaState:
-    """The frames seen or generated so far (at most ``memory`` of them): ``(B, T, 3, H, W)``;
-    each step conditions on one of them drawn at random (YODA's memory frame)."""
+    """The frames seen or generated so far (at most ``memory`` of them): ``(B, T, 3, H, W)``,
+    or their latents ``(B, T, C, h, w)`` for a latent model; each step conditions on one of
+    them drawn at random (YODA's memory frame)."""
 
     frames: torch.Tensor  # protocol.repeat_state branches it (a dataclass of tensors)
 
@@ -65,6 +73,8 @@ class Yoda(nn.Module):
         solver: str = "euler",
         prediction: str = "data",
         spread: float = 1.5,
+        autoencoder: str | None = None,
+        autoencoder_sha256: str | None = None,
     ) -> None:
         super().__init__()
         if size not in SIZES:
@@ -91,11 +101,23 @@ class Yoda(nn.Module):
             "prediction": prediction,
             "spread": spread,
         }
+        self.autoencoder: FrameAutoencoder | None = None
+        channels, grid, patch = 3, image_size, 2
+        if autoencoder is not None:
+            ae, digest = load_autoencoder(autoencoder, autoencoder_sha256)
+            if ae.image_size != image_size:
+                raise ValueError(
+                    f"autoencoder {autoencoder} takes {ae.image_size}x{ae.image_size} frames; "
+                    f"expected image_size={image_size}"
+                )
+            self.autoencoder = ae
+            channels, grid, patch = ae.latent_channels, ae.latent_size, 1
+            self._args.update(autoencoder=str(autoencoder), autoencoder_sha256=digest)
         self.points, self.image_size, self.flow_scale = points, image_size, flow_scale
         self.memory, self.sample_steps, self.solver = memory, sample_steps, solver
         self.prediction, self.spread = prediction, spread
         self.flow = FlowEstimator(flow_method)
-        self.net = VelocityNet(SIZES[size], image_size)
+        self.net = VelocityNet(SIZES[size], image_size, channels, grid, patch)
         self.generator: torch.Generator | None = None  # set for reproducible sampling
 
     def model_args(self) -> dict[str, Any]:
@@ -110,6 +132,30 @@ class Yoda(nn.Module):
             raise ValueError(f"sample_steps={steps}; expected >= 1 ODE step")
         self.sample_steps = self.sample_steps if steps is None else int(steps)
         self.solver = solver or self.solver
+
+    @property
+    def latent(self) -> bool:
+        return self.autoencoder is not None
+
+    def train(self, mode: bool = True) -> Yoda:
+        super().train(mode)
+        if self.autoencoder is not None:
+            self.autoencoder.eval()  # frozen: never in training mode
+        return self
+
+    def to_space(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``(..., 3, H, W)`` -> what the model generates: the frames as floats, or
+        their latents (no gradient: the autoencoder is frozen)."""
+        frames = to_float_frames(frames)
+        if self.autoencoder is None:
+            return frames
+        with torch.no_grad():
+            z = self.autoencoder.encode(frames.flatten(0, -4))
+        return z.unflatten(0, frames.shape[:-3])
+
+    def to_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model generates ``(N, ...)`` -> frames ``(N, 3, H, W)`` in [0, 1]."""
+        return x if self.autoencoder is None else self.autoencoder.decode(x)
 
     @property
     def size(self) -> YodaSize:
@@ -192,19 +238,19 @@ class Yoda(nn.Module):
         control: torch.Tensor,
         sample_steps: int | None = None,
     ) -> torch.Tensor:
-        """The next frame ``(B, 3, H, W)`` in [0, 1]: integrate the ODE from noise to the
-        difference to ``prev`` in ``sample_steps`` steps (None: the model's), add it."""
+        """The next frame ``(B, 3, H, W)`` in [0, 1] (a latent model: the next latent):
+        integrate the ODE from noise to the difference to ``prev`` in ``sample_steps`` steps
+        (None: the model's), add it."""
         steps = self.sample_steps if sample_steps is None else int(sample_steps)
         # the clamp below one step's length: the last Euler step lands on the prediction
         v = self.velocity_field(prev, memory, distance, control, min(0.05, 0.999 / steps))
         x0 = torch.randn(prev.shape, generator=self.generator, device=prev.device)
         delta = integrate(v, x0, steps, self.solver)
-        return (prev + delta).clamp(0.0, 1.0)
+        return prev + delta if self.latent else (prev + delta).clamp(0.0, 1.0)
 
     # ------------------------------------------------------------------ WorldModel protocol
     def encode(self, frames: torch.Tensor) -> YodaState:
-        frames = to_float_frames(frames)
-        return YodaState(frames[:, -self.memory :])
+        return YodaState(self.to_space(frames[:, -self.memory :]))
 
     def infer_actions(self, frames: torch.Tensor) -> Actions:
         """The sparse flow of each transition (``k`` points drawn from the OpenCV flow, with a
@@ -245,7 +291,12 @@ class Yoda(nn.Module):
         return YodaState(torch.cat([frames, nxt[:, None]], dim=1)[:, -self.memory :])
 
     def decode(self, state: YodaState) -> torch.Tensor:
-        return state.frames[:, -1]
+        return self.to_frames(state.frames[:, -1])
+
+    def embed(self, state: YodaState) -> torch.Tensor:
+        """The last frame or latent, flattened ``(B, D)``: a latent planner's cost never
+        decodes."""
+        return state.frames[:, -1].flatten(1)
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
         return rollout(self, context, actions)

@@ -85,20 +85,40 @@ class AttentionBlock(nn.Module):
 
 
 class VelocityNet(nn.Module):
-    """``(x_t, t, prev, memory, log_distance, control_map) -> velocity`` (all ``(B, 3, H, W)``
-    images except ``t (B,)`` and ``log_distance (B,)``)."""
+    """``(x_t, t, prev, memory, log_distance, control_map) -> velocity``: ``x_t``, ``prev``,
+    ``memory`` and the output are ``(B, channels, grid, grid)`` (frames: 3 channels at the
+    image size; latents: the autoencoder's channels at its latent size), the control map
+    ``(B, 3, image_size, image_size)``, ``t`` and ``log_distance`` ``(B,)``.
 
-    def __init__(self, size: YodaSize, image_size: int) -> None:
+    ``patch``: the stem's patch size (2 for frames: most convolutions run at half
+    resolution; 1 for a latent grid, already small). On a latent grid the control map enters
+    the convolutions average-pooled to the grid, and its tokens at full resolution."""
+
+    def __init__(
+        self,
+        size: YodaSize,
+        image_size: int,
+        channels: int = 3,
+        grid: int | None = None,
+        patch: int = 2,
+    ) -> None:
         super().__init__()
+        grid = image_size if grid is None else grid
         if image_size % TILE:
             raise ValueError(f"image_size={image_size}; expected a multiple of {TILE}")
+        if image_size % grid or grid % (4 * patch):
+            raise ValueError(
+                f"grid={grid}, patch={patch}, image_size={image_size}; expected the grid to "
+                "divide the image size and to be a multiple of 4 x patch"
+            )
         c0, c1, c2 = size.widths
         emb = 4 * c0
         self.emb_dim = c0
+        self.pool = image_size // grid  # control map -> the grid
         self.t_mlp = nn.Sequential(nn.Linear(c0, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.d_mlp = nn.Sequential(nn.Linear(c0, emb), nn.SiLU(), nn.Linear(emb, emb))
-        cin = 12
-        self.stem = nn.Conv2d(cin, c0, 2, 2)  # 2x2 patches: full -> 1/2 resolution
+        cin = 3 * channels + 3
+        self.stem = nn.Conv2d(cin, c0, patch, patch)  # patches: most convolutions run smaller
         self.enc0 = nn.ModuleList([ResBlock(c0, c0, emb) for _ in range(size.blocks)])
         self.down1 = nn.Conv2d(c0, c1, 3, 2, 1)
         self.enc1 = nn.ModuleList([ResBlock(c1, c1, emb) for _ in range(size.blocks)])
@@ -113,12 +133,12 @@ class VelocityNet(nn.Module):
             [ResBlock(c1 + c0 if i == 0 else c0, c0, emb) for i in range(size.blocks)]
         )
         hw = size.head_width
-        self.up = nn.ConvTranspose2d(c0, hw, 2, 2)  # back to full resolution
+        self.up = nn.ConvTranspose2d(c0, hw, patch, patch)  # back to the full grid
         self.head = nn.Sequential(
             nn.Conv2d(hw + cin, hw, 3, 1, 1),
             nn.GroupNorm(1, hw),
             nn.SiLU(),
-            nn.Conv2d(hw, 3, 3, 1, 1),
+            nn.Conv2d(hw, channels, 3, 1, 1),
         )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -143,7 +163,8 @@ class VelocityNet(nn.Module):
         emb = self.t_mlp(sinusoidal(t * 1000.0, self.emb_dim)) + self.d_mlp(
             sinusoidal(log_distance * 100.0, self.emb_dim)
         )
-        x_in = torch.cat([xt, prev, memory, control], dim=1)
+        grid_control = F.avg_pool2d(control, self.pool) if self.pool > 1 else control
+        x_in = torch.cat([xt, prev, memory, grid_control], dim=1)
         h = self.stem(x_in)
         for blk in self.enc0:
             h = blk(h, emb)

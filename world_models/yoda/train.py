@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from latentplay.rollouts.dataset import ClipDataset
+from latentplay.rollouts.dataset import ClipDataset, EpisodeCache
 from latentplay.rollouts.video import tile, write_video
 from latentplay.utils.frames import to_numpy_frames
 from latentplay.world_models.train import TrainingRun, frame_size
 from latentplay.world_models.yoda.flow_matching import SIGMA_MIN, flow_matching_loss
 from latentplay.world_models.yoda.model import Yoda
-from latentplay.world_models.yoda.sparse import drop_conditions
+from latentplay.world_models.yoda.sparse import drop_conditions, sample_points
 
 
 @dataclass(frozen=True)
@@ -64,19 +65,61 @@ class YodaSchedule:
 class YodaObjective:
     """``(model, clip, step) -> (loss, terms)``: per clip, one random transition t-1 -> t, a
     memory frame drawn uniformly among frames 0..t-1, the sparse flow of that transition.
-    Random draws use torch's global generator, which checkpoints save: resumes stay exact."""
+    Random draws use torch's global generator, which checkpoints save: resumes stay exact.
+
+    A latent model given ``dataset`` learns from clips of cached latents and flow fields
+    (every frame of the split encoded, every transition's flow computed, once, at the first
+    step; :class:`EpisodeCache`), drawn as the dataset draws clips: a step then runs no
+    encoder and no optical flow. Without a dataset, each step encodes and computes the flow
+    of the trainer's clips."""
 
     transitions_per_clip = 1  # one transition of each clip per step
 
-    def __init__(self, schedule: YodaSchedule | None = None) -> None:
+    def __init__(
+        self, schedule: YodaSchedule | None = None, dataset: ClipDataset | None = None
+    ) -> None:
         self.schedule = schedule or YodaSchedule()
+        self.dataset = dataset
+        self._latents: EpisodeCache | None = None
+        self._flows: EpisodeCache | None = None
+
+    def caches(self, model: Yoda) -> tuple[EpisodeCache, EpisodeCache]:
+        """The latents and flow fields of every frame of the dataset (built once)."""
+        if self._latents is None or self._flows is None:
+            assert self.dataset is not None
+            skip = self.dataset.frame_skip
+            device = next(model.net.parameters()).device
+
+            @torch.no_grad()
+            def latents(frames: np.ndarray, chunk: int = 256) -> torch.Tensor:
+                x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+                with torch.autocast(device.type, enabled=False):
+                    parts = [
+                        model.to_space(x[i : i + chunk].to(device)).cpu()
+                        for i in range(0, len(x), chunk)
+                    ]
+                return torch.cat(parts).float()
+
+            def flows(frames: np.ndarray) -> torch.Tensor:
+                # row t: the flow from frame t to frame t + skip (the last rows: none)
+                f = torch.from_numpy(model.flow(frames[:-skip], frames[skip:]))  # (T-s, 2, H, W)
+                return torch.cat([f, torch.zeros(skip, *f.shape[1:])]).half()
+
+            self._latents = EpisodeCache(self.dataset, latents)
+            self._flows = EpisodeCache(self.dataset, flows)
+        return self._latents, self._flows
 
     def __call__(
         self, model: Yoda, clip: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         s, g = self.schedule, None
-        b, t_len = clip.shape[:2]
         device = clip.device
+        cached = model.latent and self.dataset is not None
+        if cached:
+            lat, flo = self.caches(model)
+            picks = lat.draw(clip.shape[0])
+            clip, flow_clip = lat.clips(picks).to(device), flo.clips(picks)
+        b, t_len = clip.shape[:2]
         ar = torch.arange(b)
         t = torch.randint(1, t_len, (b,), generator=g)  # target frame index
         m = (torch.rand(b, generator=g) * t).long()  # memory index in [0, t-1]
@@ -84,19 +127,28 @@ class YodaObjective:
         m = torch.where(keep_memory, m, t - 1)
         prev, nxt, memory = clip[ar, t - 1], clip[ar, t], clip[ar, m]
         distance = (t - m).float().to(device)
-        points, vectors = model.sparse_controls(prev, nxt, g)  # from the clean frames
+        if cached:  # latents already; the flow of each transition from the cache
+            points, vectors = sample_points(flow_clip[ar, t - 1].float(), model.points, g)
+        else:
+            points, vectors = model.sparse_controls(prev, nxt, g)  # from the clean frames
         present = None
         if s.min_points is not None and s.min_points < model.points:
             count = torch.randint(s.min_points, model.points + 1, (b,), generator=g)
             present = torch.arange(model.points)[None] < count[:, None]
         with torch.no_grad():
-            changed = (nxt - prev).abs().amax(dim=1, keepdim=True).gt(0.05).float()
+            # moving pixels (a cached latent model: moving latent cells, > 0.25 std)
+            changed = (nxt - prev).abs().amax(dim=1, keepdim=True).gt(0.25 if cached else 0.05)
+            changed = changed.float()
             moving = changed.mean()
             weight = None
             if s.moving_weight != 1.0:
                 changed = torch.nn.functional.max_pool2d(changed, 3, stride=1, padding=1)
                 weight = 1.0 + (s.moving_weight - 1.0) * changed
                 weight = weight / weight.mean(dim=(1, 2, 3), keepdim=True)
+        if model.latent and not cached:  # to latents; flow and moving pixels came from frames
+            prev, nxt, memory = (model.to_space(x) for x in (prev, nxt, memory))
+            if weight is not None:
+                weight = torch.nn.functional.adaptive_avg_pool2d(weight, prev.shape[-1])
         if s.input_noise > 0:
             sigma = (torch.rand(b, 1, 1, 1, generator=g) * s.input_noise).to(device)
             prev = prev + sigma * torch.randn(prev.shape, generator=g).to(device)
@@ -142,4 +194,5 @@ def yoda_training(
             f"{schedule.clip_length - 1}: expected memory <= clip_length - 1"
         )
     dataset = ClipDataset(data, split=split, clip_length=schedule.clip_length, cache=True)
-    return TrainingRun(model, YodaObjective(schedule), dataset, sample_fn=yoda_samples)
+    objective = YodaObjective(schedule, dataset if model.latent else None)
+    return TrainingRun(model, objective, dataset, sample_fn=yoda_samples)

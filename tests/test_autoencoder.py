@@ -1,0 +1,177 @@
+"""The frame autoencoder and YODA in its latent space: shapes and errors, latent statistics
+with a known answer, learning a toy scene's frames, the latent model's contract, its exact
+resume, and its refusal of an autoencoder it was not trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers.train_settings import quick_settings
+
+from latentplay.evaluation import metrics as M
+from latentplay.rollouts.format import EpisodeReader
+from latentplay.rollouts.toy import make_push_toy_dataset
+from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
+from latentplay.world_models.autoencoder import FrameAutoencoder
+from latentplay.world_models.autoencoder.train import autoencoder_training
+from latentplay.world_models.checkpoint import (
+    CheckpointMismatchError,
+    load_model,
+    save_checkpoint,
+)
+from latentplay.world_models.protocol import Actions, StateEmbedding
+from latentplay.world_models.train import train
+from latentplay.world_models.yoda import Yoda
+from latentplay.world_models.yoda.train import YodaSchedule, yoda_training
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_push_toy_dataset(tmp_path_factory.mktemp("ae_toy") / "toy", episodes=32)
+
+
+def _autoencoder_file(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    ae = FrameAutoencoder(image_size=32, latent_channels=4, downsample=4, width=8)
+    return save_checkpoint(path, model=ae, step=0)
+
+
+def test_shapes_range_and_errors() -> None:
+    ae = FrameAutoencoder(image_size=32, latent_channels=3, downsample=4, width=8).eval()
+    frames = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        z = ae.encode(frames)
+    assert z.shape == (5, 3, 8, 8)
+    out = ae.decode(z)
+    assert out.shape == (5, 3, 32, 32) and 0 <= out.min().item() and out.max().item() <= 1
+    with pytest.raises(ValueError, match=r"frames of shape \(5, 3, 16, 16\)"):
+        ae.encode(frames[..., :16, :16])
+    with pytest.raises(ValueError, match=r"latents of shape \(5, 3, 4, 4\)"):
+        ae.decode(z[..., :4, :4])
+    with pytest.raises(ValueError, match="downsample=3"):
+        FrameAutoencoder(downsample=3)
+    with pytest.raises(ValueError, match="image_size=36"):
+        FrameAutoencoder(image_size=36, downsample=8)
+
+
+def test_statistics_make_latents_zero_mean_unit_std() -> None:
+    torch.manual_seed(0)
+    ae = FrameAutoencoder(image_size=32, latent_channels=4, width=8).eval()
+    frames = torch.rand(64, 3, 32, 32)
+    before = ae.encode(frames).transpose(0, 1).flatten(1)
+    ae.set_statistics(frames, chunk=10)
+    z = ae.encode(frames).transpose(0, 1).flatten(1)
+    torch.testing.assert_close(z.mean(1), torch.zeros(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(1), torch.ones(4), atol=1e-3, rtol=0)
+    assert not torch.allclose(before.std(1), torch.ones(4), atol=0.05)  # the check can fail
+    # normalising is undone exactly by decode: the frames do not change
+    torch.testing.assert_close(ae.decode(ae.encode(frames)), ae.decode_raw(ae.encode_raw(frames)))
+
+
+def _psnr(model: FrameAutoencoder, root: Path) -> float:
+    reader = EpisodeReader(root)
+    frames = np.concatenate([reader.frames(ep) for ep in reader.indices("test")])
+    with torch.no_grad():
+        rebuilt = to_numpy_frames(model.reconstruct(to_tensor_frames(frames)))
+    return float(
+        np.mean(M.psnr(rebuilt.transpose(0, 3, 1, 2) / 255, frames.transpose(0, 3, 1, 2) / 255))
+    )
+
+
+def test_autoencoder_learns_the_toy_frames(toy: Path, tmp_path: Path) -> None:
+    """Known answer: a few hundred steps rebuild held-out frames of the toy scene (flat
+    colours, small squares) far better than the untrained net."""
+    torch.manual_seed(0)
+    run = autoencoder_training(str(toy), latent_channels=4, downsample=4, width=16)
+    untrained = _psnr(run.model.eval(), toy)
+    train(
+        run.model,
+        run.objective,
+        run.dataset,
+        tmp_path / "ae",
+        quick_settings(batch_size=32, max_steps=300, lr=2e-3),
+        before_checkpoint=run.before_checkpoint,
+    )
+    model, _ = load_model(tmp_path / "ae" / "checkpoints" / "last.pt")
+    trained = _psnr(model, toy)
+    assert untrained < 20, f"untrained PSNR {untrained:.1f} dB: the bar below would not test"
+    assert trained >= 25, f"PSNR {trained:.1f} dB after 300 steps (untrained {untrained:.1f})"
+
+
+def test_latent_yoda_contract_and_exact_resume(toy: Path, tmp_path: Path) -> None:
+    ae = _autoencoder_file(tmp_path / "ae.pt", seed=0)
+    schedule = YodaSchedule(clip_length=4)
+
+    def build() -> tuple:
+        torch.manual_seed(0)
+        run = yoda_training(str(toy), size="xs", memory=3, autoencoder=str(ae), schedule=schedule)
+        return run.model, run.objective, run.dataset
+
+    model = build()[0].eval()
+    assert model.latent and isinstance(model, StateEmbedding)
+    frames = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    state = model.encode(frames)
+    assert state.frames.shape == (2, 3, 4, 8, 8)  # latents, not frames
+    assert model.embed(state).shape == (2, 4 * 8 * 8)
+    video = model.rollout(frames[:, :1], model.infer_actions(frames))
+    assert video.shape == (2, 2, 3, 32, 32)
+    assert model.simulate(frames[:, :1], 2).shape == (2, 2, 3, 32, 32)
+    assert model.decode(model.step(state, Actions())).shape == (2, 3, 32, 32)
+
+    straight = build()
+    train(*straight[:2], straight[2], tmp_path / "a", quick_settings(max_steps=4))
+    second = build()
+    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=2))
+    second = build()
+    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=4), resume=True)
+    a, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
+    b, _ = load_model(tmp_path / "b" / "checkpoints" / "last.pt")
+    for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
+    frozen = torch.load(ae, weights_only=False)["model"]
+    for k, v in frozen.items():  # training never touches the autoencoder
+        torch.testing.assert_close(a.state_dict()[f"autoencoder.{k}"], v, rtol=0, atol=0)
+
+
+def test_latent_yoda_refuses_another_autoencoder(tmp_path: Path) -> None:
+    ae = _autoencoder_file(tmp_path / "ae.pt", seed=0)
+    model = Yoda(size="xs", image_size=32, memory=3, autoencoder=str(ae))
+    digest = model.model_args()["autoencoder_sha256"]
+    path = save_checkpoint(tmp_path / "yoda.pt", model=model, step=0)
+    assert load_model(path)[0].latent  # the same file: loads
+    _autoencoder_file(ae, seed=1)  # the autoencoder is retrained in place
+    with pytest.raises(CheckpointMismatchError, match=digest[:16]):
+        load_model(path)
+    with pytest.raises(CheckpointMismatchError, match="expected an autoencoder"):
+        Yoda(size="xs", image_size=32, autoencoder=str(path))
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
+        Yoda(size="xs", image_size=32, autoencoder=str(tmp_path / "missing.pt"))
+
+
+def test_latent_yoda_trains_on_cached_latents_and_flows_of_its_frames(
+    toy: Path, tmp_path: Path
+) -> None:
+    """The cache holds what the uncached step computes: each frame's latent and the flow of
+    each transition (fp16); a function that returns the wrong number of rows is refused."""
+    from latentplay.rollouts.dataset import ClipDataset, EpisodeCache
+
+    ae = _autoencoder_file(tmp_path / "ae.pt", seed=0)
+    torch.manual_seed(0)
+    run = yoda_training(str(toy), size="xs", memory=3, autoencoder=str(ae))
+    model, objective = run.model, run.objective
+    latents, flows = objective.caches(model)
+    ep = int(run.dataset.index[0, 0])
+    frames = run.dataset.episode_frames(ep)
+    with torch.no_grad():
+        want = model.to_space(to_tensor_frames(frames))
+    torch.testing.assert_close(latents.per_episode[ep], want, rtol=0, atol=1e-5)
+    flow = torch.from_numpy(model.flow(frames[3], frames[4]))
+    torch.testing.assert_close(flows.per_episode[ep][3].float(), flow, rtol=1e-3, atol=1e-2)
+    assert flows.per_episode[ep][-1].abs().max() == 0  # the last frame has no next one
+    loss, terms = objective(model, torch.zeros(4, 4, 3, 32, 32), step=0)
+    assert torch.isfinite(loss) and "flow_matching" in terms
+    with pytest.raises(ValueError, match="expected one per frame"):
+        EpisodeCache(ClipDataset(toy, split="val", clip_length=2), lambda f: torch.zeros(1))
