@@ -84,6 +84,7 @@ def bench_yoda(
         ("s", "euler", 3, True),
         ("m", "euler", 3, True),
     ),
+    latent_patch: int | None = None,
     repeats: int = 5,
     image_size: int = 64,
     checkpoint: str | None = None,
@@ -94,14 +95,18 @@ def bench_yoda(
     ODE steps and space (pixels, or the latents of ``autoencoder``), median over ``repeats``,
     beside the 0.3 s target and what YODA's own sampler (100 RK4 steps = 400 network
     evaluations) would cost at the same per-evaluation time. Also the training samples/s
-    (forward, backward, Adam at ``batch``; a latent model encodes its frames in the step) per
-    size and space, and the latent's rate over the pixel model's of its size. ``checkpoint``:
+    (forward, backward, Adam at ``batch``) per size and space as each trains (pixels: the
+    optical flow of each step's clips computed in the step; latents: drawn with their flows
+    from the caches a latent model builds once, on a small toy dataset), and the latent's rate
+    over the pixel model's of its size. ``checkpoint``:
     time that model's size (weights do not change the cost; the default is random weights);
     ``autoencoder``: the latent rows' (default: an untrained one of the default shape)."""
 
     import torch
 
     from latentplay.evaluation.poke.scoring import step_times
+    from latentplay.rollouts.dataset import ClipDataset
+    from latentplay.rollouts.toy import make_toy_dataset
     from latentplay.world_models.autoencoder import FrameAutoencoder
     from latentplay.world_models.checkpoint import save_checkpoint
     from latentplay.world_models.yoda import Yoda
@@ -109,12 +114,17 @@ def bench_yoda(
 
     rows, train_rate = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        clips = ClipDataset(
+            make_toy_dataset(Path(tmp) / "toy", episodes=8, steps=16, size=image_size),
+            clip_length=8,
+            cache=True,
+        )
         if autoencoder is None:
             torch.manual_seed(0)
             ae = FrameAutoencoder(image_size=image_size)
             autoencoder = str(save_checkpoint(Path(tmp) / "ae.pt", model=ae, step=0))
         for size, solver, steps, latent in settings:
-            space = {"autoencoder": autoencoder} if latent else {}
+            space = {"autoencoder": autoencoder, "patch": latent_patch} if latent else {}
             torch.manual_seed(0)
             model = Yoda(
                 size=size, image_size=image_size, solver=solver, sample_steps=steps, **space
@@ -127,7 +137,9 @@ def bench_yoda(
                 tm.to(memory_format=torch.channels_last)
                 opt = torch.optim.Adam([p for p in tm.parameters() if p.requires_grad], lr=1e-4)
                 clip = torch.rand(batch, 8, 3, image_size, image_size)
-                obj = YodaObjective()
+                # as each trains: pixels compute the flow of the step's clips; a latent model
+                # draws latents and flows from its caches (built in the warm-up step)
+                obj = YodaObjective(dataset=clips if latent else None)
                 rates = []
                 for i in range(1 + repeats):
                     t0 = time.perf_counter()

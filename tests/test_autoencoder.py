@@ -175,3 +175,26 @@ def test_latent_yoda_trains_on_cached_latents_and_flows_of_its_frames(
     assert torch.isfinite(loss) and "flow_matching" in terms
     with pytest.raises(ValueError, match="expected one per frame"):
         EpisodeCache(ClipDataset(toy, split="val", clip_length=2), lambda f: torch.zeros(1))
+
+
+def test_a_latent_planner_never_decodes(tmp_path: Path) -> None:
+    """CEM over the latent model with the state cost scores distances between latents: the
+    decoder is never called, and the plan has the model's action shape."""
+    from latentplay.agents.planners import CEM
+    from latentplay.agents.planners.costs import GoalImageCost
+
+    ae = _autoencoder_file(tmp_path / "ae.pt", seed=0)
+    torch.manual_seed(0)
+    model = Yoda(size="xs", image_size=32, memory=2, sample_steps=1, autoencoder=str(ae)).eval()
+
+    def no_decode(*_: object) -> torch.Tensor:
+        raise AssertionError("a latent-space cost decoded a frame")
+
+    model.to_frames = no_decode  # type: ignore[method-assign]
+    frame, goal = torch.rand(1, 1, 3, 32, 32), torch.rand(3, 32, 32)
+    planner = CEM(model.action_spec, horizon=2, samples=8, elites=2, iterations=2)
+    with torch.no_grad():
+        plan = planner.plan(GoalImageCost(model, frame, goal, space="state"))
+    assert plan.actions.continuous.shape == (1, 2, 4 * model.points)
+    with pytest.raises(ValueError, match="takes 32x32"):
+        Yoda(size="xs", image_size=64, autoencoder=str(ae))

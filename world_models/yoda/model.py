@@ -75,6 +75,7 @@ class Yoda(nn.Module):
         spread: float = 1.5,
         autoencoder: str | None = None,
         autoencoder_sha256: str | None = None,
+        patch: int | None = None,
     ) -> None:
         super().__init__()
         if size not in SIZES:
@@ -102,7 +103,7 @@ class Yoda(nn.Module):
             "spread": spread,
         }
         self.autoencoder: FrameAutoencoder | None = None
-        channels, grid, patch = 3, image_size, 2
+        channels, grid = 3, image_size
         if autoencoder is not None:
             ae, digest = load_autoencoder(autoencoder, autoencoder_sha256)
             if ae.image_size != image_size:
@@ -111,8 +112,13 @@ class Yoda(nn.Module):
                     f"expected image_size={image_size}"
                 )
             self.autoencoder = ae
-            channels, grid, patch = ae.latent_channels, ae.latent_size, 1
+            channels, grid = ae.latent_channels, ae.latent_size
             self._args.update(autoencoder=str(autoencoder), autoencoder_sha256=digest)
+        # the net's stem patch: 2 on frames (most convolutions at half resolution), 1 on a
+        # latent grid unless set
+        if patch is not None:  # recorded only when set: older checkpoints stay compatible
+            self._args["patch"] = patch
+        patch = patch or (1 if autoencoder is not None else 2)
         self.points, self.image_size, self.flow_scale = points, image_size, flow_scale
         self.memory, self.sample_steps, self.solver = memory, sample_steps, solver
         self.prediction, self.spread = prediction, spread
