@@ -84,12 +84,12 @@ def bench_yoda(
         ("s", "euler", 3, True),
         ("m", "euler", 3, True),
     ),
-    latent_patch: int | None = None,
     repeats: int = 5,
     image_size: int = 64,
     checkpoint: str | None = None,
     batch: int = 16,
     autoencoder: str | None = None,
+    latent_patch: int | None = None,
 ) -> list[dict[str, Any]]:
     """Seconds per generated frame (batch 1, a random poke, decoded) per YODA size, solver,
     ODE steps and space (pixels, or the latents of ``autoencoder``), median over ``repeats``,
@@ -100,7 +100,8 @@ def bench_yoda(
     from the caches a latent model builds once, on a small toy dataset), and the latent's rate
     over the pixel model's of its size. ``checkpoint``:
     time that model's size (weights do not change the cost; the default is random weights);
-    ``autoencoder``: the latent rows' (default: an untrained one of the default shape)."""
+    ``autoencoder``: the latent rows' (default: an untrained one of the default shape);
+    ``latent_patch``: their net's stem patch (None: the model's default)."""
 
     import torch
 

@@ -465,9 +465,8 @@ def evaluate_checkpoint(
     path = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
     write_json_atomic(path, results)
     made, note = None, None
-    if isinstance(model, FrameAutoencoder):
-        pass  # frames only: nothing moves
-    elif video and isinstance(model, SparseFlowControl):
+    video = video and not isinstance(model, FrameAutoencoder)  # frames only: nothing moves
+    if video and isinstance(model, SparseFlowControl):
         note = "pokes and their videos, scored against MuJoCo: scripts/poke.py"
     elif video and isinstance(model, KeypointTracks):
         made = keypoint_video(model, data, path.with_name("keypoints.mp4"), device=dev)

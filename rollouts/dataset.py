@@ -121,6 +121,23 @@ class EpisodeCache:
         self.index = torch.from_numpy(dataset.index)
         self.offsets = torch.from_numpy(dataset.frame_ids(0))
 
+    @classmethod
+    def of_frames(
+        cls, dataset: ClipDataset, encode: Any, device: torch.device, chunk: int = 256
+    ) -> EpisodeCache:
+        """The cache of a frozen ``encode``: frames ``(N, 3, H, W)`` uint8 on ``device`` ->
+        ``(N, ...)``, run in chunks of ``chunk`` frames without gradients and in fp32 even
+        inside the trainer's bf16 autocast (what it makes are training targets)."""
+
+        @torch.no_grad()
+        def fn(frames: np.ndarray) -> torch.Tensor:
+            x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+            with torch.autocast(device.type, enabled=False):
+                parts = [encode(x[i : i + chunk].to(device)) for i in range(0, len(x), chunk)]
+            return torch.cat(parts).float()
+
+        return cls(dataset, fn)
+
     def draw(self, batch: int) -> torch.Tensor:
         """``batch`` random clips: ``(batch, 2)`` rows of (episode, first frame)."""
         return self.index[torch.randint(len(self.index), (batch,))]

@@ -57,6 +57,16 @@ def toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
+def push_toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The push toy (:func:`latentplay.rollouts.toy.make_push_toy_dataset`, 64 seeded
+    episodes: the ones the keypoint model's known-answer bars were measured on), written once
+    per session."""
+    from latentplay.rollouts.toy import make_push_toy_dataset
+
+    return make_push_toy_dataset(tmp_path_factory.mktemp("push_toy") / "toy", episodes=64)
+
+
+@pytest.fixture(scope="session")
 def push_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small Push-v0 dataset collected once per session: 6 scripted episodes of 12 steps at
     32x32 with segmentation masks, seed 5, in 3 shards of 2 episodes, by 2 workers."""

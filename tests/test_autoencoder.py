@@ -13,7 +13,6 @@ from helpers.train_settings import quick_settings
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.format import EpisodeReader
-from latentplay.rollouts.toy import make_push_toy_dataset
 from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
 from latentplay.world_models.autoencoder import FrameAutoencoder
 from latentplay.world_models.autoencoder.train import autoencoder_training
@@ -28,9 +27,9 @@ from latentplay.world_models.yoda import Yoda
 from latentplay.world_models.yoda.train import YodaSchedule, yoda_training
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_push_toy_dataset(tmp_path_factory.mktemp("ae_toy") / "toy", episodes=32)
+@pytest.fixture
+def toy(push_toy: Path) -> Path:
+    return push_toy
 
 
 def _autoencoder_file(path: Path, seed: int) -> Path:

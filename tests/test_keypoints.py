@@ -12,7 +12,6 @@ from helpers.train_settings import quick_settings
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.format import EpisodeReader
-from latentplay.rollouts.toy import make_push_toy_dataset
 from latentplay.rollouts.video import draw_keypoints
 from latentplay.utils.frames import to_tensor_frames
 from latentplay.world_models.checkpoint import load_model
@@ -39,9 +38,9 @@ from latentplay.world_models.protocol import (
 from latentplay.world_models.train import train
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_push_toy_dataset(tmp_path_factory.mktemp("push_toy") / "toy", episodes=64)
+@pytest.fixture
+def toy(push_toy: Path) -> Path:
+    return push_toy
 
 
 def _model(**kw) -> Keypoints:

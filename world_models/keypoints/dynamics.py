@@ -44,9 +44,9 @@ class InteractionDynamics(nn.Module):
     cut-off add messages that depend on the proposed displacements and vanish when both ends
     stay put: pushes (and pushes of pushes) move objects, nothing moves on its own.
 
-    The message net is one hidden layer (``message_hidden``, default ``hidden // 2``):
-    its input layer is evaluated per node (below), so a message costs one activation and one
-    ``message_hidden x 2`` product per pair, which is what a planner's step time is made of.
+    The message net is one hidden layer ``hidden // 2`` wide: its input layer is evaluated
+    per node (below), so a message costs one activation and one ``(hidden // 2) x 2`` product
+    per pair, which is what a planner's step time is made of.
     """
 
     def __init__(
@@ -56,7 +56,6 @@ class InteractionDynamics(nn.Module):
         hidden: int,
         role_dim: int = 8,
         rounds: int = 2,
-        message_hidden: int | None = None,
     ) -> None:
         super().__init__()
         k = num_keypoints
@@ -65,7 +64,7 @@ class InteractionDynamics(nn.Module):
         self.gate_logit = nn.Parameter(torch.zeros(k))
         node = role_dim
         self.drive = _mlp(action_dim + node, hidden, 2)
-        self.message = _mlp(2 + 1 + 4 + 2 * node, message_hidden or hidden // 2, 2, layers=1)
+        self.message = _mlp(2 + 1 + 4 + 2 * node, hidden // 2, 2, layers=1)
         self.carry = _mlp(2 + node, hidden, 2, layers=1)
         self.log_radius = nn.Parameter(torch.tensor(-1.2))  # exp(-1.2) ~ 0.3: 10 px at 64
         self.log_softness = nn.Parameter(torch.tensor(-3.0))

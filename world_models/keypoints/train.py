@@ -84,21 +84,10 @@ class KeypointLossWeights:
 
 def track_cache(model: Keypoints, dataset: ClipDataset, chunk: int = 256) -> EpisodeCache:
     """The keypoint tracks of every episode of ``dataset`` from one pass of the (frozen)
-    encoder, in fp32 even inside the trainer's bf16 autocast (they are the dynamics'
-    targets); clips of them are drawn as the dataset draws its clips."""
-    device = model.background.device
-
-    @torch.no_grad()
-    def encode(frames: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2)
-        with torch.autocast(device.type, enabled=False):
-            parts = [
-                model.keypoints(x[i : i + chunk].to(device)[None])[0]
-                for i in range(0, len(x), chunk)
-            ]
-        return torch.cat(parts).float()
-
-    return EpisodeCache(dataset, encode)
+    encoder; clips of them are drawn as the dataset draws its clips."""
+    return EpisodeCache.of_frames(
+        dataset, lambda x: model.keypoints(x[None])[0], model.background.device, chunk
+    )
 
 
 class KeypointObjective:

@@ -90,22 +90,12 @@ class YodaObjective:
             skip = self.dataset.frame_skip
             device = next(model.net.parameters()).device
 
-            @torch.no_grad()
-            def latents(frames: np.ndarray, chunk: int = 256) -> torch.Tensor:
-                x = torch.from_numpy(frames).permute(0, 3, 1, 2)
-                with torch.autocast(device.type, enabled=False):
-                    parts = [
-                        model.to_space(x[i : i + chunk].to(device)).cpu()
-                        for i in range(0, len(x), chunk)
-                    ]
-                return torch.cat(parts).float()
-
             def flows(frames: np.ndarray) -> torch.Tensor:
                 # row t: the flow from frame t to frame t + skip (the last rows: none)
                 f = torch.from_numpy(model.flow(frames[:-skip], frames[skip:]))  # (T-s, 2, H, W)
                 return torch.cat([f, torch.zeros(skip, *f.shape[1:])]).half()
 
-            self._latents = EpisodeCache(self.dataset, latents)
+            self._latents = EpisodeCache.of_frames(self.dataset, model.to_space, device)
             self._flows = EpisodeCache(self.dataset, flows)
         return self._latents, self._flows
 
