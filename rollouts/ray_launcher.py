@@ -44,6 +44,7 @@ class RayOptions:
     log_to_driver: bool = False  # worker stdout/stderr on the driver's console
 
 
+CANCEL_WAIT_S = 30.0  # how long a failed run waits for its cancelled tasks to stop
 _WORKER: dict[str, Any] = {}  # per Ray worker process: the env and policy of one spec
 
 
@@ -158,5 +159,7 @@ def run_ray(
     finally:
         for ref in refs:  # interrupted or failed: stop what is still running
             ray.cancel(ref, force=True)
+        if refs:  # and wait until it has stopped: nothing may still write once we return
+            ray.wait(list(refs), num_returns=len(refs), timeout=CANCEL_WAIT_S)
         if started:
             ray.shutdown()
