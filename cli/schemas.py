@@ -146,7 +146,7 @@ class PlanConfig:
 @dataclass
 class CounterfactualConfig:
     checkpoint: str = MISSING
-    queries: Any = "all"  # all, or a list of query names
+    queries: Any = "all"  # all, or a list of query names and paths (files or folders)
     action_source: ActionSource = ActionSource["latent"]
     model_view: CounterfactualView = CounterfactualView["auto"]
     data: str | None = None

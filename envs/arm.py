@@ -560,8 +560,10 @@ class ArmEnv(MujocoCameraEnv):
         p = np.asarray(xy, np.float64)
         lim = ARENA_HALF - 0.022
         if p.shape != (2,) or not np.all(np.isfinite(p)) or np.any(np.abs(p) > lim):
+            shown = f"({p[0]:.3f}, {p[1]:.3f}) m" if p.shape == (2,) else repr(xy)
             raise ValueError(
-                f"position {xy!r}; expected finite (x, y) with |x|, |y| <= {lim:.3f} m"
+                f"position {shown}; expected finite (x, y) with |x|, |y| <= {lim:.3f} m "
+                "(on the table)"
             )
         return p
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from latentplay.agents.grounding import ground
 from latentplay.agents.mpc import (
@@ -29,6 +28,7 @@ from latentplay.envs.arm import ArmEnv
 from latentplay.evaluation.report import ReportSection, metric_bars
 from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.utils.progress import progress_bar
 from latentplay.world_models.checkpoint import load_model, training_data
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
@@ -48,7 +48,7 @@ def run_controller(
     env = make_env()
     results: list[EpisodeResult] = []
     try:
-        for seed in tqdm(seeds, desc=name, disable=not progress, leave=False):
+        for seed in progress_bar(seeds, desc=name, disable=not progress, leave=False):
             results.append(run_episode(env, controller, seed=seed, max_steps=max_steps))
     finally:
         env.close()

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from latentplay.rollouts.format import FORMAT, FORMAT_VERSION, read_sidecar, shard_name
 from latentplay.rollouts.worker import CollectSpec, make_env_and_policy, write_shard
 from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.utils.progress import progress_bar
 
 META_EVERY_S = 2.0  # meta.json rewrites while shards complete, at most this often
 
@@ -183,7 +183,7 @@ def collect(
     write_json_atomic(out / "meta.json", _meta(spec, [done[s] for s in sorted(done)], extra))
 
     frames_total = sum(len(spec.shard_range(s)) for s in todo) * (spec.steps + 1)
-    bar = tqdm(
+    bar = progress_bar(
         total=frames_total,
         unit="frame",
         desc=f"collect {spec.env_id} ({launcher})",
@@ -229,7 +229,7 @@ def _run_local(
     shard_dir: Path,
     workers: int,
     start_method: str,
-    bar: tqdm,
+    bar: Any,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Shards on a local process pool: yields ``(shard, sidecar)`` as each completes."""
     ctx = mp.get_context(start_method)
@@ -249,7 +249,7 @@ def _run_local(
         _drain(queue, bar)
 
 
-def _drain(queue: Any, bar: tqdm) -> None:
+def _drain(queue: Any, bar: Any) -> None:
     n = 0
     while True:
         try:

@@ -2,10 +2,13 @@
 
     python scripts/counterfactual.py checkpoint=runs/glass_push/checkpoints/last.pt
     python scripts/counterfactual.py checkpoint=oracle queries=[move_out_of_path]
+    python scripts/counterfactual.py checkpoint=oracle queries=[my_queries/shove.yaml]
 
-Queries are YAML files in configs/query/ (latentplay.evaluation.counterfactual.queries). Prints
-per-kind and overall tables, writes results.json, error-vs-horizon plots, side-by-side videos
-(truth | model | copy | factual | difference) and report.html, and ends with its path.
+Queries are YAML files: those of configs/query/ by name, or your own by path (a file or a
+folder of them; latentplay.evaluation.counterfactual.queries says what a file holds). A query
+whose intervention is impossible in its scene is skipped and named; the others are answered.
+Prints per-kind and overall tables, writes results.json, error-vs-horizon plots, side-by-side
+videos (truth | model | copy | factual | difference) and report.html, and ends with its path.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@ queries test what they claim (an intervention changes the true outcome)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,13 @@ from latentplay.evaluation.counterfactual.branches import (
     replay,
     start_state,
 )
-from latentplay.evaluation.counterfactual.queries import Intervention, Query, load_queries
-from latentplay.evaluation.counterfactual.run import run_queries
+from latentplay.evaluation.counterfactual.queries import (
+    Intervention,
+    Query,
+    load_queries,
+    query_files,
+)
+from latentplay.evaluation.counterfactual.run import run, run_queries
 from latentplay.evaluation.counterfactual.scoring import read_outcomes, summarize, verdict
 from latentplay.evaluation.detector import ObjectDetector
 from latentplay.world_models.protocol import Actions
@@ -49,9 +57,88 @@ def test_bad_query_files_are_refused_by_name(tmp_path: Path) -> None:
     bad.write_text("intervention: {kind: set_mass, object: 0}\n")
     with pytest.raises(ValueError, match="set_mass needs one of"):
         load_queries(bad)
+    bad.write_text("intervention: {kind: move_object, offset: 0.1}\n")
+    with pytest.raises(ValueError, match=r"intervention.offset=0.1; expected a pair of numbers"):
+        load_queries(bad)
+    bad.write_text("intervention: {kind: remove_object}\nseeds: [1, two]\n")
+    with pytest.raises(ValueError, match=r"seeds=\[1, 'two'\]; expected a list of integers"):
+        load_queries(bad)
+    bad.write_text("intervention: remove_object\n")
+    with pytest.raises(ValueError, match=r"intervention='remove_object'; expected a mapping"):
+        load_queries(bad)
+    bad.write_text("intervention: {kind: remove_object}\nhorizon: 0\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: query bad: horizon=0"):
+        load_queries(bad)
+    with pytest.raises(ValueError, match=r"query file .*missing\.yaml does not exist"):
+        load_queries(tmp_path / "missing.yaml")
     ok = tmp_path / "ok.yaml"
     ok.write_text("intervention: {kind: remove_object}\nseeds: [3, 4]\n")
     assert [(q.name, q.seed) for q in load_queries(ok)] == [("ok/s3", 3), ("ok/s4", 4)]
+
+
+def test_queries_are_named_or_given_as_files_and_folders_anywhere(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("b", "a"):
+        (mine / f"{name}.yaml").write_text("intervention: {kind: remove_object}\n")
+    files = query_files(QUERY_DIR, ["chain_push", str(mine / "b.yaml"), str(mine)])
+    assert files == [
+        QUERY_DIR / "chain_push.yaml",
+        mine / "b.yaml",
+        mine / "a.yaml",
+        mine / "b.yaml",
+    ]
+    assert query_files(QUERY_DIR, str(mine / "a.yaml")) == [mine / "a.yaml"]
+    with pytest.raises(ValueError, match=r"'nope' is neither a query of .* nor an existing"):
+        query_files(QUERY_DIR, ["nope"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"holds no \.yaml query files"):
+        query_files(QUERY_DIR, [str(empty)])
+
+
+# Object 0 starts at x = -0.106, 0.099 and -0.090 m in seeds 0-2: 8 cm to the right is on the
+# table for seeds 0 and 2 and off it for seed 1 (the env takes |x| <= 0.128 m).
+IMPOSSIBLE_ONE = """# a user's own query: object 0 shoved 8 cm to the right
+intervention: {kind: move_object, object: 0, offset: [0.08, 0.0]}
+env: push
+seeds: [0, 1, 2]
+horizon: 4
+"""
+
+
+def test_a_users_query_with_an_impossible_seed_is_answered_for_the_others(tmp_path: Path) -> None:
+    """Under the true simulator the answered seeds score exactly zero error; the impossible
+    one is named, with its reason, in the output, results.json and the report."""
+    path = tmp_path / "elsewhere" / "shove.yaml"
+    path.parent.mkdir()
+    path.write_text(IMPOSSIBLE_ONE)
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "counterfactual.py"
+    args = ["checkpoint=oracle", f"queries=[{path}]", f"out={out}", "videos=1", "progress=false"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped shove/s1: query shove/s1: position (" in proc.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert [s["query"] for s in res["skipped"]] == ["shove/s1"]
+    assert "on the table" in res["skipped"][0]["reason"]
+    assert [r["name"] for r in res["results"]] == ["shove/s0", "shove/s2"]
+    for r in res["results"]:
+        for key in ("object_err_px", "effect_err_px"):
+            assert np.all(np.asarray(r["model"][key]) == 0.0), (r["name"], key)
+    assert "shove/s1" in (out / "report.html").read_text()
+
+
+def test_a_suite_of_impossible_queries_only_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "off.yaml"
+    path.write_text(IMPOSSIBLE_ONE.replace("[0, 1, 2]", "[1]"))
+    with pytest.raises(ValueError, match=r"every one of the 1 queries was skipped: off/s1: "):
+        run(checkpoint="oracle", query_files=[path], out=tmp_path / "o", progress=False)
 
 
 def _moved_cm(branch: Branch) -> np.ndarray:

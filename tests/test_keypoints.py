@@ -128,11 +128,12 @@ def test_nothing_moves_unless_driven_or_touched() -> None:
         dyn.gate_logit.copy_(torch.tensor([20.0, -40.0, -40.0, -40.0]))
     pos = torch.tensor([[[-0.8, -0.8], [0.8, 0.8], [-0.8, 0.8], [0.8, -0.8]]])
     vel, action = torch.zeros(1, 4, 2), torch.randn(1, 2)
-    disp = dyn(pos, vel, action)
+    every = torch.ones(1, 4)  # every contact decision open: the propagation alone is tested
+    disp, _ = dyn(pos, vel, action, every)
     assert disp[0, 0].abs().sum() > 1e-3
     torch.testing.assert_close(disp[0, 1:], torch.zeros(3, 2), atol=1e-6, rtol=0)
     pos[0, 0] = pos[0, 1] - torch.tensor([0.05, 0.0])  # the agent beside keypoint 1
-    disp = dyn(pos, vel, action)
+    disp, _ = dyn(pos, vel, action, every)
     assert disp[0, 1].abs().sum() > 1e-4
     torch.testing.assert_close(disp[0, 2:], torch.zeros(2, 2), atol=1e-6, rtol=0)
 
@@ -237,7 +238,7 @@ def test_split_message_layer_is_the_concatenated_layer() -> None:
     """The dynamics evaluate the message net's first layer in parts (per node, once per step);
     known answer: the textbook form, the net on the concatenated pair input."""
     torch.manual_seed(0)
-    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16)
+    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16, contact=False)
     pos, vel, a = torch.rand(4, 5, 2) * 2 - 1, torch.randn(4, 5, 2) * 0.01, torch.randn(4, 3)
     b, k = 4, 5
     node = d.role.expand(b, -1, -1)
@@ -254,4 +255,22 @@ def test_split_message_layer_is_the_concatenated_layer() -> None:
         motion = [disp[:, :, None].expand(-1, -1, k, -1), disp[:, None].expand(-1, k, -1, -1)]
         pair = torch.cat([rel, dist, *motion, *ends], -1)
         disp = own + (cut * (d.message(pair) - still)).sum(2)
-    torch.testing.assert_close(d(pos, vel, a), disp, rtol=1e-5, atol=1e-6)
+    ours, logit = d(pos, vel, a)
+    assert logit is None
+    torch.testing.assert_close(ours, disp, rtol=1e-5, atol=1e-6)
+
+
+def test_contact_decisions_gate_each_keypoints_displacement() -> None:
+    """A keypoint decided "still" does not move at all; one decided "moves" moves as it would
+    without the gate; without given decisions the head's own (logit > 0) are used."""
+    torch.manual_seed(0)
+    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16)
+    pos, vel, a = torch.rand(4, 5, 2) * 2 - 1, torch.randn(4, 5, 2) * 0.01, torch.randn(4, 3)
+    free, logit = d(pos, vel, a, moving=torch.ones(4, 5))
+    assert logit.shape == (4, 5) and free.abs().min() > 0
+    moving = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0]).expand(4, -1)
+    gated, _ = d(pos, vel, a, moving=moving)
+    assert torch.equal(gated[:, [1, 3, 4]], torch.zeros(4, 3, 2))
+    torch.testing.assert_close(gated[:, [0, 2]], free[:, [0, 2]])
+    own, _ = d(pos, vel, a)
+    torch.testing.assert_close(own, free * (logit > 0)[..., None].float())

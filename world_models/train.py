@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.format import load_meta
 from latentplay.utils.device import resolve_device
 from latentplay.utils.frames import to_float_frames
 from latentplay.utils.io import atomic_path
+from latentplay.utils.progress import progress_bar
 from latentplay.world_models import distributed
 from latentplay.world_models.checkpoint import (
     check_compatible,
@@ -361,7 +361,7 @@ def _train(
                 shutil.copyfile(ckpt_path, tmp)
 
     writer = SummaryWriter(str(out / "tb"), purge_step=step if resume else None) if main else None
-    bar = tqdm(
+    bar = progress_bar(
         total=settings.max_steps,
         initial=step,
         desc=f"train {type(model).__name__}"

@@ -9,7 +9,7 @@ import numpy as np
 
 from latentplay.agents.policies import scripted_run
 from latentplay.envs.arm import ArmEnv, ArmState, PushEnv, PushMultiEnv
-from latentplay.evaluation.counterfactual.queries import Query
+from latentplay.evaluation.counterfactual.queries import ImpossibleQuery, Query
 
 SCENES: dict[str, type[ArmEnv]] = {"push": PushEnv, "push_multi": PushMultiEnv}
 OBJECT_CLEARANCE_M = 0.055  # centre to centre: two 4.4 cm objects plus a gap
@@ -89,7 +89,10 @@ def start_state(env: ArmEnv, query: Query) -> tuple[ArmState, np.ndarray]:
     s0 = max(0, (first_touch(run.infos) or 0) - query.lead)
     acts = np.stack(run.actions[s0 : s0 + query.horizon])
     if len(acts) < query.horizon:
-        raise RuntimeError(f"query {query.name}: only {len(acts)} factual steps")
+        raise ImpossibleQuery(
+            f"query {query.name}: the scripted episode has only {len(acts)} of the horizon's "
+            f"{query.horizon} steps after its start"
+        )
     return run.states[s0], acts
 
 
@@ -124,7 +127,9 @@ def intervene(env: ArmEnv, query: Query, factual: Branch) -> np.ndarray:
     else:  # new actions
         if iv.toward is not None:
             if not factual.object_active[iv.toward]:
-                raise ValueError(f"query {query.name}: toward={iv.toward} is not an object here")
+                raise ImpossibleQuery(
+                    f"query {query.name}: toward={iv.toward} is not an object here"
+                )
             d = factual.object_pos[0, iv.toward, :2] - factual.ee_pos[0, :2]
         else:
             d = np.asarray(iv.direction, np.float64)
@@ -141,7 +146,12 @@ def build_branches(query: Query, width: int = 64, height: int = 64) -> QueryBran
         env.set_state(s)
         factual = replay(env, actions)
         env.set_state(s)
-        cf_actions = intervene(env, query, factual)
+        try:
+            cf_actions = intervene(env, query, factual)
+        except ImpossibleQuery:
+            raise
+        except ValueError as e:  # the env refused the edit: off the table, no such object
+            raise ImpossibleQuery(f"query {query.name}: {e}") from e
         counterfactual = replay(env, cf_actions)
     finally:
         env.close()
@@ -168,7 +178,7 @@ def _out_of_path(query: Query, start: np.ndarray, path: np.ndarray, distance: fl
             p = start + sign * (distance + 0.01 * k) * normal
             if np.abs(p).max() <= TABLE_LIMIT_M and _dist_to_path(p, path) >= PATH_CLEARANCE_M:
                 return p
-    raise ValueError(
+    raise ImpossibleQuery(
         f"query {query.name}: no spot {distance} m or more across the arm's path is "
         f"{PATH_CLEARANCE_M} m clear of it and on the table; choose another seed"
     )
@@ -187,7 +197,7 @@ def _ahead_of(query: Query, factual: Branch, i: int, distance: float) -> np.ndar
         np.linalg.norm(factual.object_pos[0, j, :2] - p) >= OBJECT_CLEARANCE_M for j in others
     )
     if np.abs(p).max() > 0.125 or not clear:  # the env takes |x|, |y| <= 0.128
-        raise ValueError(
+        raise ImpossibleQuery(
             f"query {query.name}: {distance} m ahead of object {i} is off the table or on "
             "another object; choose another seed"
         )
@@ -206,7 +216,7 @@ def _free_path_point(query: Query, factual: Branch) -> np.ndarray:
             p - path[0]
         ) >= OBJECT_CLEARANCE_M:
             return p
-    raise ValueError(
+    raise ImpossibleQuery(
         f"query {query.name}: no point of the arm's path is {OBJECT_CLEARANCE_M} m clear of "
         "the objects; choose another seed"
     )

@@ -1,14 +1,23 @@
-"""What a counterfactual query is, and how query files (``configs/query/*.yaml``) are read."""
+"""What a counterfactual query is, and how query files (``configs/query/*.yaml``, or a user's
+own YAML files anywhere) are read and checked."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from numbers import Real
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 KINDS = ("move_object", "add_object", "remove_object", "set_mass", "set_friction", "actions")
 ENVS = ("push", "push_multi")  # the scenes a query can start in (branches.make_env builds them)
+
+
+class ImpossibleQuery(ValueError):
+    """The intervention cannot be carried out in this query's scene (an object moved off the
+    table, a spot "ahead" that lands on another object, an object the scene does not have).
+    A suite reports the query as skipped, with this reason, and answers the others."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +86,67 @@ class Query:
             raise ValueError(f"query {self.name}: horizon={self.horizon}, lead={self.lead}")
 
 
+# The form each key of a query file takes, for the error that names it.
+_PAIR = "a pair of numbers [x, y]"
+_FORMS: dict[str, tuple[str, str]] = {
+    # key: (kind, what the error says is expected)
+    "name": ("str", "a string"),
+    "env": ("str", f"one of {list(ENVS)}"),
+    "seed": ("int", "an integer"),
+    "n_objects": ("int?", "an integer or null"),
+    "lead": ("int", "an integer >= 0"),
+    "horizon": ("int", "an integer >= 1"),
+    "max_warmup": ("int", "an integer"),
+    "seeds": ("ints", "a list of integers"),
+    "kind": ("str", f"one of {list(KINDS)}"),
+    "object": ("int", "an object index (integer)"),
+    "xy": ("pair?", _PAIR),
+    "offset": ("pair?", _PAIR),
+    "direction": ("pair?", _PAIR),
+    "sideways": ("num?", "a number of metres"),
+    "path_step": ("int?", "an integer step"),
+    "factor": ("num?", "a number"),
+    "value": ("num?", "a number"),
+    "toward": ("int?", "an object index (integer)"),
+    "ahead": ("num?", "a number of metres"),
+    "speed": ("num", "a number in (0, 1]"),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+def _checked(path: Path, where: str, key: str, v: Any) -> Any:
+    """``v`` if it has the form of ``key`` (a pair comes back as a tuple); else an error
+    naming the file, the key, the value and the expected form."""
+    kind, expected = _FORMS[key]
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    ok = (
+        (optional and v is None)
+        or (kind == "str" and isinstance(v, str))
+        or (kind == "int" and _is_int(v))
+        or (kind == "num" and _is_num(v))
+        or (kind == "ints" and isinstance(v, list) and bool(v) and all(map(_is_int, v)))
+        or (kind == "pair" and isinstance(v, list) and len(v) == 2 and all(map(_is_num, v)))
+    )
+    if not ok:
+        raise ValueError(f"{path}: {where}{key}={v!r}; expected {expected}")
+    return tuple(float(x) for x in v) if kind == "pair" and v is not None else v
+
+
 def load_queries(path: str | Path) -> list[Query]:
     """A query YAML: ``name``, ``intervention: {kind: ..., ...}``, the other :class:`Query`
-    fields, and optionally ``seeds: [...]`` for one query per seed (named ``name/s<seed>``)."""
+    fields, and optionally ``seeds: [...]`` for one query per seed (named ``name/s<seed>``).
+    A key of the wrong form is an error naming the file, the key and the form expected."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"query file {path} does not exist; expected a YAML file")
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -95,25 +161,56 @@ def load_queries(path: str | Path) -> list[Query]:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}; expected {sorted(allowed)}")
     iv_raw = raw.pop("intervention")
     iv_allowed = {f.name for f in fields(Intervention)}
-    if not isinstance(iv_raw, dict) or set(iv_raw) - iv_allowed:
-        raise ValueError(f"{path}: intervention keys must be among {sorted(iv_allowed)}")
-    iv = Intervention(**{k: tuple(v) if isinstance(v, list) else v for k, v in iv_raw.items()})
-    seeds = raw.pop("seeds", None)
-    if seeds is None:
-        return [Query(intervention=iv, **raw)]
-    base = raw.pop("name")
-    return [Query(name=f"{base}/s{s}", intervention=iv, seed=int(s), **raw) for s in seeds]
+    if not isinstance(iv_raw, dict) or "kind" not in iv_raw:
+        raise ValueError(
+            f"{path}: intervention={iv_raw!r}; expected a mapping with a 'kind' "
+            f"(one of {list(KINDS)}) and its keys"
+        )
+    if set(iv_raw) - iv_allowed:
+        raise ValueError(
+            f"{path}: unknown intervention keys {sorted(set(iv_raw) - iv_allowed)}; "
+            f"expected some of {sorted(iv_allowed)}"
+        )
+    raw = {k: _checked(path, "", k, v) for k, v in raw.items()}
+    iv_raw = {k: _checked(path, "intervention.", k, v) for k, v in iv_raw.items()}
+    try:
+        iv = Intervention(**iv_raw)
+        seeds = raw.pop("seeds", None)
+        if seeds is None:
+            return [Query(intervention=iv, **raw)]
+        base = raw.pop("name")
+        return [Query(name=f"{base}/s{s}", intervention=iv, seed=s, **raw) for s in seeds]
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
-def query_files(folder: str | Path, names: list[str] | None = None) -> list[Path]:
-    """The query files of ``folder`` (``<name>.yaml``): all of them (``names=None``), or those
-    named, in that order; an unknown name is an error listing the known ones."""
+def query_files(folder: str | Path, names: str | list[str] | None = None) -> list[Path]:
+    """The query files to run. ``names=None``: every ``<name>.yaml`` of ``folder`` (the
+    package's queries). Else each entry is the name of one of them, or the path of a user's
+    own YAML file or of a folder of them (relative to the working directory), in that order;
+    an entry that is neither is an error listing the known names."""
     folder = Path(folder)
     files = sorted(folder.glob("*.yaml"))
     if names is None:
         return files
+    if isinstance(names, str):
+        names = [names]
     known = {f.stem: f for f in files}
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise ValueError(f"queries {missing} not in {folder}; known: {sorted(known)}")
-    return [known[n] for n in names]
+    out: list[Path] = []
+    for n in names:
+        p = Path(str(n)).expanduser()
+        if str(n) in known:
+            out.append(known[str(n)])
+        elif p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                raise ValueError(f"queries: folder {p} holds no .yaml query files")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ValueError(
+                f"queries: {n!r} is neither a query of {folder} ({sorted(known)}) nor an "
+                "existing YAML file or folder"
+            )
+    return out

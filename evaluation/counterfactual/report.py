@@ -89,6 +89,9 @@ def write_suite_report(
             table=[{k: v for k, v in validation.items() if not isinstance(v, (list, dict))}],
         ),
     ]
+    if payload.get("skipped"):
+        text = "Their intervention cannot be carried out in their scene; the others were answered."
+        sections.insert(3, ReportSection("Skipped queries", text, table=payload["skipped"]))
     if plan_results is not None:
         sections.insert(0, planning_section(Path(plan_results), out))
     for folder in include or []:

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from latentplay.agents.grounding import Grounding, ground
 from latentplay.agents.simulator import SimulatorModel
@@ -18,7 +17,7 @@ from latentplay.agents.views import default_view, model_view
 from latentplay.envs.arm import OBJECT_HALF_HEIGHT, PushMultiEnv
 from latentplay.evaluation.counterfactual.branches import build_branches, make_env
 from latentplay.evaluation.counterfactual.predict import ToLearned, predict
-from latentplay.evaluation.counterfactual.queries import Query, load_queries
+from latentplay.evaluation.counterfactual.queries import ImpossibleQuery, Query, load_queries
 from latentplay.evaluation.counterfactual.report import write_suite_report
 from latentplay.evaluation.counterfactual.scoring import (
     Locate,
@@ -32,6 +31,7 @@ from latentplay.evaluation.counterfactual.scoring import (
 from latentplay.evaluation.detector import ObjectDetector
 from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
+from latentplay.utils.progress import progress_bar, write_line
 from latentplay.world_models.checkpoint import load_model, training_data
 from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, WorldModel
 
@@ -57,18 +57,26 @@ def run_queries(
     action_source: str = "latent",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    skipped: list[dict[str, str]] | None = None,
 ) -> list[QueryOutcome]:
     """Build, predict and score every query (see :func:`~.scoring.score_query`).
     ``action_source``: "latent" parses the factual video (queries that change the actions
     still go through ``to_learned``); "grounded" maps every query's env actions with
-    ``to_learned``."""
+    ``to_learned``. A query whose intervention is impossible in its scene is named on the
+    console and in ``skipped`` (``{"query", "reason"}``), and the others are answered."""
     if action_source not in ACTION_SOURCES:
         raise ValueError(f"action_source={action_source!r}; expected one of {ACTION_SOURCES}")
     if action_source == "grounded" and to_learned is None:
         raise ValueError("action_source='grounded' needs to_learned (a grounding)")
     out = []
-    for q in tqdm(queries, desc="queries", disable=not progress, leave=False):
-        b = build_branches(q)
+    for q in progress_bar(queries, desc="queries", disable=not progress, leave=False):
+        try:
+            b = build_branches(q)
+        except ImpossibleQuery as e:
+            write_line(f"skipped query {q.name}: {e}")
+            if skipped is not None:
+                skipped.append({"query": q.name, "reason": str(e)})
+            continue
         grounded = action_source == "grounded" or q.intervention.kind == "actions"
         pred_cf, pred_f = predict(model, b, to_learned if grounded else None, device)
         scores = score_query(b, pred_cf, pred_f, locate, to_metres)
@@ -174,10 +182,13 @@ def run(
         return cam.pixel_to_world(px, z=OBJECT_HALF_HEIGHT)[..., :2]
 
     outcomes: list[QueryOutcome] = []
+    skipped: list[dict[str, str]] = []
     if checkpoint == "oracle":
         for q in queries:  # one twin env per scene: scenes differ between queries
             sim = SimulatorModel(lambda q=q: make_env(q), device=dev)
-            outcomes += run_queries(sim, [q], locate, to_metres, _identity, "grounded", dev, False)
+            outcomes += run_queries(
+                sim, [q], locate, to_metres, _identity, "grounded", dev, False, skipped
+            )
         run_name, steps = "oracle", None
     else:
         ans = answerer(checkpoint, model_view, data, labels, dev, sample_steps)
@@ -185,9 +196,22 @@ def run(
             print("end-effector pokes: queries use grounded actions (action_source=grounded)")
             action_source = "grounded"
         outcomes = run_queries(
-            ans.model, queries, locate, to_metres, ans.to_learned, action_source, dev, progress
+            ans.model,
+            queries,
+            locate,
+            to_metres,
+            ans.to_learned,
+            action_source,
+            dev,
+            progress,
+            skipped,
         )
         run_name, steps = ans.run_name, ans.sample_steps
+    if not outcomes:
+        raise ValueError(
+            f"every one of the {len(queries)} queries was skipped: "
+            + "; ".join(f"{s['query']}: {s['reason']}" for s in skipped)
+        )
     results = [o.scores for o in outcomes]
     summary = summarize(results)
     out = Path(out or f"runs/counterfactual/{run_name}")
@@ -198,6 +222,7 @@ def run(
         "action_source": action_source,
         "sample_steps": steps,
         "queries": len(results),
+        "skipped": skipped,
         "kinds": sorted({r["kind"] for r in results}),
         "detector_validation": validation,
         "overall": summary.overall,
@@ -210,5 +235,7 @@ def run(
     write_json_atomic(out / "results.json", payload)
     print(overall_table(summary.overall))
     print("\n".join(verdict_lines(check)))
+    for s in skipped:
+        print(f"skipped {s['query']}: {s['reason']}")
     shown = [(o.scores, o.true_video, o.model_video, o.factual_video) for o in outcomes[:videos]]
     return write_suite_report(out, summary, shown, validation, payload, plan_results, include)

@@ -7,6 +7,12 @@ term): the arm learns to take it, objects do not. Everything else moves through 
 edges, which are local (a learned soft cut-off on distance), so an object that nothing comes
 near does not move: LAPO's two failures (the action leaks the next frame's content, or the
 dynamics ignores it) have no way in.
+
+A *contact decision* per keypoint (``contact=True``) makes "moves this step or not" a yes/no
+answer instead of an average: a head on the messages a keypoint receives predicts whether it
+moves, trained on its tracks; training rolls out with the true decisions (so the displacement
+learns "how far, given it moves"), imagination with the head's (a hard gate). A near miss
+then leaves an object where it is instead of nudging it by the mean of "pushed" and "not".
 """
 
 from __future__ import annotations
@@ -56,8 +62,11 @@ class InteractionDynamics(nn.Module):
         hidden: int,
         role_dim: int = 8,
         rounds: int = 2,
+        contact: bool = True,
     ) -> None:
         super().__init__()
+        if rounds < 1:
+            raise ValueError(f"rounds={rounds}; expected >= 1")
         k = num_keypoints
         self.rounds = rounds
         self.role = nn.Parameter(torch.randn(k, role_dim) * 0.1)
@@ -68,6 +77,8 @@ class InteractionDynamics(nn.Module):
         self.carry = _mlp(2 + node, hidden, 2, layers=1)
         self.log_radius = nn.Parameter(torch.tensor(-1.2))  # exp(-1.2) ~ 0.3: 10 px at 64
         self.log_softness = nn.Parameter(torch.tensor(-3.0))
+        # moves-or-not logit from (received messages, role, own proposal, displacement)
+        self.move_head = _mlp(hidden // 2 + node + 4, hidden // 2, 1, layers=1) if contact else None
 
     def gates(self) -> torch.Tensor:
         return torch.sigmoid(self.gate_logit)
@@ -76,7 +87,17 @@ class InteractionDynamics(nn.Module):
         """``f(x) - f(x with its motion part zeroed)``: zero for what does not move."""
         return f(x) - f(still)
 
-    def forward(self, pos: torch.Tensor, vel: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        pos: torch.Tensor,
+        vel: torch.Tensor,
+        action: torch.Tensor,
+        moving: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(displacement (B, K, 2), moves-logit (B, K) or None without a contact head)``.
+
+        ``moving (B, K)`` in [0, 1], if given, gates the displacements (training's true
+        decisions); else the head's own decisions gate them (``logit > 0``)."""
         b, k, _ = pos.shape
         node = self.role.expand(b, -1, -1)
         gate = self.gates()[None, :, None]
@@ -90,8 +111,9 @@ class InteractionDynamics(nn.Module):
         cutoff = cutoff * (1.0 - torch.eye(k, device=pos.device))[None, :, :, None]
         # The message net's first layer, split by input: the geometry and both ends' roles
         # are the same every round (computed once, per node where they can be); the motion
-        # part is added per round. The same function as the layer on the concatenated input.
-        first, rest = self.message[0], self.message[1:]
+        # part is added per round. Its last layer is linear and a message is its output minus
+        # the still pair's, so it applies after the sum over senders: once per node.
+        first, act, last = self.message[0], self.message[1], self.message[2]
         w, n = first.weight, node.shape[-1]
         w_geo, w_ui, w_uj = w[:, :3], w[:, 3:5], w[:, 5:7]
         w_ei, w_ej = w[:, 7 : 7 + n], w[:, 7 + n :]
@@ -101,9 +123,15 @@ class InteractionDynamics(nn.Module):
             + (node @ w_ej.T)[:, None]
             + first.bias
         )
-        still = rest(base)
+        still = act(base)
         disp = own
         for _ in range(self.rounds):
             motion = (disp @ w_ui.T)[:, :, None] + (disp @ w_uj.T)[:, None]
-            disp = own + (cutoff * (rest(base + motion) - still)).sum(dim=2)
-        return disp
+            received = (cutoff * (act(base + motion) - still)).sum(dim=2)
+            disp = own + received @ last.weight.T
+        if self.move_head is None:
+            return disp, None
+        logit = self.move_head(torch.cat([received, node, own, disp], -1))[..., 0]
+        if moving is None:
+            moving = (logit > 0).to(disp.dtype)
+        return disp * moving[..., None], logit

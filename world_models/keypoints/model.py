@@ -38,7 +38,8 @@ class Keypoints(nn.Module):
     ``num_keypoints``: K (default 8: the arm and paddle take a few, each object one);
     ``action_dim``: latent action size;
     ``width``: conv width of the encoder and renderer; ``hidden``: MLP width of the dynamics;
-    ``sigma``: the rendered blobs' std in [-1, 1] units.
+    ``sigma``: the rendered blobs' std in [-1, 1] units;
+    ``contact``: a moves-or-not decision per keypoint gates its displacement (dynamics.py).
     """
 
     name: ClassVar[str] = "keypoints"
@@ -52,6 +53,7 @@ class Keypoints(nn.Module):
         width: int = 16,
         hidden: int = 64,
         sigma: float = 0.06,
+        contact: bool = False,
     ) -> None:
         super().__init__()
         if image_size % 2:
@@ -67,12 +69,13 @@ class Keypoints(nn.Module):
             "width": width,
             "hidden": hidden,
             "sigma": sigma,
+            "contact": contact,
         }
         self.image_size, self.num_keypoints = image_size, num_keypoints
         self.encoder = KeypointEncoder(num_keypoints, width)
         self.renderer = KeypointRenderer(num_keypoints, width, sigma)
         self.inverse = InverseDynamics(num_keypoints, action_dim, hidden)
-        self.dynamics = InteractionDynamics(num_keypoints, action_dim, hidden)
+        self.dynamics = InteractionDynamics(num_keypoints, action_dim, hidden, contact=contact)
         # The reference frame: the per-pixel median of training frames (set_background).
         self.register_buffer("background", torch.zeros(3, image_size, image_size))
         # Spread of the latent actions seen in training (EMA), for planners' sampling range.
@@ -133,9 +136,16 @@ class Keypoints(nn.Module):
         return self.advance(state, actions.continuous.to(state.pos.device, state.pos.dtype))
 
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
-        """One step under a latent action tensor ``(B, A)``, unchecked (training's loop)."""
-        disp = self.dynamics(state.pos, state.vel, action)
-        return KeypointState(state.pos + disp, disp)
+        """One step under a latent action tensor ``(B, A)``, unchecked."""
+        return self.transition(state, action)[0]
+
+    def transition(
+        self, state: KeypointState, action: torch.Tensor, moving: torch.Tensor | None = None
+    ) -> tuple[KeypointState, torch.Tensor | None]:
+        """One step and the moves-or-not logits ``(B, K)`` (None without the contact head);
+        ``moving (B, K)``: decisions to use instead of the head's (training's loop)."""
+        disp, logit = self.dynamics(state.pos, state.vel, action, moving)
+        return KeypointState(state.pos + disp, disp), logit
 
     def decode(self, state: KeypointState) -> torch.Tensor:
         return self.render(state.pos)
@@ -151,7 +161,7 @@ class Keypoints(nn.Module):
         b, t = pos.shape[:2]
         vel = torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
         now = pos[:, :-1].flatten(0, 1)
-        disp = self.dynamics(now, vel.flatten(0, 1), self.actions_between(pos).flatten(0, 1))
+        disp, _ = self.dynamics(now, vel.flatten(0, 1), self.actions_between(pos).flatten(0, 1))
         return self.render(now + disp).unflatten(0, (b, t - 1))
 
     def embed(self, state: KeypointState) -> torch.Tensor:

@@ -69,7 +69,9 @@ class KeypointLossWeights:
     units of their running std (an information bottleneck); ``huber_px``: the rollout loss
     is quadratic below this many pixels of error and linear above (small values approach L1:
     in a near miss the model then predicts no push rather than a small one, at some cost in
-    the pushed objects' error)."""
+    the pushed objects' error); ``contact``: weight of the moves-or-not decisions' binary
+    cross-entropy, whose targets are "the keypoint moved more than ``move_px`` pixels this
+    step" in its track."""
 
     foreground: float = 10.0
     foreground_scale: float = 0.15
@@ -80,6 +82,8 @@ class KeypointLossWeights:
     action: float = 1e-3
     action_noise: float = 0.1
     huber_px: float = 1.0
+    contact: float = 1.0
+    move_px: float = 0.5
 
 
 def track_cache(model: Keypoints, dataset: ClipDataset, chunk: int = 256) -> EpisodeCache:
@@ -155,20 +159,28 @@ class KeypointObjective:
             model.action_std.mul_(0.99).add_(0.01 * std)
         noisy = actions + w.action_noise * model.action_std * torch.randn_like(actions)
         half = model.image_size / 2
-        errors = []
+        moved = ((pos[:, 1:] - pos[:, :-1]).norm(dim=-1) * half > w.move_px).to(pos.dtype)
+        errors, decisions = [], []
         starts = range(0, pos.shape[1] - horizon)
         for s in starts:
             state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]))
             for t in range(horizon):
-                state = model.advance(state, noisy[:, s + t])
+                state, logit = model.transition(state, noisy[:, s + t], moved[:, s + t])
                 errors.append(
                     F.smooth_l1_loss(state.pos * half, pos[:, s + t + 1] * half, beta=w.huber_px)
                 )
+                if logit is not None:
+                    decisions.append(F.binary_cross_entropy_with_logits(logit, moved[:, s + t]))
         err = torch.stack(errors).mean()
         gate = model.dynamics.gates().mean()
         act = actions.pow(2).mean()
         loss = err + w.gate * gate + w.action * act
-        return loss, {"rollout_px": err.item(), "gate": gate.item(), "action": act.item()}
+        terms = {"rollout_px": err.item(), "gate": gate.item(), "action": act.item()}
+        if decisions:
+            contact = torch.stack(decisions).mean()
+            loss = loss + w.contact * contact
+            terms["contact_bce"] = contact.item()
+        return loss, terms
 
 
 def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
