@@ -17,13 +17,19 @@ import torch
 
 from latentplay.agents.grounding import Grounding
 from latentplay.agents.planners import SamplingPlanner
-from latentplay.agents.planners.costs import GoalImageCost
+from latentplay.agents.planners.costs import (
+    GoalImageCost,
+    ModelRolloutCost,
+    PushCost,
+    push_shaping,
+)
 from latentplay.agents.simulator import SimulatorModel
-from latentplay.envs.arm import ArmEnv, ArmState
+from latentplay.envs.arm import OBJECT_HALF_HEIGHT, ArmEnv, ArmState
 from latentplay.utils.frames import to_tensor_frames
 from latentplay.world_models.protocol import Actions, StartState, WorldModel
 
 SUCCESS_M = {"reach": 0.02, "push": 0.03}  # end effector (Reach) or object 0 (Push) to goal
+COSTS = ("goal", "push")  # goal: to the goal image; push: push_shaping on part positions
 
 
 class Controller(Protocol):
@@ -81,19 +87,49 @@ class RandomController:
         return self.rng.uniform(-1, 1, (1, 3))
 
 
+def _check_plan_args(cost: str, repeat: int, execute: int) -> None:
+    if cost not in COSTS:
+        raise ValueError(f"cost={cost!r}; expected one of {COSTS}")
+    if repeat < 1 or execute < 1:
+        raise ValueError(f"repeat={repeat}, execute={execute}; expected each >= 1")
+
+
 class OracleController:
-    """The planner with the true simulator as its model (the upper bound): env actions, cost
-    from true positions at the last step: the env's own reward terms (distance to the goal;
-    for Push plus half the end-effector-to-object distance)."""
+    """The planner with the true simulator as its model (the upper bound): env actions, each
+    held ``repeat`` env steps, cost from true positions at the last step. ``cost="goal"``: the
+    env's own reward terms (distance to the goal; for Push plus half the end-effector-to-object
+    distance); ``cost="push"``: :func:`push_shaping` on the true table-plane positions of the
+    end effector, object 0 and the goal, ``behind_px`` converted to metres at the objects'
+    height (the learned models' push cost, on the truth)."""
 
     def __init__(
-        self, make_env: Callable[[], ArmEnv], planner: SamplingPlanner, execute: int = 1
+        self,
+        make_env: Callable[[], ArmEnv],
+        planner: SamplingPlanner,
+        execute: int = 1,
+        *,
+        repeat: int = 1,
+        cost: str = "goal",
+        behind_px: float = 5.0,
     ) -> None:
+        _check_plan_args(cost, repeat, execute)
         self.sim, self.planner, self.execute = SimulatorModel(make_env), planner, execute
+        self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px
 
     def reset(self, env: ArmEnv) -> None:
         self.planner.reset()
         self.task = env.task
+        z = OBJECT_HALF_HEIGHT  # pixels per metre on the plane of the objects' centres
+        ends = env.camera.world_to_pixel(np.array([[0.0, 0.0, z], [0.1, 0.0, z]]))
+        self.behind_m = self.behind_px / float(np.linalg.norm(ends[1] - ends[0]) / 0.1)
+
+    def _score(self, env: ArmEnv, info: dict) -> float:
+        if self.cost_kind == "goal" or self.task != "push":
+            return -info["reward_dist"] - info.get("reward_near", 0.0)
+        ee = torch.as_tensor(info["ee_pos"][:2])
+        obj = torch.as_tensor(info["object_pos"][0, :2])
+        goal = torch.as_tensor(info["goal"])
+        return float(push_shaping(ee[None], obj[None], goal, self.behind_m)[0])
 
     def _cost(self, state: ArmState) -> Callable[[Actions], torch.Tensor]:
         env = self.sim.env
@@ -104,20 +140,23 @@ class OracleController:
             for i, seq in enumerate(a):  # one restore per sample, then its steps in order
                 env.set_state(state)
                 for act in seq:
-                    info = env.step(act)[-1]
-                out[i] = -info["reward_dist"] - info.get("reward_near", 0.0)
+                    for _ in range(self.repeat):
+                        info = env.step(act)[-1]
+                out[i] = self._score(env, info)
             return torch.from_numpy(out).float()
 
         return cost
 
     def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
         plan = self.planner.plan(self._cost(state), executed=self.execute)
-        return plan.actions.continuous[0, : self.execute].cpu().numpy()
+        return np.repeat(plan.actions.continuous[0, : self.execute].cpu().numpy(), self.repeat, 0)
 
 
 class ModelController:
     """The planner over a learned model's actions, toward a goal image; the first ``execute``
-    planned actions go to the env through ``grounding``."""
+    planned actions go to the env through ``grounding``, each held ``repeat`` env steps (as
+    the model held it in planning). ``cost="goal"``: :class:`GoalImageCost` in ``space``;
+    ``"push"``: :class:`PushCost` on the model's part positions."""
 
     def __init__(
         self,
@@ -129,22 +168,43 @@ class ModelController:
         context: int = 1,
         execute: int = 1,
         chunk: int | None = None,
+        repeat: int = 1,
+        cost: str = "goal",
+        behind_px: float = 5.0,
         device: str | torch.device = "cpu",
     ) -> None:
+        _check_plan_args(cost, repeat, execute)
         self.model, self.planner, self.grounding = model, planner, grounding
         self.space, self.context, self.execute, self.chunk = space, context, execute, chunk
+        self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px
         self.device = torch.device(device)
 
     def reset(self, env: ArmEnv) -> None:
         self.planner.reset()
         self.goal = to_tensor_frames(env.render_goal(), self.device)
+        self.parts: tuple[int, int] | None = None  # the push cost's, read at the first replan
 
     def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
         ctx = np.stack(frames[-self.context :])
         x = to_tensor_frames(ctx, self.device)[None]
         if isinstance(self.model, StartState):  # e.g. the end-effector view: the arm's pose
             self.model.set_start(state)
-        cost = GoalImageCost(self.model, x, self.goal, space=self.space, chunk=self.chunk)
+        cost: ModelRolloutCost
+        if self.cost_kind == "push":
+            push = PushCost(
+                self.model,
+                x,
+                self.goal,
+                behind_px=self.behind_px,
+                chunk=self.chunk,
+                repeat=self.repeat,
+                parts=self.parts,
+            )
+            self.parts, cost = (push.object, push.pusher), push
+        else:
+            cost = GoalImageCost(
+                self.model, x, self.goal, space=self.space, chunk=self.chunk, repeat=self.repeat
+            )
         plan = self.planner.plan(cost, executed=self.execute)
         first = Actions(*(None if a is None else a[0, : self.execute] for a in plan.actions))
-        return self.grounding.to_env(first).cpu().numpy()
+        return np.repeat(self.grounding.to_env(first).cpu().numpy(), self.repeat, 0)

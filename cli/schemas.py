@@ -56,6 +56,7 @@ Split = _choices("Split", *SPLITS)
 ModelView = _choices("ModelView", "full", "ee_poke", "global")
 CounterfactualView = _choices("CounterfactualView", "auto", "full", "ee_poke", "global")
 CostSpace = _choices("CostSpace", "pixels", "state")
+PlanCost = _choices("PlanCost", "goal", "push")
 GroundingKind = _choices("GroundingKind", "linear", "mlp")
 ActionSource = _choices("ActionSource", "latent", "grounded")
 ExportFormat = _choices("ExportFormat", "minari")
@@ -132,6 +133,9 @@ class PlanConfig:
     seed: int = 100000
     max_steps: int = 40
     execute: int = 1
+    repeat: int = 1
+    cost: PlanCost = PlanCost["goal"]
+    behind_px: float = 5.0
     model_view: ModelView = ModelView["global"]
     sample_steps: int | None = None
     space: CostSpace = CostSpace["pixels"]

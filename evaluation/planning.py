@@ -131,6 +131,9 @@ def run_planning(
     seed: int = 100000,
     max_steps: int = 40,
     execute: int = 1,
+    repeat: int = 1,
+    cost: str = "goal",
+    behind_px: float = 5.0,
     space: str = "pixels",
     chunk: int | None = None,
     baselines: list[str] | tuple[str, ...] = BASELINES,
@@ -143,8 +146,11 @@ def run_planning(
     labelled transitions of ``data``, None: the model's training data; 0: the camera's
     analytic map), and the ``baselines`` on the same seeds: random actions, and the same
     planner with the true simulator as its model. ``planner(spec, device=...)`` builds a
-    planner. Writes ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns
-    its content (one row per controller) and its path."""
+    planner. Each planned action is held ``repeat`` env steps, ``execute`` of them are carried
+    out per replan; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
+    task's shaped cost on part positions: the model's own, the oracle's true ones). Writes
+    ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
+    (one row per controller) and its path."""
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")
@@ -170,6 +176,9 @@ def run_planning(
             space=space,
             execute=execute,
             chunk=chunk,
+            repeat=repeat,
+            cost=cost,
+            behind_px=behind_px,
             device=dev,
         )
         name = f"{model.name} ({n or 'analytic'} labels)"
@@ -181,7 +190,14 @@ def run_planning(
         random = RandomController(seed)
         rows.append(run_controller("random", make_env, random, seeds, max_steps, progress))
     if "oracle" in baselines:
-        oracle = OracleController(make_env, planner(SimulatorModel.action_spec), execute=execute)
+        oracle = OracleController(
+            make_env,
+            planner(SimulatorModel.action_spec),
+            execute=execute,
+            repeat=repeat,
+            cost=cost,
+            behind_px=behind_px,
+        )
         rows.append(
             run_controller("oracle (true simulator)", make_env, oracle, seeds, max_steps, progress)
         )
@@ -191,6 +207,9 @@ def run_planning(
         "checkpoint": str(checkpoint),
         "episodes": episodes,
         "max_steps": max_steps,
+        "execute": execute,
+        "repeat": repeat,
+        "cost": cost,
         "success": SUCCESS,
         "rows": rows,
         **started,

@@ -215,3 +215,19 @@ def test_plan_and_counterfactual_configs_name_what_is_missing() -> None:
     cfg = _compose("checkpoint=oracle", name="counterfactual")
     require_complete(cfg)
     assert cfg.queries == "all"
+
+
+def test_a_tasks_planning_set_up_comes_from_its_env_config_and_yields_to_overrides() -> None:
+    push = plain(_compose("checkpoint=x.pt", "env=push", name="plan"))
+    assert (push["max_steps"], push["execute"], push["repeat"], push["cost"]) == (80, 2, 2, "push")
+    reach = plain(_compose("checkpoint=x.pt", "env=reach", name="plan"))
+    assert (reach["max_steps"], reach["execute"], reach["repeat"], reach["cost"]) == (
+        40,
+        1,
+        1,
+        "goal",
+    )
+    mine = plain(_compose("checkpoint=x.pt", "env=push", "repeat=3", "cost=goal", name="plan"))
+    assert (mine["repeat"], mine["cost"], mine["max_steps"]) == (3, "goal", 80)
+    with pytest.raises(Exception, match="cost"):
+        plain(_compose("checkpoint=x.pt", "cost=nearest", name="plan"))

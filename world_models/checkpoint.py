@@ -22,6 +22,7 @@ from latentplay.world_models.checkpoint_format import (
     save_checkpoint,
 )
 from latentplay.world_models.protocol import FixedFrameSize
+from latentplay.world_models.shipped import resolve_checkpoint
 
 __all__ = [
     "FORMAT",
@@ -58,10 +59,12 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu", average: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone; returns (model in eval mode, checkpoint).
+    ``path``: a checkpoint file, or the name of a shipped model (``models/<name>/``).
 
     ``average``: a checkpoint trained with ``trainer.ema_decay`` gives its moving average of
     the weights (buffers as trained); False, or a checkpoint without one: the trained weights.
     """
+    path = resolve_checkpoint(path)
     ckpt = read_checkpoint(path, device)
     model = build_model(ckpt["model_name"], ckpt["model_args"])
     weights = dict(ckpt["model"])

@@ -121,6 +121,13 @@ class StateEmbedding(Protocol):
 
 
 @runtime_checkable
+class StatePositions(Protocol):
+    def state_positions_px(self, state: Any) -> torch.Tensor:
+        """Where the model's parts are in a state: ``(B, K, 2)`` pixels (x, y; 0 at the first
+        pixel's centre), so a cost can be a geometry of parts (a pusher behind an object)."""
+
+
+@runtime_checkable
 class KeypointTracks(Protocol):
     image_size: int
 

@@ -5,6 +5,13 @@ the result. The model is reached only through the ``WorldModel`` protocol.
   the model's own embedding of its state (``space="state"``, models with ``embed(state)``).
 - :class:`ObjectPositionCost`: distance of an object, read from the decoded frames by a
   detector (any callable ``frames (N, 3, H, W) -> (N, 2)`` pixel positions), to a goal pixel.
+- :class:`PushCost`: the push task's shaped cost (:func:`push_shaping`) on the positions of the
+  model's own parts (models with ``state_positions_px``): which part is the object and where
+  its goal is come from the model's reading of the goal image, which part pushes from what
+  the model's actions move most.
+
+Every cost can hold each sampled action for ``repeat`` model steps (action repeat: a planner
+horizon of H covers H x repeat steps of the env).
 """
 
 from __future__ import annotations
@@ -15,7 +22,13 @@ from typing import Any
 import torch
 
 from latentplay.utils.frames import to_float_frames
-from latentplay.world_models.protocol import Actions, StateEmbedding, WorldModel, repeat_state
+from latentplay.world_models.protocol import (
+    Actions,
+    StateEmbedding,
+    StatePositions,
+    WorldModel,
+    repeat_state,
+)
 
 REDUCTIONS = ("last", "mean")
 
@@ -25,10 +38,29 @@ def _check(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r}; expected one of {choices}")
 
 
+def push_shaping(
+    tool: torch.Tensor,
+    obj: torch.Tensor,
+    goal: torch.Tensor,
+    behind: float,
+    near_weight: float = 0.5,
+) -> torch.Tensor:
+    """The push task's cost, ``(N,)`` from positions ``(N, 2)`` (goal ``(2,)``), in their
+    units: the object's distance to its goal plus ``near_weight`` times the pusher's distance
+    to the spot ``behind`` units behind the object on the line from the goal through it (where
+    a push toward the goal starts). A final-distance cost alone does not see that going round
+    the object pays off within a short horizon; this one does, at every step."""
+    away = goal - obj
+    unit = away / away.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    start = obj - behind * unit
+    return away.norm(dim=-1) + near_weight * (tool - start).norm(dim=-1)
+
+
 class ModelRolloutCost:
     """Roll ``model`` out from the state after ``context`` (B=1) under N sampled sequences,
-    in chunks of ``chunk`` samples, and sum ``step_cost(state, t) -> (N,)`` over the steps
-    ``reduce`` selects ("last": the final step only, DINO-WM's choice; "mean": every step)."""
+    in chunks of ``chunk`` samples, each action held for ``repeat`` model steps, and sum
+    ``step_cost(state) -> (N,)`` over the steps ``reduce`` selects ("last": the final step
+    only, DINO-WM's choice; "mean": every planner step)."""
 
     def __init__(
         self,
@@ -37,8 +69,12 @@ class ModelRolloutCost:
         *,
         reduce: str = "last",
         chunk: int | None = None,
+        repeat: int = 1,
     ) -> None:
         _check("reduce", reduce, REDUCTIONS)
+        if repeat < 1:
+            raise ValueError(f"repeat={repeat}; expected >= 1 model steps per action")
+        self.repeat = repeat
         if context.ndim != 5 or context.shape[0] != 1:
             raise ValueError(
                 f"context of shape {tuple(context.shape)}; expected (1, T, 3, H, W) frames"
@@ -60,7 +96,8 @@ class ModelRolloutCost:
             state = repeat_state(self.state, _batch(part))
             total = 0.0
             for t in range(horizon):
-                state = self.model.step(state, part.at(t))
+                for _ in range(self.repeat):
+                    state = self.model.step(state, part.at(t))
                 if self.reduce == "mean" or t == horizon - 1:
                     total = total + self.step_cost(state)
             out.append(total / (horizon if self.reduce == "mean" else 1))
@@ -85,9 +122,10 @@ class GoalImageCost(ModelRolloutCost):
         space: str = "pixels",
         reduce: str = "last",
         chunk: int | None = None,
+        repeat: int = 1,
     ) -> None:
         _check("space", space, ("pixels", "state"))
-        super().__init__(model, context, reduce=reduce, chunk=chunk)
+        super().__init__(model, context, reduce=reduce, chunk=chunk, repeat=repeat)
         if goal.ndim != 3 or goal.shape != context.shape[2:]:
             raise ValueError(
                 f"goal of shape {tuple(goal.shape)}; expected one frame shaped like the "
@@ -134,3 +172,68 @@ class ObjectPositionCost(ModelRolloutCost):
         pos = self.locate(self.model.decode(state))
         d = (pos - self.goal_px).norm(dim=1)
         return torch.nan_to_num(d, nan=self.missing_cost)
+
+
+class PushCost(ModelRolloutCost):
+    """:func:`push_shaping` on the model's parts (pixels; ``behind_px`` pixels behind the
+    object). The object is the part the goal image moves most (a goal image shows the scene
+    at the episode's start with the object at its goal), its goal where the goal image has it;
+    the pusher is the part that ``probes`` random actions move most in one step (the end
+    effector: the arm's far end sweeps furthest). Both are read at an episode's start; later
+    replans pass them back as ``parts=(object, pusher)`` (the arm has moved away from where
+    the goal image shows it by then)."""
+
+    def __init__(
+        self,
+        model: WorldModel,
+        context: torch.Tensor,
+        goal: torch.Tensor,
+        *,
+        behind_px: float = 5.0,
+        near_weight: float = 0.5,
+        reduce: str = "last",
+        chunk: int | None = None,
+        repeat: int = 1,
+        probes: int = 64,
+        seed: int = 0,
+        parts: tuple[int, int] | None = None,
+    ) -> None:
+        if not isinstance(model, StatePositions):
+            raise ValueError(
+                f"{type(model).__name__} has no state_positions_px(state): the push cost needs "
+                "a model with explicit part positions (keypoints); use cost=goal"
+            )
+        super().__init__(model, context, reduce=reduce, chunk=chunk, repeat=repeat)
+        self.behind, self.near_weight = behind_px, near_weight
+        with torch.no_grad():
+            now = model.state_positions_px(self.state)[0]
+            target = to_float_frames(goal)[None, None].to(context.device)
+            there = model.state_positions_px(model.encode(target))[0]
+            if parts is not None:
+                self.object, self.pusher = parts
+                self.goal = there[self.object]
+                return
+            self.object = int((there - now).norm(dim=-1).argmax())
+            self.goal = there[self.object]
+            spec = model.action_spec
+            g = torch.Generator().manual_seed(seed)
+            cont = None
+            if spec.continuous:
+                cont = torch.randn(probes, spec.continuous, generator=g)
+                cont = cont * spec.continuous_bound / 3  # the bound is ~3 std of the actions
+            disc = torch.randint(spec.discrete, (probes,), generator=g) if spec.discrete else None
+            probe = Actions(
+                None if cont is None else cont.to(context.device),
+                None if disc is None else disc.to(context.device),
+            )
+            start = repeat_state(self.state, probes)
+            moved = model.state_positions_px(model.step(start, probe))
+            sweep = (moved - model.state_positions_px(start)).norm(dim=-1).mean(dim=0)
+            sweep[self.object] = -1.0
+            self.pusher = int(sweep.argmax())
+
+    def step_cost(self, state: Any) -> torch.Tensor:
+        pos = self.model.state_positions_px(state)
+        return push_shaping(
+            pos[:, self.pusher], pos[:, self.object], self.goal, self.behind, self.near_weight
+        )

@@ -164,6 +164,10 @@ class Keypoints(nn.Module):
         disp, _ = self.dynamics(now, vel.flatten(0, 1), self.actions_between(pos).flatten(0, 1))
         return self.render(now + disp).unflatten(0, (b, t - 1))
 
+    def state_positions_px(self, state: KeypointState) -> torch.Tensor:
+        """Keypoint pixel coordinates of a state, ``(B, K, 2)``."""
+        return to_pixels(state.pos, self.image_size)
+
     def embed(self, state: KeypointState) -> torch.Tensor:
         """Keypoint positions, ``(B, 2K)``: distances between states are distances between
         keypoints."""

@@ -1,0 +1,78 @@
+"""Pretrained models shipped in the repository (``models/<name>/``): weights and a model card.
+
+``models/<name>/weights.pt`` is a checkpoint with the weights alone (no optimizer, no RNG
+states; the trained run's data, step, minutes and command in its config), ``card.md`` says how
+it was made and what it scores, ``card.json`` holds the figure that
+:func:`latentplay.evaluation.shipped.card_check` reproduces on a small fixed set (the
+load-and-reproduce test runs it, so a card cannot drift from its weights).
+:func:`~latentplay.world_models.checkpoint.load_model` takes a shipped name wherever it takes a
+checkpoint path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentplay.utils.io import atomic_path, provenance
+from latentplay.world_models.checkpoint_format import FORMAT, FORMAT_VERSION, read_checkpoint
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"  # beside the packages
+
+
+def shipped_models() -> dict[str, Path]:
+    """Name -> weights file of every shipped model."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {p.parent.name: p for p in sorted(MODELS_DIR.glob("*/weights.pt"))}
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """An existing checkpoint path as it is; else the weights of the shipped model of that
+    name; else an error naming both what was looked for and the shipped names."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = shipped_models()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise FileNotFoundError(
+        f"checkpoint {str(name_or_path)!r}: no such file, and no shipped model of that name "
+        f"(shipped: {sorted(shipped)})"
+    )
+
+
+def card(name: str) -> dict[str, Any]:
+    """The machine-readable part of a shipped model's card (``card.json``)."""
+    path = resolve_checkpoint(name).with_name("card.json")
+    return json.loads(path.read_text())
+
+
+def ship(checkpoint: str | Path, name: str, *, half: bool = False) -> Path:
+    """Write ``models/<name>/weights.pt`` from a training checkpoint: its model weights (the
+    moving average where it has one) and what reproduces it (config, step, minutes,
+    provenance); ``half``: floating-point weights stored as float16 (loaded back as float32)."""
+    ckpt = read_checkpoint(checkpoint)
+    weights = dict(ckpt["model"])
+    if ckpt.get("ema") is not None:
+        weights.update(ckpt["ema"]["shadow"])
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    out = MODELS_DIR / name / "weights.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_name": ckpt["model_name"],
+        "model_args": ckpt["model_args"],
+        "model": weights,
+        **{k: ckpt[k] for k in ("step", "elapsed_seconds", "config", "provenance") if k in ckpt},
+        "source": str(checkpoint),
+        "shipped_by": provenance(),
+    }
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
+    return out
