@@ -29,7 +29,7 @@ from latentplay.evaluation.report import ReportSection, metric_bars
 from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
-from latentplay.world_models.checkpoint import load_model, training_data
+from latentplay.world_models.checkpoint import load_model, training_data, training_summary
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
@@ -205,6 +205,7 @@ def run_planning(
         "env": env_id,
         "planner": settings,
         "checkpoint": str(checkpoint),
+        "trained": training_summary(ckpt),
         "episodes": episodes,
         "max_steps": max_steps,
         "execute": execute,
@@ -228,15 +229,16 @@ def planning_section(path: Path, out: Path) -> ReportSection:
     except (OSError, ValueError) as e:
         raise ValueError(f"plan_results={path}: cannot read a plan.py results.json ({e})") from e
     rows = [{label: r[k] for k, label in PLAN_COLUMNS} for r in plan["rows"]]
+    env = str(plan["env"]).split("/")[-1]
     bars = metric_bars(
         {plan["env"]: {r["controller"]: r["success_rate"] for r in plan["rows"]}},
-        out / "planning_success.png",
+        out / f"planning_success_{env}.png",
         ylabel="success rate",
         title=f"MPC in {plan['env']} ({plan['episodes']} episodes)",
     )
     text = (
         f"Planner {plan['planner']['name']} in the learned action space, goal images from "
         f"reachable states; success: {plan['success']}. Oracle: the same planner with MuJoCo "
-        "as its model."
+        f"as its model. Model: {plan.get('trained', 'not recorded')}."
     )
-    return ReportSection("Planning", text, table=rows, images=[bars])
+    return ReportSection(f"Planning in {env}", text, table=rows, images=[bars])

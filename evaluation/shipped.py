@@ -18,16 +18,17 @@ from latentplay.rollouts.collect import collect
 from latentplay.rollouts.worker import CollectSpec
 from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.protocol import KeypointTracks
+from latentplay.world_models.shipped import card
 
-# The fixed set: scripted pushes in PushMulti-v0 (3 objects, 64x64), seeds 0-11.
+# The fixed set: scripted pushes in the model's env (64x64), seeds 0-11.
 CHECK_SET = {"episodes": 12, "steps": 20, "seed": 0, "split_fractions": (0.34, 0.33, 0.33)}
 
 
-def check_set(out: Path) -> Path:
+def check_set(out: Path, env_id: str) -> Path:
     spec = CollectSpec(
-        env_id="latentplay/PushMulti-v0",
+        env_id=env_id,
         policy_factory=partial(ScriptedPushPolicy),
-        env_kwargs={"width": 64, "height": 64, "n_objects": 3},
+        env_kwargs={"width": 64, "height": 64},
         shard_episodes=CHECK_SET["episodes"],
         episodes=CHECK_SET["episodes"],
         steps=CHECK_SET["steps"],
@@ -44,7 +45,7 @@ def card_check(name: str) -> dict[str, Any]:
 
     model, _ = load_model(name)
     with tempfile.TemporaryDirectory() as tmp:
-        data = check_set(Path(tmp) / "check")
+        data = check_set(Path(tmp) / "check", card(name)["env"])
         if isinstance(model, KeypointTracks):
             s = keypoint_scores(model, data)
             return {

@@ -23,7 +23,9 @@ from latentplay.world_models.keypoints.perception import (
     separation_loss,
     to_pixels,
 )
+from latentplay.world_models.keypoints.model import KeypointState
 from latentplay.world_models.keypoints.train import (
+    KeypointObjective,
     KeypointSchedule,
     keypoints_training,
     track_cache,
@@ -274,3 +276,47 @@ def test_contact_decisions_gate_each_keypoints_displacement() -> None:
     torch.testing.assert_close(gated[:, [0, 2]], free[:, [0, 2]])
     own, _ = d(pos, vel, a)
     torch.testing.assert_close(own, free * (logit > 0)[..., None].float())
+
+
+def _touch_tracks(n: int, steps: int, gen: torch.Generator) -> torch.Tensor:
+    """Tracks ``(n, steps + 1, 2, 2)`` of a toy push: keypoint 0 moves by a random step each
+    step; keypoint 1 moves with it while they are closer than 0.15, else stays exactly put."""
+    pusher = torch.rand(n, 2, generator=gen) * 1.2 - 0.6
+    obj = pusher + (torch.rand(n, 2, generator=gen) - 0.5) * 0.5
+    out = [torch.stack([pusher, obj], 1)]
+    for _ in range(steps):
+        a = (torch.rand(n, 2, generator=gen) - 0.5) * 0.12
+        pusher = pusher + a
+        touching = ((pusher - obj).norm(dim=-1, keepdim=True) < 0.15).float()
+        obj = obj + touching * a
+        out.append(torch.stack([pusher, obj], 1))
+    return torch.stack(out, 1)
+
+
+@pytest.mark.slow
+def test_contact_decisions_learn_who_moves_from_tracks_alone() -> None:
+    """Known answer: trained on toy tracks (no frames), the decisions say "moves" for the
+    driven keypoint, and for the other exactly when the driven one touches it; imagined
+    untouched objects then do not move at all."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = Keypoints(num_keypoints=2, action_dim=2, hidden=32, contact=True)
+    objective = KeypointObjective(KeypointSchedule(perception_steps=0, horizon_ramp_steps=0))
+    params = [*model.inverse.parameters(), *model.dynamics.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(800):
+        loss, _ = objective.dynamics(model, _touch_tracks(32, 3, gen), horizon=3)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tracks = _touch_tracks(512, 1, gen)
+    truth = (tracks[:, 1] - tracks[:, 0]).norm(dim=-1) * 32 > 0.5  # (N, 2)
+    with torch.no_grad():
+        actions = model.actions_between(tracks)[:, 0]
+        state = KeypointState(tracks[:, 0], torch.zeros_like(tracks[:, 0]))
+        nxt, logit = model.transition(state, actions)
+    decided = logit > 0
+    accuracy = (decided == truth).float().mean(0)
+    assert accuracy.min() > 0.9, accuracy
+    still = ~truth[:, 1] & ~decided[:, 1]
+    assert still.sum() > 100 and torch.equal(nxt.pos[still, 1], tracks[still, 0, 1])

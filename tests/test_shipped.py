@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from latentplay.evaluation.shipped import card_check
-from latentplay.world_models.checkpoint import load_model
+from latentplay.world_models.checkpoint import load_model, training_summary
 from latentplay.world_models.shipped import card, resolve_checkpoint, shipped_models
 
 SHIPPED = sorted(shipped_models())
@@ -30,3 +30,13 @@ def test_a_shipped_model_reproduces_its_card(name: str) -> None:
 def test_an_unknown_name_lists_the_shipped_ones() -> None:
     with pytest.raises(FileNotFoundError, match=r"no shipped model of that name \(shipped: \["):
         resolve_checkpoint("no_such_model")
+
+
+def test_reports_say_whether_a_model_is_shipped_or_a_short_run() -> None:
+    _, shipped = load_model(SHIPPED[0])
+    assert training_summary(shipped).startswith("shipped model, trained ")
+    short = {"elapsed_seconds": 90.0, "step": 1200}
+    assert training_summary(short) == (
+        "short run (1.5 min, 1,200 steps): a demonstration of training, not a trained model"
+    )
+    assert training_summary({"elapsed_seconds": 1800.0, "step": 9}) == "trained 30.0 min, 9 steps"

@@ -36,6 +36,7 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "training_data",
+    "training_summary",
 ]
 
 
@@ -78,6 +79,22 @@ def load_model(
             f"this code builds it: {e}"
         ) from e
     return model.to(device).eval(), ckpt
+
+
+SHORT_RUN_MINUTES = 10.0  # a run this short demonstrates training; its figures are not a model's
+
+
+def training_summary(ckpt: dict[str, Any]) -> str:
+    """How much training the checkpoint's model had, in words a report can show beside its
+    figures: a short run says so."""
+    minutes = float(ckpt.get("elapsed_seconds") or 0.0) / 60
+    steps = ckpt.get("step")
+    what = f"{minutes:.1f} min, {steps:,} steps" if steps is not None else f"{minutes:.1f} min"
+    if ckpt.get("source") is not None and minutes >= SHORT_RUN_MINUTES:
+        return f"shipped model, trained {what}"
+    if minutes < SHORT_RUN_MINUTES:
+        return f"short run ({what}): a demonstration of training, not a trained model"
+    return f"trained {what}"
 
 
 def training_data(ckpt: dict[str, Any]) -> str | None:

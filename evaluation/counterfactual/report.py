@@ -96,6 +96,7 @@ def write_suite_report(
         sections.insert(0, planning_section(Path(plan_results), out))
     for folder in include or []:
         sections.append(included_section(Path(folder), out))
+    sections[0].text += f" Model: {payload.get('trained', 'not recorded')}."
     return write_report(
         out,
         title=f"Counterfactual queries: {payload['checkpoint']}",
@@ -118,18 +119,23 @@ def suite_section(folder: Path, out: Path) -> ReportSection:
         f"{res.get('checkpoint')} on {res.get('queries')} queries "
         f"({', '.join(res.get('kinds', []))}); truth | model | copy | factual | difference."
     )
+    if res.get("trained"):
+        text += f" Model: {res['trained']}."
     return ReportSection(
         f"Counterfactual queries: {res.get('checkpoint')}", text, table, [], videos
     )
 
 
 def included_section(folder: Path, out: Path) -> ReportSection:
-    """A section from another run's folder: scripts/poke.py's or scripts/counterfactual.py's."""
+    """A section from another run's folder: scripts/poke.py's, scripts/counterfactual.py's or
+    scripts/plan.py's."""
     if (folder / "poke_results.json").is_file():
         return poke_section(folder, out)
     if (folder / "results.json").is_file():
+        if "rows" in json.loads((folder / "results.json").read_text()):
+            return planning_section(folder / "results.json", out)
         return suite_section(folder, out)
     raise ValueError(
         f"include={folder}: expected a folder with poke_results.json (scripts/poke.py) or "
-        "results.json (scripts/counterfactual.py)"
+        "results.json (scripts/counterfactual.py or scripts/plan.py)"
     )

@@ -32,7 +32,8 @@ from latentplay.evaluation.detector import ObjectDetector
 from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar, write_line
-from latentplay.world_models.checkpoint import load_model, training_data
+from latentplay.world_models.checkpoint import load_model, training_data, training_summary
+from latentplay.world_models.shipped import shipped_models
 from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, WorldModel
 
 ACTION_SOURCES = ("latent", "grounded")
@@ -114,6 +115,7 @@ class Answerer:
     to_learned: ToLearned
     run_name: str
     sample_steps: int | None
+    trained: str  # how much training the model had (training_summary)
 
 
 def answerer(
@@ -139,8 +141,10 @@ def answerer(
     wrapped = model_view(model, view, env, sample_steps)
     n = 0 if view == "ee_poke" else labels
     g = ground(wrapped, n, env, data or training_data(ckpt), device=device)
-    run_name = Path(checkpoint).resolve().parent.parent.name
-    return Answerer(wrapped, view, _to_learned(g, device), run_name, steps)
+    shipped = str(checkpoint) in shipped_models()
+    run_name = str(checkpoint) if shipped else Path(checkpoint).resolve().parent.parent.name
+    summary = training_summary(ckpt)
+    return Answerer(wrapped, view, _to_learned(g, device), run_name, steps, summary)
 
 
 def run(
@@ -189,7 +193,7 @@ def run(
             outcomes += run_queries(
                 sim, [q], locate, to_metres, _identity, "grounded", dev, False, skipped
             )
-        run_name, steps = "oracle", None
+        run_name, steps, trained = "oracle", None, "MuJoCo itself"
     else:
         ans = answerer(checkpoint, model_view, data, labels, dev, sample_steps)
         if ans.view == "ee_poke" and action_source != "grounded":
@@ -206,7 +210,7 @@ def run(
             progress,
             skipped,
         )
-        run_name, steps = ans.run_name, ans.sample_steps
+        run_name, steps, trained = ans.run_name, ans.sample_steps, ans.trained
     if not outcomes:
         raise ValueError(
             f"every one of the {len(queries)} queries was skipped: "
@@ -219,6 +223,7 @@ def run(
     check = verdict(summary.overall)
     payload = {
         "checkpoint": str(checkpoint),
+        "trained": trained,
         "action_source": action_source,
         "sample_steps": steps,
         "queries": len(results),

@@ -141,4 +141,6 @@ def poke_section(folder: Path, out: Path) -> ReportSection:
             f"{res.get('checkpoint')}: poked at the end effector with the end effector's true "
             "motion; MuJoCo | model (arrows: the pokes) | difference."
         )
+    if res.get("trained"):
+        text += f" Model: {res['trained']}."
     return ReportSection(title, text, table, [], videos)

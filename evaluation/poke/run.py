@@ -36,7 +36,7 @@ from latentplay.rollouts.video import upscale, write_video
 from latentplay.utils.device import resolve_device
 from latentplay.utils.frames import to_float_frames, to_numpy_frames, to_tensor_frames
 from latentplay.utils.io import provenance, write_json_atomic
-from latentplay.world_models.checkpoint import check_frames_fit, load_model
+from latentplay.world_models.checkpoint import check_frames_fit, load_model, training_summary
 from latentplay.world_models.protocol import (
     KeypointTracks,
     RandomActions,
@@ -139,7 +139,12 @@ def run(
         finally:
             reader.close()
         results.update({k: v for k, v in img.items() if k != "per_step"})
-    results.update(checkpoint=str(checkpoint), step=ckpt["step"], **provenance())
+    results.update(
+        checkpoint=str(checkpoint),
+        step=ckpt["step"],
+        trained=training_summary(ckpt),
+        **provenance(),
+    )
     write_json_atomic(out / RESULTS, results)
     videos = write_videos(out, results, queries, pred)
     if data is not None and isinstance(model, KeypointTracks):
