@@ -17,13 +17,13 @@ from latentplay.utils.frames import to_tensor_frames
 from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.keypoints import Keypoints
 from latentplay.world_models.keypoints.dynamics import InteractionDynamics
+from latentplay.world_models.keypoints.model import KeypointState
 from latentplay.world_models.keypoints.perception import (
     coverage_loss,
     pixel_grid,
     separation_loss,
     to_pixels,
 )
-from latentplay.world_models.keypoints.model import KeypointState
 from latentplay.world_models.keypoints.train import (
     KeypointObjective,
     KeypointSchedule,

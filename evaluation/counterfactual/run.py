@@ -33,8 +33,8 @@ from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar, write_line
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
-from latentplay.world_models.shipped import shipped_models
 from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, WorldModel
+from latentplay.world_models.shipped import shipped_models
 
 ACTION_SOURCES = ("latent", "grounded")
 
