@@ -28,7 +28,7 @@ def test_a_shipped_model_reproduces_its_card(name: str) -> None:
 
 
 def test_an_unknown_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(FileNotFoundError, match=r"no shipped model of that name \(shipped: \["):
+    with pytest.raises(FileNotFoundError, match=r"no shipped model has that name \(shipped: \["):
         resolve_checkpoint("no_such_model")
 
 

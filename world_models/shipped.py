@@ -40,8 +40,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
     raise FileNotFoundError(
-        f"checkpoint {str(name_or_path)!r}: no such file, and no shipped model of that name "
-        f"(shipped: {sorted(shipped)})"
+        f"checkpoint {str(name_or_path)!r} does not exist, and no shipped model has that "
+        f"name (shipped: {sorted(shipped)})"
     )
 
 
