@@ -79,7 +79,8 @@ def write_suite_report(
             "Error vs horizon",
             "Object positions are read by the colour detector from every video (truth, model, "
             "baselines). copy: the counterfactual start frame held; factual: the true factual "
-            "video standing in for the counterfactual one.",
+            "video standing in for the counterfactual one. "
+            f"Model: {payload.get('trained', 'not recorded')}.",
             images=plots,
         ),
         ReportSection("Videos: truth | model | copy | factual | difference", videos=vids),
@@ -96,7 +97,6 @@ def write_suite_report(
         sections.insert(0, planning_section(Path(plan_results), out))
     for folder in include or []:
         sections.append(included_section(Path(folder), out))
-    sections[0].text += f" Model: {payload.get('trained', 'not recorded')}."
     return write_report(
         out,
         title=f"Counterfactual queries: {payload['checkpoint']}",
