@@ -30,6 +30,7 @@ from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
+from latentplay.world_models.protocol import StatePositions
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
@@ -163,6 +164,15 @@ def run_planning(
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
     probe = make_env()
     model = model_view(model, view, probe, sample_steps)
+    if cost == "push" and probe.task != "push":
+        probe.close()
+        raise ValueError(f"cost=push in {env_id}: its task is {probe.task!r}; use cost=goal")
+    if cost == "push" and not isinstance(model, StatePositions):
+        probe.close()
+        raise ValueError(
+            f"cost=push needs a model with part positions (keypoints); {type(model).__name__} "
+            f"(model_view={view}) has none: use cost=goal"
+        )
     seeds = list(range(seed, seed + episodes))
     spec = model.action_spec
     settings = planner(spec, device=dev).settings
@@ -211,6 +221,7 @@ def run_planning(
         "execute": execute,
         "repeat": repeat,
         "cost": cost,
+        "behind_px": behind_px,
         "success": SUCCESS,
         "rows": rows,
         **started,

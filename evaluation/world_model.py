@@ -38,6 +38,7 @@ from latentplay.world_models.protocol import (
     WorldModel,
     seeded_sampling,
 )
+from latentplay.world_models.shipped import run_folder
 
 WRIST_STILL = 0.05  # rad per step: below this the wrist counts as not turning
 MIN_MOTION_PX = 1.0  # angle match only where the end effector moved at least this much
@@ -462,7 +463,7 @@ def evaluate_checkpoint(
     results.update(
         model=ckpt["model_name"], checkpoint=str(checkpoint), step=ckpt["step"], **provenance()
     )
-    path = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
+    path = Path(out) if out else run_folder(checkpoint) / "results.json"
     write_json_atomic(path, results)
     made, note = None, None
     video = video and not isinstance(model, FrameAutoencoder)  # frames only: nothing moves

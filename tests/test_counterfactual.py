@@ -61,13 +61,21 @@ def test_bad_query_files_are_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"intervention.offset=0.1; expected a pair of numbers"):
         load_queries(bad)
     bad.write_text("intervention: {kind: remove_object}\nseeds: [1, two]\n")
-    with pytest.raises(ValueError, match=r"seeds=\[1, 'two'\]; expected a list of integers"):
+    with pytest.raises(
+        ValueError, match=r"seeds=\[1, 'two'\]; expected a non-empty list of integers"
+    ):
         load_queries(bad)
     bad.write_text("intervention: remove_object\n")
     with pytest.raises(ValueError, match=r"intervention='remove_object'; expected a mapping"):
         load_queries(bad)
     bad.write_text("intervention: {kind: remove_object}\nhorizon: 0\n")
     with pytest.raises(ValueError, match=r"bad.yaml: query bad: horizon=0"):
+        load_queries(bad)
+    bad.write_text("intervention: {kind: set_mass, object: 0, value: -1}\n")
+    with pytest.raises(ValueError, match=r"value=-1; expected a positive number for set_mass"):
+        load_queries(bad)
+    bad.write_text("intervention: {kind: remove_object, object: 7}\n")
+    with pytest.raises(ValueError, match=r"object=7; expected an object index in 0\.\.3"):
         load_queries(bad)
     with pytest.raises(ValueError, match=r"query file .*missing\.yaml does not exist"):
         load_queries(tmp_path / "missing.yaml")

@@ -240,7 +240,7 @@ def test_split_message_layer_is_the_concatenated_layer() -> None:
     """The dynamics evaluate the message net's first layer in parts (per node, once per step);
     known answer: the textbook form, the net on the concatenated pair input."""
     torch.manual_seed(0)
-    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16, contact=False)
+    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16)
     pos, vel, a = torch.rand(4, 5, 2) * 2 - 1, torch.randn(4, 5, 2) * 0.01, torch.randn(4, 3)
     b, k = 4, 5
     node = d.role.expand(b, -1, -1)
@@ -266,7 +266,7 @@ def test_contact_decisions_gate_each_keypoints_displacement() -> None:
     """A keypoint decided "still" does not move at all; one decided "moves" moves as it would
     without the gate; without given decisions the head's own (logit > 0) are used."""
     torch.manual_seed(0)
-    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16)
+    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16, contact=True)
     pos, vel, a = torch.rand(4, 5, 2) * 2 - 1, torch.randn(4, 5, 2) * 0.01, torch.randn(4, 3)
     free, logit = d(pos, vel, a, moving=torch.ones(4, 5))
     assert logit.shape == (4, 5) and free.abs().min() > 0

@@ -55,3 +55,13 @@ def test_a_terminal_gets_the_redrawn_bar() -> None:
     bar.update(3)
     bar.close()
     assert "\r" in term.getvalue()
+
+
+def test_a_message_between_updates_leaves_no_carriage_returns_in_a_log() -> None:
+    log = io.StringIO()
+    with P.progress_bar(total=2, desc="queries", file=log) as bar:
+        bar.update(1)
+        P.write_line("skipped query q/s1: off the table")
+        bar.update(1)
+    text = log.getvalue()
+    assert "\r" not in text and "skipped query q/s1: off the table" not in text  # stdout

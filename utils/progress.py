@@ -40,6 +40,9 @@ class LogLines(plain_tqdm):
         self._logged_n, self._logged_t = self.n, time.monotonic()
         return True
 
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to erase in a log (tqdm.write clears bars before printing)."""
+
     def close(self) -> None:
         """The last state as a line of its own (a log has nothing to clear), then done."""
         if self.disable:

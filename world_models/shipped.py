@@ -34,7 +34,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """An existing checkpoint path as it is; else the weights of the shipped model of that
     name; else an error naming both what was looked for and the shipped names."""
     path = Path(name_or_path)
-    if path.exists():
+    if path.is_file():
         return path
     shipped = shipped_models()
     if str(name_or_path) in shipped:
@@ -76,3 +76,12 @@ def ship(checkpoint: str | Path, name: str, *, half: bool = False) -> Path:
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
     return out
+
+
+def run_folder(name_or_path: str | Path) -> Path:
+    """Where a script writes its outputs by default: the run folder of a checkpoint
+    (``<run>/checkpoints/last.pt`` -> ``<run>``), or ``runs/<name>`` for a shipped model."""
+    path = Path(name_or_path)
+    if not path.is_file() and str(name_or_path) in shipped_models():
+        return Path("runs") / str(name_or_path)
+    return path.resolve().parent.parent

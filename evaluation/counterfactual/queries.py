@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from latentplay.envs.arm import MAX_OBJECTS
+
 KINDS = ("move_object", "add_object", "remove_object", "set_mass", "set_friction", "actions")
 ENVS = ("push", "push_multi")  # the scenes a query can start in (branches.make_env builds them)
 
@@ -63,6 +65,14 @@ class Intervention:
             raise ValueError(f"intervention {self.kind} needs one of {need}")
         if not 0 < abs(self.speed) <= 1:
             raise ValueError(f"speed={self.speed}; expected 0 < |speed| <= 1 (env action units)")
+        for key in ("object", "toward"):
+            i = getattr(self, key)
+            if i is not None and not 0 <= i < MAX_OBJECTS:
+                raise ValueError(f"{key}={i}; expected an object index in 0..{MAX_OBJECTS - 1}")
+        for key in ("factor", "value"):
+            v = getattr(self, key)
+            if self.kind in ("set_mass", "set_friction") and v is not None and v <= 0:
+                raise ValueError(f"{key}={v}; expected a positive number for {self.kind}")
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ _FORMS: dict[str, tuple[str, str]] = {
     "lead": ("int", "an integer >= 0"),
     "horizon": ("int", "an integer >= 1"),
     "max_warmup": ("int", "an integer"),
-    "seeds": ("ints", "a list of integers"),
+    "seeds": ("ints", "a non-empty list of integers"),
     "kind": ("str", f"one of {list(KINDS)}"),
     "object": ("int", "an object index (integer)"),
     "xy": ("pair?", _PAIR),
@@ -109,7 +119,7 @@ _FORMS: dict[str, tuple[str, str]] = {
     "value": ("num?", "a number"),
     "toward": ("int?", "an object index (integer)"),
     "ahead": ("num?", "a number of metres"),
-    "speed": ("num", "a number in (0, 1]"),
+    "speed": ("num", "a number with 0 < |speed| <= 1"),
 }
 
 

@@ -34,7 +34,7 @@ from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar, write_line
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
 from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, WorldModel
-from latentplay.world_models.shipped import shipped_models
+from latentplay.world_models.shipped import run_folder
 
 ACTION_SOURCES = ("latent", "grounded")
 
@@ -74,8 +74,9 @@ def run_queries(
         try:
             b = build_branches(q)
         except ImpossibleQuery as e:
-            write_line(f"skipped query {q.name}: {e}")
-            if skipped is not None:
+            if skipped is None:  # no caller to report it: say it here
+                write_line(f"skipped query {q.name}: {e}")
+            else:
                 skipped.append({"query": q.name, "reason": str(e)})
             continue
         grounded = action_source == "grounded" or q.intervention.kind == "actions"
@@ -141,8 +142,7 @@ def answerer(
     wrapped = model_view(model, view, env, sample_steps)
     n = 0 if view == "ee_poke" else labels
     g = ground(wrapped, n, env, data or training_data(ckpt), device=device)
-    shipped = str(checkpoint) in shipped_models()
-    run_name = str(checkpoint) if shipped else Path(checkpoint).resolve().parent.parent.name
+    run_name = run_folder(checkpoint).name
     summary = training_summary(ckpt)
     return Answerer(wrapped, view, _to_learned(g, device), run_name, steps, summary)
 

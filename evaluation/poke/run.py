@@ -44,6 +44,7 @@ from latentplay.world_models.protocol import (
     SparseFlowControl,
     seeded_sampling,
 )
+from latentplay.world_models.shipped import run_folder
 
 
 def evaluate_pokes(
@@ -126,7 +127,7 @@ def run(
     ``<run folder>/poke``)."""
     dev = resolve_device(device)
     model, ckpt = load_pokeable(checkpoint, dev, average, sample_steps, solver)
-    out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "poke"
+    out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
     results, queries, pred = evaluate_pokes(
         model, data, poke_queries, chain_queries, steps, dev, seed
@@ -177,7 +178,7 @@ def custom_poke(
         )
     dev = resolve_device(device)
     model, _ = load_pokeable(checkpoint, dev, average, sample_steps, solver)
-    out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "poke"
+    out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
     env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
     env.reset(seed=int(seed))

@@ -62,7 +62,7 @@ class InteractionDynamics(nn.Module):
         hidden: int,
         role_dim: int = 8,
         rounds: int = 2,
-        contact: bool = True,
+        contact: bool = False,
     ) -> None:
         super().__init__()
         if rounds < 1:

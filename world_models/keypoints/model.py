@@ -69,7 +69,7 @@ class Keypoints(nn.Module):
             "width": width,
             "hidden": hidden,
             "sigma": sigma,
-            "contact": contact,
+            **({"contact": True} if contact else {}),  # absent: the plain dynamics (older runs)
         }
         self.image_size, self.num_keypoints = image_size, num_keypoints
         self.encoder = KeypointEncoder(num_keypoints, width)
