@@ -160,6 +160,12 @@ def run_ray(
         for ref in refs:  # interrupted or failed: stop what is still running
             ray.cancel(ref, force=True)
         if refs:  # and wait until it has stopped: nothing may still write once we return
-            ray.wait(list(refs), num_returns=len(refs), timeout=CANCEL_WAIT_S)
+            _, running = ray.wait(list(refs), num_returns=len(refs), timeout=CANCEL_WAIT_S)
+            if running:
+                names = sorted(shard_name(refs[r]) for r in running)
+                print(
+                    f"warning: cancelled Ray tasks of shards {names} had not stopped after "
+                    f"{CANCEL_WAIT_S:.0f} s; resume=true redoes anything they leave partial"
+                )
         if started:
             ray.shutdown()

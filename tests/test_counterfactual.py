@@ -271,3 +271,12 @@ def test_paddle_contact_reading_tells_pushes_from_misses() -> None:
             pos = detector.locate(br.frames[1:])[0][:, :1]
             seen[name].append(bool(read_outcomes(br.frames[1:], pos, pos[0], to_m)[1].any()))
     assert seen == {"factual": [True] * 4, "counterfactual": [False] * 4}
+
+
+def test_two_query_files_of_one_name_are_refused_by_path(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "q.yaml").write_text("intervention: {kind: remove_object}\n")
+    files = [tmp_path / "a" / "q.yaml", tmp_path / "b" / "q.yaml"]
+    with pytest.raises(ValueError, match=r"query name 'q' comes from both .*a/q\.yaml and .*b"):
+        run(checkpoint="oracle", query_files=files, out=tmp_path / "o", progress=False)

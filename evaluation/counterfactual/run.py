@@ -170,9 +170,19 @@ def run(
     ``sample_steps``: ODE steps per frame of a sampling model (YODA); None: the model's."""
     started = provenance()  # the code that runs, not the one checked out at the end
     dev = resolve_device(device)
-    queries = [q for f in query_files for q in load_queries(f)]
-    if not queries:
+    files = list(dict.fromkeys(Path(f).resolve() for f in query_files))  # each file once
+    loaded = [(f, q) for f in files for q in load_queries(f)]
+    if not loaded:
         raise ValueError(f"no queries in {[str(f) for f in query_files]}")
+    seen: dict[str, Path] = {}
+    for f, q in loaded:  # results, videos and report rows are keyed by name
+        if q.name in seen:
+            raise ValueError(
+                f"query name {q.name!r} comes from both {seen[q.name]} and {f}; rename one "
+                "(a query is named by its file, or by its 'name' key)"
+            )
+        seen[q.name] = f
+    queries = [q for _, q in loaded]
     probe = make_env(queries[0])
     detector = ObjectDetector.from_env(probe)
     validation = detector.validate(probe)
