@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.train_settings import quick_settings
+from helpers.train_settings import quick_settings, straight_and_resumed
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.format import EpisodeReader
@@ -120,14 +120,7 @@ def test_latent_yoda_contract_and_exact_resume(toy: Path, tmp_path: Path) -> Non
     assert model.simulate(frames[:, :1], 2).shape == (2, 2, 3, 32, 32)
     assert model.decode(model.step(state, Actions())).shape == (2, 3, 32, 32)
 
-    straight = build()
-    train(*straight[:2], straight[2], tmp_path / "a", quick_settings(max_steps=4))
-    second = build()
-    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=2))
-    second = build()
-    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=4), resume=True)
-    a, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
-    b, _ = load_model(tmp_path / "b" / "checkpoints" / "last.pt")
+    a, b = straight_and_resumed(build, tmp_path, steps=4)
     for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
     frozen = torch.load(ae, weights_only=False)["model"]

@@ -46,37 +46,43 @@ def test_shipped_suite_has_enough_queries_and_kinds() -> None:
     assert len({q.name for q in suite}) == len(suite)
 
 
-def test_bad_query_files_are_refused_by_name(tmp_path: Path) -> None:
+BAD_QUERIES = [  # (file text, what the error must say)
+    ("intervention: {kind: teleport}\n", "kind='teleport'"),
+    (
+        "intervention: {kind: remove_object}\nhorizon: 8\ncolour: red\n",
+        r"bad.yaml: unknown keys \['colour'\]",
+    ),
+    ("intervention: {kind: set_mass, object: 0}\n", "set_mass needs one of"),
+    (
+        "intervention: {kind: move_object, offset: 0.1}\n",
+        r"intervention.offset=0.1; expected a pair of numbers",
+    ),
+    (
+        "intervention: {kind: remove_object}\nseeds: [1, two]\n",
+        r"seeds=\[1, 'two'\]; expected a non-empty list of integers",
+    ),
+    ("intervention: remove_object\n", r"intervention='remove_object'; expected a mapping"),
+    ("intervention: {kind: remove_object}\nhorizon: 0\n", r"bad.yaml: query bad: horizon=0"),
+    (
+        "intervention: {kind: set_mass, object: 0, value: -1}\n",
+        r"value=-1; expected a positive number for set_mass",
+    ),
+    (
+        "intervention: {kind: remove_object, object: 7}\n",
+        r"object=7; expected an object index in 0\.\.3",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_QUERIES)
+def test_a_bad_query_file_is_refused_by_name(tmp_path: Path, text: str, message: str) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("intervention: {kind: teleport}\n")
-    with pytest.raises(ValueError, match="kind='teleport'"):
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=message):
         load_queries(bad)
-    bad.write_text("intervention: {kind: remove_object}\nhorizon: 8\ncolour: red\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown keys \['colour'\]"):
-        load_queries(bad)
-    bad.write_text("intervention: {kind: set_mass, object: 0}\n")
-    with pytest.raises(ValueError, match="set_mass needs one of"):
-        load_queries(bad)
-    bad.write_text("intervention: {kind: move_object, offset: 0.1}\n")
-    with pytest.raises(ValueError, match=r"intervention.offset=0.1; expected a pair of numbers"):
-        load_queries(bad)
-    bad.write_text("intervention: {kind: remove_object}\nseeds: [1, two]\n")
-    with pytest.raises(
-        ValueError, match=r"seeds=\[1, 'two'\]; expected a non-empty list of integers"
-    ):
-        load_queries(bad)
-    bad.write_text("intervention: remove_object\n")
-    with pytest.raises(ValueError, match=r"intervention='remove_object'; expected a mapping"):
-        load_queries(bad)
-    bad.write_text("intervention: {kind: remove_object}\nhorizon: 0\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: query bad: horizon=0"):
-        load_queries(bad)
-    bad.write_text("intervention: {kind: set_mass, object: 0, value: -1}\n")
-    with pytest.raises(ValueError, match=r"value=-1; expected a positive number for set_mass"):
-        load_queries(bad)
-    bad.write_text("intervention: {kind: remove_object, object: 7}\n")
-    with pytest.raises(ValueError, match=r"object=7; expected an object index in 0\.\.3"):
-        load_queries(bad)
+
+
+def test_a_missing_query_file_is_named_and_seeds_make_one_query_each(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"query file .*missing\.yaml does not exist"):
         load_queries(tmp_path / "missing.yaml")
     ok = tmp_path / "ok.yaml"

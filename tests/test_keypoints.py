@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.train_settings import quick_settings
+from helpers.train_settings import quick_settings, straight_and_resumed
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import draw_keypoints
 from latentplay.utils.frames import to_tensor_frames
-from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.keypoints import Keypoints
 from latentplay.world_models.keypoints.dynamics import InteractionDynamics
 from latentplay.world_models.keypoints.model import KeypointState
@@ -151,14 +150,7 @@ def test_resume_across_the_phase_switch_is_exact(toy: Path, tmp_path: Path) -> N
         )
         return run.model, run.objective, run.dataset
 
-    straight = build()
-    train(*straight[:2], straight[2], tmp_path / "a", quick_settings(max_steps=6))
-    second = build()
-    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=2))
-    second = build()
-    train(*second[:2], second[2], tmp_path / "b", quick_settings(max_steps=6), resume=True)
-    a, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
-    b, _ = load_model(tmp_path / "b" / "checkpoints" / "last.pt")
+    a, b = straight_and_resumed(build, tmp_path, steps=6)
     for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
     assert float(a.background.max()) > 0  # the reference frame travels with the checkpoint

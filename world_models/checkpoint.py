@@ -20,6 +20,7 @@ from latentplay.world_models.checkpoint_format import (
     CheckpointMismatchError,
     read_checkpoint,
     save_checkpoint,
+    trained_weights,
 )
 from latentplay.world_models.protocol import FixedFrameSize
 from latentplay.world_models.shipped import resolve_checkpoint
@@ -68,9 +69,7 @@ def load_model(
     path = resolve_checkpoint(path)
     ckpt = read_checkpoint(path, device)
     model = build_model(ckpt["model_name"], ckpt["model_args"])
-    weights = dict(ckpt["model"])
-    if average and ckpt.get("ema") is not None:
-        weights.update(ckpt["ema"]["shadow"])
+    weights = trained_weights(ckpt, average)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:  # weights of another version of the model's code

@@ -53,3 +53,12 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
             f"{path}: format_version {ckpt['format_version']} is newer than this code reads"
         )
     return ckpt
+
+
+def trained_weights(ckpt: dict[str, Any], average: bool = True) -> dict[str, Any]:
+    """A checkpoint's model weights: with ``average``, its moving average of the weights where
+    it was trained with one (``trainer.ema_decay``; buffers as trained)."""
+    weights = dict(ckpt["model"])
+    if average and ckpt.get("ema") is not None:
+        weights.update(ckpt["ema"]["shadow"])
+    return weights

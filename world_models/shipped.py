@@ -18,7 +18,12 @@ from typing import Any
 import torch
 
 from latentplay.utils.io import atomic_path, provenance
-from latentplay.world_models.checkpoint_format import FORMAT, FORMAT_VERSION, read_checkpoint
+from latentplay.world_models.checkpoint_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    read_checkpoint,
+    trained_weights,
+)
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"  # beside the packages
 
@@ -56,9 +61,7 @@ def ship(checkpoint: str | Path, name: str, *, half: bool = False) -> Path:
     moving average where it has one) and what reproduces it (config, step, minutes,
     provenance); ``half``: floating-point weights stored as float16 (loaded back as float32)."""
     ckpt = read_checkpoint(checkpoint)
-    weights = dict(ckpt["model"])
-    if ckpt.get("ema") is not None:
-        weights.update(ckpt["ema"]["shadow"])
+    weights = trained_weights(ckpt)
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     out = MODELS_DIR / name / "weights.pt"
