@@ -60,6 +60,8 @@ PlanCost = _choices("PlanCost", "goal", "push")
 GroundingKind = _choices("GroundingKind", "linear", "mlp")
 ActionSource = _choices("ActionSource", "latent", "grounded")
 ExportFormat = _choices("ExportFormat", "minari")
+ImportFormat = _choices("ImportFormat", "videos", "minari")
+Crop = _choices("Crop", "center", "pad", "stretch")
 Algo = _choices("Algo", *ALGOS)
 
 
@@ -194,6 +196,28 @@ class ExportConfig:
 
 
 @dataclass
+class ImportConfig:
+    format: ImportFormat = ImportFormat["videos"]
+    source: str = MISSING
+    out: str = MISSING
+    size: int = 64
+    crop: Crop = Crop["center"]
+    every: int = 1
+    episode_frames: int | None = None
+    min_frames: int = 2
+    seed: int = 0
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    shard_items: int = 16
+    minari_path: str | None = None
+    pixels_key: str = "pixels"
+    resume: bool = False
+    progress: bool = True
+    compression: str | None = "gzip"
+    compression_level: int | None = 1
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+
+
+@dataclass
 class TrainPolicyConfig:
     env: Any = MISSING
     algo: Algo = Algo["PPO"]
@@ -218,6 +242,7 @@ SCHEMAS = {
     "counterfactual": CounterfactualConfig,
     "poke": PokeConfig,
     "export": ExportConfig,
+    "import": ImportConfig,
     "train_policy": TrainPolicyConfig,
 }
 

@@ -40,6 +40,9 @@ from latentplay.world_models.protocol import (
 )
 from latentplay.world_models.shipped import run_folder
 
+# Ground truth each evaluation needs (gt/ keys); an imported dataset without it skips that part.
+ACTION_GT = ("ee_pixel", "paddle_angle", "contact_arm_object")
+KEYPOINT_GT = ("object_pixel", "object_active", "ee_pixel")
 WRIST_STILL = 0.05  # rad per step: below this the wrist counts as not turning
 MIN_MOTION_PX = 1.0  # angle match only where the end effector moved at least this much
 
@@ -303,14 +306,29 @@ def evaluate(
     device = torch.device(device)
     reader = EpisodeReader(data)
     check_frames_fit(model, reader.meta, data)
+    skipped: dict[str, str] = {}
+
+    def has(what: str, keys: tuple[str, ...]) -> bool:
+        missing = reader.missing_ground_truth(keys)
+        if missing:
+            skipped[what] = (
+                f"{data} holds imported {reader.imported} without this ground truth "
+                f"({', '.join(missing)})"
+            )
+        return not missing
+
+    glass = bool(model.action_spec.continuous == 2 and model.action_spec.discrete)
+    actions = glass and has("action identification", ACTION_GT)
+    masks = isinstance(model, ForegroundMasks) and has("arm mask IoU", ("masks",))
+    keypoints = isinstance(model, KeypointTracks) and has("keypoint probes", KEYPOINT_GT)
     fit_eps, test_eps = (
         _episodes(reader, "val", max_episodes),
         _episodes(reader, "test", max_episodes),
     )
-    if not fit_eps or not test_eps:
+    if not test_eps or (not fit_eps and (actions or keypoints)):
         raise ValueError(
-            f"{data}: evaluation needs val and test episodes; got {len(fit_eps)} val, "
-            f"{len(test_eps)} test"
+            f"{data}: evaluation needs test episodes (and val episodes to fit the action and "
+            f"keypoint probes on); got {len(fit_eps)} val, {len(test_eps)} test"
         )
     model.eval()
     results: dict[str, Any] = {
@@ -324,7 +342,7 @@ def evaluate(
             ),
         },
     }
-    if model.action_spec.continuous == 2 and model.action_spec.discrete:  # global + local (GLASS)
+    if actions:  # global + local actions (GLASS), scored against the end effector
         results.update(
             action_metrics(
                 parse_episodes(model, reader, fit_eps, device),
@@ -333,12 +351,14 @@ def evaluate(
         )
         results.update(translation_ceiling(reader, fit_eps, test_eps))
         results.update(r2_verdict(results))
-    if isinstance(model, ForegroundMasks):
+    if masks:
         results.update(mask_metrics(model, reader, test_eps, device))
-    if isinstance(model, KeypointTracks) and "object_pixel" in reader.ground_truth(test_eps[0]):
+    if keypoints and "object_pixel" in reader.ground_truth(test_eps[0]):  # an env with objects
         results.update(keypoint_scores(model, data, device=device))
     results.update(image_metrics(model, reader, test_eps, horizon, device, clips=max_clips))
     reader.close()
+    if skipped:
+        results["skipped"] = skipped
     return results
 
 
@@ -428,7 +448,12 @@ def summary_table(results: dict[str, Any]) -> str:
             or k.startswith(("eval/keypoints/", "eval/autoencoder/"))
         )
         rows.append((k, label, t if own else ""))
-    return metrics_table(results, rows)
+    return metrics_table(results, rows) + skipped_lines(results)
+
+
+def skipped_lines(results: dict[str, Any]) -> str:
+    """One line per evaluation left out, with why (e.g. no ground truth in imported videos)."""
+    return "".join(f"\nskipped: {what}: {why}" for what, why in results.get("skipped", {}).items())
 
 
 @dataclass
@@ -468,7 +493,10 @@ def evaluate_checkpoint(
     made, note = None, None
     video = video and not isinstance(model, FrameAutoencoder)  # frames only: nothing moves
     if video and isinstance(model, SparseFlowControl):
-        note = "pokes and their videos, scored against MuJoCo: scripts/poke.py"
+        note = (
+            "pokes and their videos: scripts/poke.py (scored against MuJoCo; on imported "
+            "videos, the model following real clips)"
+        )
     elif video and isinstance(model, KeypointTracks):
         made = keypoint_video(model, data, path.with_name("keypoints.mp4"), device=dev)
     elif video:

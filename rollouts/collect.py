@@ -11,7 +11,6 @@ to an uninterrupted one. What a worker does is :mod:`latentplay.rollouts.worker`
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing as mp
 import queue as queue_mod
 import time
@@ -23,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from latentplay.rollouts.format import FORMAT, FORMAT_VERSION, read_sidecar, shard_name
+from latentplay.rollouts.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_resume,
+    read_sidecar,
+    shard_name,
+    split_lists,
+)
 from latentplay.rollouts.worker import CollectSpec, make_env_and_policy, write_shard
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
@@ -73,10 +79,6 @@ class CollectResult:
 
 
 def _meta(spec: CollectSpec, shards: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
-    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for s in shards:
-        for idx, sp in zip(s["episode_index"], s["splits"], strict=True):
-            splits[sp].append(idx)
     n = sum(s["episodes"] for s in shards)
     return {
         "format": FORMAT,
@@ -88,7 +90,7 @@ def _meta(spec: CollectSpec, shards: list[dict[str, Any]], extra: dict[str, Any]
         **extra,
         # Per-episode checksums stay in the sidecars: meta.json of 100k episodes stays small.
         "shards": [{k: v for k, v in s.items() if k != "episode_sha256"} for s in shards],
-        "splits": {k: sorted(v) for k, v in splits.items()},
+        "splits": split_lists(shards),
     }
 
 
@@ -164,7 +166,8 @@ def collect(
     out = Path(out)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
-    _check_resume(spec, out, resume)
+    identity = spec.identity()
+    check_resume(out, {k: identity[k] for k in _RESUME_KEYS}, resume)
     done: dict[int, dict[str, Any]] = {}
     for s in range(spec.n_shards):
         info = read_sidecar(shard_dir / f"{shard_name(s)}.json")
@@ -258,33 +261,3 @@ def _drain(queue: Any, bar: Any) -> None:
             break
     if n:
         bar.update(n)
-
-
-def _check_resume(spec: CollectSpec, out: Path, resume: bool) -> None:
-    meta_path = out / "meta.json"
-    has_shards = any((out / "shards").glob("shard-*.h5"))
-    if not meta_path.is_file():
-        if has_shards:
-            raise FileExistsError(
-                f"{out}/shards holds shards but no meta.json: which run made them cannot be "
-                "told; choose another out"
-            )
-        return
-    if not resume:
-        raise FileExistsError(
-            f"out={str(out)!r} already holds a dataset; pass resume=true to continue it, or "
-            "choose another out"
-        )
-    try:
-        old = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"cannot resume: {meta_path} is not valid JSON ({e})") from e
-    new = spec.identity()
-    diff = {k: (old.get(k), new[k]) for k in _RESUME_KEYS if _norm(old.get(k)) != _norm(new[k])}
-    if diff:
-        lines = ", ".join(f"{k}: stored {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume {out}: the run differs from the stored one ({lines})")
-
-
-def _norm(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str, sort_keys=True))

@@ -6,7 +6,9 @@ Layout of a dataset folder::
                               (file, episodes, sha256, bytes), splits
     shards/shard-00000.h5     /frames/<episode>           (T+1, H, W, 3) uint8, one chunk per
                                                           episode, compressed
-                              /gt/<episode>/actions       (T, A) float32 env actions
+                              /gt/<episode>/actions       (T, A) float32 env actions (absent
+                                                          from imported videos: gt/ holds only
+                                                          what a source really has)
                               /gt/<episode>/rewards       (T,)
                               /gt/<episode>/<key>         (T+1, ...) ground truth per frame
                               /gt/<episode>/reward_*      (T,) reward terms
@@ -16,8 +18,10 @@ Layout of a dataset folder::
                               episode's arrays, provenance): written just before the shard is
                               renamed into place; with it, marks the shard complete
 
-Episodes are named by their global index (``000123``); attributes hold seed, length, split.
-Frames are what models learn from; everything under ``gt/`` is for evaluation only.
+Episodes are named by their global index (``000123``); attributes hold length, split, and the
+env seed and policy (collected) or the source file and first frame (imported). Frames are what
+models learn from; everything under ``gt/`` is for evaluation only. ``meta.json``'s
+``ground_truth_keys`` lists what ``gt/`` holds per episode (:meth:`EpisodeReader.has_ground_truth`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +68,9 @@ def episode_digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _episode_arrays(ep: Episode) -> dict[str, np.ndarray]:
-    out = {"frames": ep.frames, "gt/actions": ep.actions, "gt/rewards": ep.rewards}
+    out = {"frames": ep.frames}
+    out.update({f"gt/{k}": v for k, v in (("actions", ep.actions), ("rewards", ep.rewards))})
+    out = {k: v for k, v in out.items() if v is not None}
     out.update({f"gt/{k}": v for k, v in {**ep.per_frame, **ep.per_step}.items()})
     out.update({f"gt/state/{k}": v for k, v in ep.state.items()})
     if ep.masks is not None:
@@ -74,6 +80,8 @@ def _episode_arrays(ep: Episode) -> dict[str, np.ndarray]:
 
 def _stored_arrays(f: h5py.File, key: str) -> dict[str, np.ndarray]:
     out = {"frames": f["frames"][key][()]}
+    if key not in f.get("gt", {}):  # an imported episode without ground truth
+        return out
     f["gt"][key].visititems(
         lambda name, obj: (
             out.__setitem__(f"gt/{name}", obj[()]) if isinstance(obj, h5py.Dataset) else None
@@ -127,21 +135,51 @@ def split_of(episode: int, seed: int, fractions: tuple[float, float, float]) -> 
     return SPLITS[int(np.searchsorted(edges, u, side="right").clip(0, 2))]
 
 
+def split_of_name(name: str, seed: int, fractions: tuple[float, float, float]) -> str:
+    """Deterministic split of an imported item (a video, a Minari episode) by a hash of
+    (seed, its name): adding files to a folder moves no other file between splits."""
+    digest = hashlib.sha256(f"{seed}|{name}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    edges = np.cumsum(fractions)
+    return SPLITS[int(np.searchsorted(edges, u, side="right").clip(0, 2))]
+
+
+def split_lists(shards: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """meta.json's ``splits``: the episode indices of each split, from the shards' sidecars."""
+    splits: dict[str, list[int]] = {k: [] for k in SPLITS}
+    for s in shards:
+        for idx, sp in zip(s["episode_index"], s["splits"], strict=True):
+            splits[sp].append(idx)
+    return {k: sorted(v) for k, v in splits.items()}
+
+
 @dataclass
 class Episode:
-    """One recorded episode in memory (what a worker hands to :class:`ShardWriter`)."""
+    """One episode in memory (what a collection worker or an import hands to
+    :class:`ShardWriter`). Collected episodes have every field; imported ones have frames,
+    and actions and rewards only where the source has them."""
 
     index: int
-    seed: int
     split: str
-    policy: str
     frames: np.ndarray  # (T+1, H, W, 3) uint8
-    actions: np.ndarray  # (T, A) float32
-    rewards: np.ndarray  # (T,)
-    per_frame: dict[str, np.ndarray]  # (T+1, ...) ground truth
-    per_step: dict[str, np.ndarray]  # (T, ...) reward terms
-    state: dict[str, np.ndarray]  # (T+1, ...) env state arrays
+    seed: int | None = None  # env reset seed (collected)
+    policy: str | None = None
+    actions: np.ndarray | None = None  # (T, A) float32
+    rewards: np.ndarray | None = None  # (T,)
+    per_frame: dict[str, np.ndarray] = field(default_factory=dict)  # (T+1, ...) ground truth
+    per_step: dict[str, np.ndarray] = field(default_factory=dict)  # (T, ...) reward terms
+    state: dict[str, np.ndarray] = field(default_factory=dict)  # (T+1, ...) env state arrays
     masks: np.ndarray | None = None  # (T+1, H, W) uint8
+    attrs: dict[str, Any] = field(default_factory=dict)  # more per-episode attributes (source)
+
+    def has_ground_truth(self) -> bool:
+        return (
+            any(
+                x is not None and (not isinstance(x, dict) or x)
+                for x in (self.actions, self.rewards, self.per_frame, self.per_step, self.state)
+            )
+            or self.masks is not None
+        )
 
 
 class ShardWriter:
@@ -184,11 +222,23 @@ class ShardWriter:
             compression_opts=self.compression_opts,
         )
         attrs = {"seed": ep.seed, "length": t1 - 1, "split": ep.split, "policy": ep.policy}
+        attrs = {k: v for k, v in {**attrs, **ep.attrs}.items() if v is not None}  # HDF5: no None
         ds.attrs.update(attrs)
+        self.episodes.append(
+            {
+                "index": ep.index,
+                "length": t1 - 1,
+                "split": ep.split,
+                "sha256": episode_digest(_episode_arrays(ep)),
+            }
+        )
+        if not ep.has_ground_truth():
+            return
         g = self._gt.create_group(key)
         g.attrs.update(attrs)
-        g.create_dataset("actions", data=ep.actions)
-        g.create_dataset("rewards", data=ep.rewards)
+        for name, arr in (("actions", ep.actions), ("rewards", ep.rewards)):
+            if arr is not None:
+                g.create_dataset(name, data=arr)
         for name, arr in {**ep.per_frame, **ep.per_step}.items():
             g.create_dataset(name, data=arr)
         sg = g.create_group("state")
@@ -202,14 +252,6 @@ class ShardWriter:
                 compression="gzip",
                 compression_opts=1,
             )
-        self.episodes.append(
-            {
-                "index": ep.index,
-                "length": t1 - 1,
-                "split": ep.split,
-                "sha256": episode_digest(_episode_arrays(ep)),
-            }
-        )
 
     def close(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Finish the shard: write its sidecar (with ``extra``, e.g. provenance), then rename
@@ -272,6 +314,38 @@ def verify_shard(root: Path, shard: dict[str, Any]) -> Path:
             + damaged_episodes(path, shard),
         )
     return path
+
+
+def check_resume(out: Path, identity: dict[str, Any], resume: bool) -> None:
+    """Before writing into dataset folder ``out``: without ``resume``, a folder that already
+    holds a dataset is an error (nothing is overwritten by accident); with it, every key of
+    ``identity`` must match the stored meta.json's, else an error names what differs."""
+    meta_path = out / "meta.json"
+    has_shards = any((out / "shards").glob("shard-*.h5"))
+    if not meta_path.is_file():
+        if has_shards:
+            raise FileExistsError(
+                f"{out}/shards holds shards but no meta.json: which run made them cannot be "
+                "told; choose another out"
+            )
+        return
+    if not resume:
+        raise FileExistsError(
+            f"out={str(out)!r} already holds a dataset; pass resume=true to continue it, or "
+            "choose another out"
+        )
+    try:
+        old = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"cannot resume: {meta_path} is not valid JSON ({e})") from e
+
+    def norm(x: Any) -> Any:
+        return json.loads(json.dumps(x, default=str, sort_keys=True))
+
+    diff = {k: (old.get(k), v) for k, v in identity.items() if norm(old.get(k)) != norm(v)}
+    if diff:
+        lines = ", ".join(f"{k}: stored {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"cannot resume {out}: the run differs from the stored one ({lines})")
 
 
 def load_meta(root: str | Path) -> dict[str, Any]:
@@ -346,13 +420,28 @@ class EpisodeReader:
         except (OSError, KeyError) as e:
             raise CorruptShardError(self._paths[shard], f"episode {key}: {e}") from e
 
+    @property
+    def imported(self) -> str | None:
+        """What an imported dataset came from (``videos``, ``minari``); None when collected."""
+        return (self.meta.get("source") or {}).get("kind")
+
+    def missing_ground_truth(self, keys: Any) -> list[str]:
+        """Which of ``keys`` the episodes' ``gt/`` lacks: none for a collected dataset (its env
+        recorded everything), all but what its source had for an imported one."""
+        if self.imported is None:
+            return []
+        return sorted(set(keys) - set(self.meta.get("ground_truth_keys", [])))
+
     def ground_truth(self, i: int) -> dict[str, Any]:
-        """Everything under ``gt/<episode>``, loaded: evaluation only, never training input."""
+        """Everything under ``gt/<episode>``, loaded: evaluation only, never training input.
+        An imported episode without any holds only its ``attrs``."""
         shard, key, *_ = self.episodes[i]
         try:
+            if self.imported is not None and key not in self._file(shard)["gt"]:
+                return {"state": {}, "attrs": dict(self._file(shard)["frames"][key].attrs)}
             g = self._file(shard)["gt"][key]
             out: dict[str, Any] = {k: g[k][()] for k in g if k != "state"}
-            out["state"] = {k: v[()] for k, v in g["state"].items()}
+            out["state"] = {k: v[()] for k, v in g["state"].items()} if "state" in g else {}
             out["attrs"] = dict(g.attrs)
         except (OSError, KeyError) as e:
             raise CorruptShardError(self._paths[shard], f"episode {key} ground truth: {e}") from e

@@ -10,6 +10,10 @@ beside copy-the-last-frame, and the image metrics (ΔPSNR). Prints a table; writ
 poke_results.json, poke.mp4 and chain.mp4 (MuJoCo | model | difference) and report.html into
 ``out`` (default: <run folder>/poke).
 
+On a dataset of imported videos (scripts/import.py) there is no scene to branch: the model
+follows the motion it parses from the test clips with the most motion, scored against the real
+frames beside copying the first one (the MuJoCo scores are skipped, saying so).
+
     python scripts/poke.py checkpoint=... seed=3 point=[30,40] vector=[2,0] steps=4 then=4
 
 renders one poke of your own from the start frame of PushMulti-v0 reset with ``seed``.

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from latentplay.evaluation.poke.queries import PokeQuery
+from latentplay.evaluation.poke.videos import DRIVE as VIDEO_DRIVE
 from latentplay.evaluation.report import (
     BANNER,
     ReportSection,
@@ -19,6 +20,7 @@ from latentplay.evaluation.report import (
     side_by_side_frames,
     write_report,
 )
+from latentplay.evaluation.world_model import skipped_lines
 from latentplay.rollouts.video import upscale, write_video
 
 RESULTS = "poke_results.json"
@@ -73,6 +75,11 @@ SUMMARY = [
     ("eval/objects/missed_parsed", "objects the detector missed (parsed actions)", ""),
     ("eval/objects/still_moved_parsed", "still objects moved > 1 cm, 8 steps (parsed)", ""),
     ("eval/objects/still_moved_truth", "... as the detector reads the true frames", ""),
+    ("eval/videos/clips", "imported test clips the model followed (most motion first)", ""),
+    ("eval/videos/psnr", "PSNR of the model following a clip's parsed motion (dB)", ""),
+    ("eval/videos/psnr_copy", "... copying the clip's first frame", ""),
+    ("eval/videos/psnr_last", "... the model at the last step (dB)", ""),
+    ("eval/videos/psnr_copy_last", "... copying, at the last step", ""),
     ("eval/speed/s_per_frame", "seconds per step, 64x64 (batch 1)", "<= 0.3"),
     ("eval/control/delta_psnr", "controllability ΔPSNR (dB)", ">= 2"),
     ("eval/image/tf_psnr", "PSNR teacher-forced (dB)", ""),
@@ -81,8 +88,9 @@ SUMMARY = [
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    """The poke benchmark's table, with the image metrics when they were measured."""
-    return metrics_table(results, SUMMARY)
+    """The poke benchmark's table, with the image metrics when they were measured, and a line
+    for each part skipped."""
+    return metrics_table(results, SUMMARY) + skipped_lines(results)
 
 
 def write_videos(
@@ -105,30 +113,40 @@ def write_poke_report(out: Path, title: str, results: dict[str, Any], videos: li
         for k, v in results.items()
         if k.startswith("eval/") and np.isscalar(v)
     ]
-    return write_report(
-        out,
-        title=title,
-        summary_rows=rows,
-        sections=[
-            ReportSection(
-                "A poke and a chained push",
-                "Left: MuJoCo pushing the end effector on; middle: the model poked at the end "
-                "effector with the same motion (arrows); right: their difference.",
-                videos=videos,
-            )
-        ],
-    )
+    rows += [{"metric": f"skipped: {k}", "value": v} for k, v in results.get("skipped", {}).items()]
+    if results.get("drive") == VIDEO_DRIVE:
+        section = ReportSection(
+            "The model following real clips",
+            "Left: the imported video; middle: the model from the clip's first frame, driven by "
+            "the motion it parses from the clip; right: their difference. The clips with the "
+            "most motion.",
+            videos=videos,
+        )
+    else:
+        section = ReportSection(
+            "A poke and a chained push",
+            "Left: MuJoCo pushing the end effector on; middle: the model poked at the end "
+            "effector with the same motion (arrows); right: their difference.",
+            videos=videos,
+        )
+    return write_report(out, title=title, summary_rows=rows, sections=[section])
 
 
 def poke_section(folder: Path, out: Path) -> ReportSection:
     """A section of another report from a poke run's folder (its results and videos, the
     videos copied under ``out/included/<folder name>/``)."""
     res = json.loads((folder / RESULTS).read_text())
-    names = (*VIDEOS, "keypoints")
+    names = (*VIDEOS, "keypoints", "poke_2", "poke_3")
     found = [folder / f"{k}.mp4" for k in names if (folder / f"{k}.mp4").is_file()]
     videos = copy_media(found, out / "included" / included_name(folder))
     table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
-    if res.get("drive") == PARSED:
+    if res.get("drive") == VIDEO_DRIVE:
+        title = "The model following imported videos"
+        text = (
+            f"{res.get('checkpoint')}: driven by the motion it parses from real test clips; "
+            "video | model | difference."
+        )
+    elif res.get("drive") == PARSED:
         title = "Pushes against MuJoCo (keypoint model)"
         text = (
             f"{res.get('checkpoint')}: driven by the actions it parses from MuJoCo's branch; "

@@ -30,6 +30,7 @@ from latentplay.evaluation.poke.scoring import (
     predict_pokes,
     score_pokes,
 )
+from latentplay.evaluation.poke.videos import video_pokes, write_video_pokes
 from latentplay.evaluation.world_model import image_metrics
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import upscale, write_video
@@ -124,14 +125,27 @@ def run(
 ) -> PokeRun:
     """Score ``checkpoint``'s pokes against MuJoCo (with ``data``: also the 8-step object
     error and the image metrics on ``image_clips`` test clips) into ``out`` (None:
-    ``<run folder>/poke``)."""
+    ``<run folder>/poke``). On imported videos (``data`` without a simulator behind it) the
+    model follows the motion parsed from the ``poke_queries`` most moving test clips instead
+    (:mod:`latentplay.evaluation.poke.videos`) and the MuJoCo scores are skipped, saying why."""
     dev = resolve_device(device)
     model, ckpt = load_pokeable(checkpoint, dev, average, sample_steps, solver)
     out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
-    results, queries, pred = evaluate_pokes(
-        model, data, poke_queries, chain_queries, steps, dev, seed
-    )
+    imported = data is not None and EpisodeReader(data, verify=False).imported
+    if imported:  # no MuJoCo scene to branch: the model follows real clips' parsed motion
+        results, clips, pred = video_pokes(model, data, poke_queries, steps, dev, seed)
+        results.update(frame_time(model, dev))
+        results["skipped"] = {
+            "pokes and chained pushes against MuJoCo": (
+                f"{data} holds imported {imported}, not PushMulti-v0 scenes to branch"
+            ),
+            "object-position error": f"{data} holds imported {imported} without object positions",
+        }
+    else:
+        results, queries, pred = evaluate_pokes(
+            model, data, poke_queries, chain_queries, steps, dev, seed
+        )
     if data is not None and image_clips:
         reader = EpisodeReader(data)
         try:
@@ -147,10 +161,15 @@ def run(
         **provenance(),
     )
     write_json_atomic(out / RESULTS, results)
-    videos = write_videos(out, results, queries, pred)
+    if imported:
+        videos = write_video_pokes(out, clips, pred)
+        title = f"Pokes on imported videos: {checkpoint}"
+    else:
+        videos = write_videos(out, results, queries, pred)
+        title = f"Pokes against MuJoCo: {checkpoint}"
     if data is not None and isinstance(model, KeypointTracks):
         videos.append(keypoint_video(model, data, out / "keypoints.mp4", device=dev))
-    report = write_poke_report(out, f"Pokes against MuJoCo: {checkpoint}", results, videos)
+    report = write_poke_report(out, title, results, videos)
     return PokeRun(summary_table(results), out / RESULTS, videos, report)
 
 

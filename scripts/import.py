@@ -1,0 +1,61 @@
+"""Import your own videos (or a Minari dataset with pixel observations) as a dataset that every
+world model trains on with the usual ``scripts/train.py`` command.
+
+    python scripts/import.py source=videos/ out=data/my_videos            # mp4/webm/gif/frames
+    python scripts/import.py source=videos/ out=data/my_videos size=64 crop=center every=2
+    python scripts/import.py format=minari source=latentplay/push-v0 minari_path=data/minari \\
+        out=data/push_back
+    python scripts/import.py ... resume=true                              # continue a killed run
+
+Frames become size x size (meta.json states the source and the transform); videos are split
+into train/val/test by a seeded hash of their names; a video that cannot be read is skipped and
+listed. A preview grid video and contact sheet are written beside the shards.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from latentplay.cli.config import plain
+
+
+@hydra.main(config_path="../configs", config_name="import", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    c = plain(cfg)  # typed at parse time (cli/schemas.py)
+    from latentplay.rollouts.importing import ImportSpec, import_dataset
+    from latentplay.rollouts.video import write_preview
+
+    spec = ImportSpec(
+        source=c["source"],
+        format=c["format"],
+        size=c["size"],
+        crop=c["crop"],
+        every=c["every"],
+        episode_frames=c["episode_frames"],
+        min_frames=c["min_frames"],
+        seed=c["seed"],
+        split_fractions=tuple(c["split_fractions"]),
+        shard_items=c["shard_items"],
+        minari_path=c["minari_path"],
+        pixels_key=c["pixels_key"],
+        compression=c["compression"],
+        compression_level=c["compression_level"],
+    )
+    r = import_dataset(spec, c["out"], resume=c["resume"], progress=c["progress"], config=c)
+    print(
+        f"{r.out}: {r.episodes} episodes ({r.shards_written} shards written, {r.shards_kept} "
+        f"kept), {r.frames} new frames in {r.seconds:.1f} s = {r.frames_per_second:.0f} frames/s"
+    )
+    if r.skipped:
+        print(f"skipped {len(r.skipped)} item(s) (listed in {r.out}/meta.json):")
+        for s in r.skipped:
+            print(f"  {s['item']}: {s['reason']}")
+    p = c["preview"]
+    if p["episodes"] > 0:
+        for path in write_preview(r.out, p["episodes"], p["scale"], p["format"]):
+            print(f"preview: {path}")
+
+
+if __name__ == "__main__":
+    main()
