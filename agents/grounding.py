@@ -289,7 +289,13 @@ def fit_grounding(
     reader = EpisodeReader(data)
     try:
         check_frames_fit(model, reader.meta, data)
-        episodes = reader.indices("train")[: max(2, math.ceil(2 * labels / reader.meta["steps"]))]
+        if reader.missing_ground_truth(["actions"]):
+            raise ValueError(
+                f"{data} holds imported {reader.imported} without recorded actions: a fit "
+                "grounding needs them as labels (grounding.labels=[0]: the analytic one)"
+            )
+        steps = reader.meta.get("steps") or min(e[2] for e in reader.episodes)  # imported: shortest
+        episodes = reader.indices("train")[: max(2, math.ceil(2 * labels / max(1, steps)))]
         learned, env_actions = labelled_transitions(model, reader, episodes, labels, device=device)
     finally:
         reader.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from latentplay.bench import collect, envs, models, plan
+from latentplay.bench import collect, envs, importing, models, plan
 
-KINDS = ("envs", "collect", "glass", "plan", "yoda", "torchrun")
+KINDS = ("envs", "collect", "import", "glass", "plan", "yoda", "torchrun")
 Column = tuple[str, str, str]  # (row key, header, format spec)
 
 COLUMNS: dict[str, list[Column]] = {
@@ -55,6 +55,14 @@ COLUMNS: dict[str, list[Column]] = {
         ("max", "max", ".1f"),
         ("x_one_process", "x 1 process", ".2f"),
         ("threads_per_process", "threads/process", ""),
+    ],
+    "import": [
+        ("name", "run", ""),
+        ("frames_per_s", "frames/s (median)", ".0f"),
+        ("min", "min", ".0f"),
+        ("max", "max", ".0f"),
+        ("x_decode", "x decoding alone", ".2f"),
+        ("videos", "videos", ""),
     ],
     "collect": [
         ("name", "run", ""),
@@ -105,6 +113,8 @@ def run(
         )
     elif kind == "torchrun":
         rows = models.bench_torchrun(model=model, repeats=repeats or 3)
+    elif kind == "import":
+        rows = importing.bench_import(repeats=repeats or 3)
     elif kind == "collect":
         n = repeats or 3
         rows = collect.bench_collect(env, (1, 2), episodes, repeats=n)

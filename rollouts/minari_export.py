@@ -174,6 +174,11 @@ def export_minari(
     reader = EpisodeReader(root)
     try:
         meta = reader.meta
+        if reader.imported:
+            raise ValueError(
+                f"{root} holds imported {reader.imported}, not episodes collected from an env: "
+                "a Minari export needs the env's spaces and spec"
+            )
         if not meta.get("complete", False):
             raise ValueError(
                 f"{root}: the dataset is incomplete ({meta.get('episodes_written')} of "

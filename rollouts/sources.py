@@ -10,6 +10,7 @@ it.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,14 +131,17 @@ def list_items(source: str | Path) -> list[Item]:
             )
         return [Item(root.name, "gif" if root.suffix.lower() == ".gif" else "video", root)]
     items = []
-    for path in sorted([root, *root.rglob("*")], key=lambda p: _natural(str(p))):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue  # hidden files and folders
-        name = path.relative_to(root).as_posix() or "."
-        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-            items.append(Item(name, "gif" if path.suffix.lower() == ".gif" else "video", path))
-        elif path.is_dir() and _images(path):
-            items.append(Item(name, "frames", path))
+    for folder, dirs, files in os.walk(root, followlinks=True):  # symlinked folders too
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden folders
+        here = Path(folder)
+        for path in [here, *(here / f for f in files if not f.startswith("."))]:
+            name = path.relative_to(root).as_posix()
+            if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+                kind = "gif" if path.suffix.lower() == ".gif" else "video"
+                items.append(Item(name, kind, path))
+            elif path == here and _images(path):
+                items.append(Item(name, "frames", path))
+    items.sort(key=lambda it: _natural(it.name))
     if not items:
         raise ValueError(
             f"source={str(source)!r}: no videos ({', '.join(VIDEO_SUFFIXES)}) and no folders "

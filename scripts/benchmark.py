@@ -3,6 +3,8 @@
     python scripts/benchmark.py envs      # steps/s at 64x64 vs Gymnasium Pusher-v5
     python scripts/benchmark.py collect   # frames/s written to disk, 1 vs 2 workers, local
                                           # pool and Ray; AsyncVectorEnv stepping alone
+    python scripts/benchmark.py import    # frames/s importing 16 mp4s (256x256) at 64x64,
+                                          # beside ffmpeg decoding alone
     python scripts/benchmark.py torchrun  # training samples/s, 1 process vs torchrun 1 and 2
     python scripts/benchmark.py glass     # GLASS training transitions/s: size s vs paper
     python scripts/benchmark.py plan      # ms per CEM replan (300 x 5 x 10) per world model

@@ -33,3 +33,12 @@ def test_benchmark_command_writes_json(tmp_path: Path, kind: str, extra: list[st
     assert data["benchmark"] == kind and data["rows"]
     assert all(r["name"] in res.stdout for r in data["rows"])
     assert data["machine"]["git_commit"]
+
+
+def test_import_benchmark_times_three_stages_against_decoding() -> None:
+    from latentplay.bench.importing import bench_import
+
+    rows = bench_import(videos=2, frames=6, source_size=48, size=32, repeats=1)
+    assert [r["name"].split(" ")[0] for r in rows] == ["ffmpeg", "decode", "scripts/import.py:"]
+    assert rows[0]["x_decode"] == 1.0
+    assert all(r["frames_per_s"] > 0 and r["videos"] == "2 x 6 frames" for r in rows)

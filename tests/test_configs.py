@@ -28,6 +28,7 @@ REQUIRED = {
     "counterfactual": ["checkpoint=oracle"],
     "evaluate": ["checkpoint=c.pt", "data=d"],
     "export": ["data=d", "dataset_id=a/b-v0"],
+    "import": ["source=s", "out=o"],
     "plan": ["checkpoint=c.pt"],
     "poke": ["checkpoint=c.pt"],
     "train": ["data=d"],
@@ -222,6 +223,13 @@ def test_a_tasks_planning_set_up_comes_from_its_env_config_and_yields_to_overrid
     assert (push["max_steps"], push["execute"], push["repeat"], push["cost"]) == (80, 2, 2, "push")
     reach = plain(_compose("checkpoint=x.pt", "env=reach", name="plan"))
     assert (reach["max_steps"], reach["execute"], reach["repeat"], reach["cost"]) == (
+        30,
+        3,
+        1,
+        "goal",
+    )
+    other = plain(_compose("checkpoint=x.pt", "env=dmc_reacher", name="plan"))  # no plan: block
+    assert (other["max_steps"], other["execute"], other["repeat"], other["cost"]) == (
         40,
         1,
         1,
