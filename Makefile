@@ -18,14 +18,15 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # The main job on the embedded default, end to end, in two parts.
 # Shipped models (models/, trained here by the commands in their cards) at work: MPC on Push
 # toward goal images with the keypoint model, beside random actions and MuJoCo itself; its
-# pushes against MuJoCo on PushMulti; the counterfactual query suite answered by it.
-# Training demonstrated with a short run of each family (their figures are labelled as short
-# runs): a small Push dataset with preview videos, GLASS trained on it, evaluated and planning
-# on Reach; a small PushMulti dataset, YODA and the keypoint model trained on it and pushed
-# against MuJoCo. Ends with the path of report.html (it shows all of the above). Running it
+# pushes against MuJoCo on PushMulti; MPC on Reach with GLASS; the counterfactual query suite
+# answered by the keypoint model. Training demonstrated with a short run of each family (their
+# figures are labelled as short runs): a small Push dataset with preview videos, GLASS trained
+# on it and evaluated; a small PushMulti dataset, YODA and the keypoint model trained on it and
+# pushed against MuJoCo. Ends with the path of report.html (it shows all of the above). Running it
 # again resumes.
 SHIPPED_PUSH := keypoints_push
 SHIPPED_MULTI := keypoints_pushmulti
+SHIPPED_GLASS := glass_push
 DEMO_DATA := data/demo_push
 DEMO_RUN := runs/demo_glass
 DEMO_CKPT := $(DEMO_RUN)/checkpoints/last.pt
@@ -42,7 +43,7 @@ demo: $(STAMP)
 	$(PY) scripts/poke.py checkpoint=$(SHIPPED_MULTI) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=runs/demo_shipped_poke
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.sample_every=200 $(SHORT) out=$(DEMO_RUN)
 	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
-	$(PY) scripts/plan.py checkpoint=$(DEMO_CKPT) env=reach planner=cem episodes=5 max_steps=30 execute=3 space=state "grounding.labels=[0]" out=runs/demo_plan_reach
+	$(PY) scripts/plan.py checkpoint=$(SHIPPED_GLASS) env=reach planner=cem episodes=5 space=state "grounding.labels=[0]" out=runs/demo_plan_reach
 	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.sample_every=200 trainer.lr_schedule=cosine trainer.ema_decay=0.999 $(SHORT) out=$(DEMO_YODA)
 	$(PY) scripts/poke.py checkpoint=$(DEMO_YODA_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_YODA)/poke
 	$(PY) scripts/train.py model=keypoints data=$(DEMO_MULTI) trainer.lr=2e-3 trainer.lr_schedule=cosine trainer.sample_every=1000 model.schedule.perception_steps=1000 $(SHORT) out=$(DEMO_KP)

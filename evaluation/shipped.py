@@ -40,10 +40,14 @@ def check_set(out: Path, env_id: str) -> Path:
 
 
 def card_check(name: str) -> dict[str, Any]:
-    """The card's reproducible figures of the shipped model ``name`` on the fixed set."""
+    """The card's reproducible figures of the shipped model ``name`` on the fixed set: the
+    keypoint probe of a keypoint model; the global shift's angle match and the teacher-forced
+    PSNR of a model with global and local actions (GLASS)."""
     from latentplay.evaluation.keypoints import keypoint_scores
+    from latentplay.evaluation.world_model import evaluate
 
     model, _ = load_model(name)
+    spec = model.action_spec
     with tempfile.TemporaryDirectory() as tmp:
         data = check_set(Path(tmp) / "check", card(name)["env"])
         if isinstance(model, KeypointTracks):
@@ -51,6 +55,12 @@ def card_check(name: str) -> dict[str, Any]:
             return {
                 "probe_median_px": round(float(s["eval/keypoints/probe_median_px"]), 4),
                 "covered_2px": round(float(s["eval/keypoints/covered_2px"]), 4),
+            }
+        if spec.continuous == 2 and spec.discrete:
+            s = evaluate(model, data)
+            return {
+                "angle_match": round(float(s["eval/action/angle_match"]), 4),
+                "tf_psnr_db": round(float(s["eval/image/tf_psnr"]), 4),
             }
     raise ValueError(f"{name}: no card check for a {type(model).__name__} yet")
 

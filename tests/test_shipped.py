@@ -22,6 +22,7 @@ def test_a_shipped_model_reproduces_its_card(name: str) -> None:
     _, ckpt = load_model(name)
     assert ckpt["model_name"] == card(name)["model"]
     recorded = card(name)["check"]
+    assert recorded["figures"], f"{name}: its card records no check figure"
     measured = card_check(name)
     for key, value in recorded["figures"].items():
         assert measured[key] == pytest.approx(value, abs=recorded["tolerance"][key]), key
