@@ -72,7 +72,10 @@ def autoencoder_scores(
     }
     detector = detector_for(meta)
     if detector is None:
-        out["eval/autoencoder/objects_skipped"] = f"no object detector for {meta.get('env_id')}"
+        source = meta.get("env_id") or f"imported {(meta.get('source') or {}).get('kind')}"
+        out["skipped"] = {
+            "objects through the bottleneck": f"no object detector for {source} in {data}"
+        }
         return out
     real, rebuilt = detector.locate(frames).uv, detector.locate(recon).uv  # (N, K, 2), NaN: unseen
     seen = np.isfinite(real).all(-1)

@@ -110,9 +110,13 @@ def keypoint_video(
     if not isinstance(model, KeypointTracks):
         raise TypeError(f"a {type(model).__name__} has no keypoints; expected a keypoint model")
     reader = EpisodeReader(data)
-    try:
-        eps = reader.indices("test")[:clips]
-        x = to_tensor_frames(np.stack([reader.frames(e)[: horizon + 1] for e in eps]), device)
+    try:  # test episodes long enough for a clip (imported ones may be short)
+        eps = [e for e in reader.indices("test") if reader.episodes[e][2] >= horizon][:clips]
+        if not eps:
+            raise ValueError(f"{data}: no test episode of {horizon + 1} frames for the video")
+        x = to_tensor_frames(
+            np.stack([reader.frames(e, slice(0, horizon + 1)) for e in eps]), device
+        )
     finally:
         reader.close()
     roll = model.rollout(x[:, :1], model.infer_actions(x))

@@ -217,6 +217,13 @@ def _image_rows(
         )
     }
     all_clips = list(_clips(reader, episodes, horizon + 1))
+    if not all_clips:
+        longest = max((reader.episodes[ep][2] + 1 for ep in episodes), default=0)
+        raise ValueError(
+            f"{reader.root}: no episode of {len(episodes)} is {horizon + 1} frames long (the "
+            f"image metrics' horizon {horizon} + 1; the longest has {longest}); pass a shorter "
+            "horizon, or import with longer episode_frames"
+        )
     if clips is not None and clips < len(all_clips):  # evenly spread over the episodes
         pick = np.linspace(0, len(all_clips) - 1, clips).round().astype(int)
         all_clips = [all_clips[j] for j in pick]

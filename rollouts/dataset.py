@@ -43,6 +43,11 @@ class ClipDataset(Dataset):
             if not isinstance(v, int | np.integer) or v < 1:
                 raise ValueError(f"{name}={v!r}; expected a positive integer")
         self.reader = EpisodeReader(root, verify=verify)
+        if with_gt and self.reader.missing_ground_truth(["actions"]):
+            raise ValueError(
+                f"{root} holds imported {self.reader.imported} without recorded actions; "
+                "with_gt=True needs a dataset with ground truth (a collected one)"
+            )
         self.split, self.clip_length = split, clip_length
         self.stride, self.frame_skip, self.with_gt = stride, frame_skip, with_gt
         span = (clip_length - 1) * frame_skip + 1

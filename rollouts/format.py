@@ -196,8 +196,10 @@ class ShardWriter:
         index: int,
         compression: str | None = "gzip",
         compression_level: int | None = 1,
+        chunk_frames: int | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self.chunk_frames = chunk_frames  # None: one chunk per episode
         self.index = index
         self.path = self.directory / f"{shard_name(index)}.h5"
         self.sidecar = self.directory / f"{shard_name(index)}.json"
@@ -217,7 +219,7 @@ class ShardWriter:
         ds = self._frames.create_dataset(
             key,
             data=ep.frames,
-            chunks=ep.frames.shape,  # one chunk per episode
+            chunks=(min(t1, self.chunk_frames or t1), *ep.frames.shape[1:]),
             compression=self.compression,
             compression_opts=self.compression_opts,
         )

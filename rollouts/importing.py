@@ -48,6 +48,7 @@ from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar, write_line
 
 FORMATS = ("videos", "minari")
+CHUNK_FRAMES = 64  # HDF5 chunk of a long video: a clip read decompresses ~64 frames, not all
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,11 @@ class ImportSpec:
             )
         object.__setattr__(self, "transform", FrameTransform(self.size, self.crop))
 
-    def identity(self, items: list[Item]) -> dict[str, Any]:
+    def identity(self, items: list[Item], source: dict[str, Any]) -> dict[str, Any]:
         listing = "\n".join(it.fingerprint() for it in items)
         keys = ("size", "crop", "every", "episode_frames", "min_frames", "seed")
         return {
+            "source": source,
             "source_format": self.format,
             **{k: getattr(self, k) for k in keys},
             "split_fractions": list(self.split_fractions),
@@ -114,6 +116,7 @@ class ImportResult:
     shards_written: int
     shards_kept: int
     skipped: list[dict[str, str]]
+    splits: dict[str, int]  # episodes per split
 
     @property
     def frames_per_second(self) -> float:
@@ -173,7 +176,9 @@ def _write_shard(
 ) -> dict[str, Any]:
     """Read ``items``, write their episodes (indices from ``first_index``) as one shard;
     returns its sidecar (with the items, the skipped ones and their reasons)."""
-    writer = ShardWriter(shard_dir, shard, spec.compression, spec.compression_level)
+    writer = ShardWriter(
+        shard_dir, shard, spec.compression, spec.compression_level, chunk_frames=CHUNK_FRAMES
+    )
     skipped, fps, frames = [], [], 0
     index = first_index
     try:
@@ -240,7 +245,7 @@ def import_dataset(
     out = Path(out)
     reader = _Reader(spec)
     items = reader.items()
-    identity = spec.identity(items)
+    identity = spec.identity(items, reader.describe(len(items)))
     check_resume(out, identity, resume)
     shard_dir = out / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -248,16 +253,20 @@ def import_dataset(
         stale.unlink(missing_ok=True)
     plan = [items[i : i + spec.shard_items] for i in range(0, len(items), spec.shard_items)]
     extra = {
-        "source": reader.describe(len(items)),
         "transform": {
             **spec.transform.describe(),
             "every": spec.every,
             "episode_frames": spec.episode_frames,
             "min_frames": spec.min_frames,
+            **(
+                {"minari_every": "rewards summed between kept frames; actions dropped"}
+                if spec.format == "minari" and spec.every > 1
+                else {}
+            ),
         },
         "height": spec.size,
         "width": spec.size,
-        "action_space": reader.minari.action_space if reader.minari else None,
+        "action_space": reader.minari.action_space if reader.minari and spec.every == 1 else None,
         **provenance(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config or {},
@@ -266,6 +275,8 @@ def import_dataset(
         total=len(items), unit="item", desc=f"import {spec.source}", disable=not progress
     )
     done: list[dict[str, Any]] = []
+    if not resume:  # a meta.json before the first shard: a run killed at any point resumes
+        write_json_atomic(out / "meta.json", _meta(identity, extra, done, len(plan)))
     kept = written = frames = 0
     reuse = resume
     t0 = time.perf_counter()
@@ -293,12 +304,16 @@ def import_dataset(
     seconds = time.perf_counter() - t0
     meta = _meta(identity, extra, done, len(plan))
     write_json_atomic(out / "meta.json", meta)
-    if meta["episodes_written"] == 0:
+    if meta["episodes_written"] == 0:  # nothing to keep: leave no dataset that blocks a rerun
+        for s in done:
+            (out / s["file"]).unlink(missing_ok=True)
+            (out / s["file"]).with_suffix(".json").unlink(missing_ok=True)
+        (out / "meta.json").unlink(missing_ok=True)
         reasons = "; ".join(f"{s['item']}: {s['reason']}" for s in meta["skipped"][:5])
         raise ValueError(f"{spec.source}: no item could be imported ({reasons})")
-    return ImportResult(
-        out, meta["episodes_written"], frames, seconds, written, kept, meta["skipped"]
-    )
+    splits = {k: len(v) for k, v in meta["splits"].items()}
+    n = meta["episodes_written"]
+    return ImportResult(out, n, frames, seconds, written, kept, meta["skipped"], splits)
 
 
 def _meta(
@@ -307,7 +322,7 @@ def _meta(
     n = sum(s["episodes"] for s in shards)
     fps = Counter(f for s in shards for f in s.get("fps", []))
     keys = set()
-    if extra["source"]["kind"] == "minari":  # what the episodes' gt/ holds
+    if identity["source"]["kind"] == "minari":  # what the episodes' gt/ holds
         keys = {"rewards"} if identity["every"] > 1 else {"actions", "rewards"}
     return {
         "format": FORMAT,

@@ -112,7 +112,11 @@ def _natural(name: str) -> list[Any]:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        ),
         key=lambda p: _natural(p.name),
     )
 
@@ -130,8 +134,13 @@ def list_items(source: str | Path) -> list[Item]:
                 f"one of {', '.join(VIDEO_SUFFIXES)}"
             )
         return [Item(root.name, "gif" if root.suffix.lower() == ".gif" else "video", root)]
-    items = []
+    items, seen = [], set()
     for folder, dirs, files in os.walk(root, followlinks=True):  # symlinked folders too
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop, or a folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden folders
         here = Path(folder)
         for path in [here, *(here / f for f in files if not f.startswith("."))]:

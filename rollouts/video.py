@@ -109,9 +109,10 @@ def contact_sheet(
 
 
 def write_preview(
-    root: str | Path, episodes: int = 16, scale: int = 4, fmt: str = "mp4"
+    root: str | Path, episodes: int = 16, scale: int = 4, fmt: str = "mp4", max_frames: int = 200
 ) -> list[Path]:
-    """Grid video of the first ``episodes`` episodes, and a contact sheet, in the dataset folder."""
+    """Grid video of the first ``episodes`` episodes (their first ``max_frames`` frames: an
+    imported video may be long), and a contact sheet, in the dataset folder."""
     from latentplay.rollouts.format import EpisodeReader
 
     if fmt not in ("mp4", "gif"):
@@ -121,7 +122,7 @@ def write_preview(
         n = min(episodes, len(reader))
         if n == 0:
             return []
-        eps = [reader.frames(i) for i in range(n)]
+        eps = [reader.frames(i, slice(0, max_frames)) for i in range(n)]
         fps = reader.meta.get("fps") or 20
     finally:
         reader.close()

@@ -47,6 +47,14 @@ def main(cfg: DictConfig) -> None:
         f"{r.out}: {r.episodes} episodes ({r.shards_written} shards written, {r.shards_kept} "
         f"kept), {r.frames} new frames in {r.seconds:.1f} s = {r.frames_per_second:.0f} frames/s"
     )
+    print("splits: " + ", ".join(f"{k} {v} episodes" for k, v in r.splits.items()))
+    empty = [k for k in ("val", "test") if not r.splits[k]]
+    if empty:
+        print(
+            f"warning: no {' and no '.join(empty)} episodes (splits go by video): evaluate and "
+            "poke score test episodes and fit their probes on val; import more videos or change "
+            "split_fractions="
+        )
     if r.skipped:
         print(f"skipped {len(r.skipped)} item(s) (listed in {r.out}/meta.json):")
         for s in r.skipped:

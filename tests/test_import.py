@@ -115,7 +115,6 @@ def test_meta_states_source_transform_and_no_ground_truth(imported: Path, videos
     assert "central square" in meta["transform"]["description"]
     assert meta["fps"] == 10.0 and meta["complete"] and meta["episodes"] == 8
     assert meta["ground_truth_keys"] == [] and meta["skipped"] == []
-    assert (imported / "preview.png").exists() is False  # the script writes previews
     for shard in meta["shards"]:
         with h5py.File(imported / shard["file"], "r") as f:
             assert len(f["gt"]) == 0  # nothing invented
@@ -179,6 +178,9 @@ def test_bad_videos_are_skipped_and_named_and_the_rest_imported(
     write_png_folder(src / "mixed", mixed)
     Image.fromarray(sprite_video(0, 1, w=40, h=40)[0]).save(src / "mixed" / "f9.png")
     write_video(sprite_video(0, 1), src / "one_frame.mp4", fps=10)
+    write_png_folder(src / "corrupt", sprite_video(1, 3))
+    (src / "corrupt" / "f1.png").write_bytes(b"\x89PNG broken")
+    (src / "loop").symlink_to(src)  # a symlink loop ends the walk, it does not hang it
     r = subprocess.run(
         [sys.executable, "scripts/import.py", f"source={src}", f"out={tmp_path / 'ds'}", "size=32"],
         cwd=ROOT,
@@ -191,7 +193,15 @@ def test_bad_videos_are_skipped_and_named_and_the_rest_imported(
         s["item"]: s["reason"]
         for s in json.loads((tmp_path / "ds/meta.json").read_text())["skipped"]
     }
-    assert set(reasons) == {"garbage.mp4", "empty.webm", "zz.avi", "mixed", "one_frame.mp4"}
+    assert set(reasons) == {
+        "garbage.mp4",
+        "empty.webm",
+        "zz.avi",
+        "mixed",
+        "one_frame.mp4",
+        "corrupt",
+    }
+    assert reasons["corrupt"] == "f1.png cannot be read as an image"
     assert "not a readable video" in reasons["garbage.mp4"]
     assert "empty file (0 bytes)" in reasons["empty.webm"]
     assert "unsupported codec (ZZZZ)" in reasons["zz.avi"]
@@ -222,28 +232,49 @@ def test_a_folder_without_videos_and_an_all_bad_folder_are_errors(tmp_path: Path
         ImportSpec(str(tmp_path), split_fractions=(0.5, 0.5, 0.5))
 
 
-def test_a_killed_import_resumes_to_the_same_dataset(videos: Path, tmp_path: Path) -> None:
-    spec = ImportSpec(str(videos), size=32, shard_items=3)
+def test_a_killed_import_resumes_to_the_same_dataset(
+    videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latentplay.rollouts import importing
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(videos.iterdir()):
+        (src / p.name).symlink_to(p)
+    (src / "broken.mp4").write_bytes(b"")  # skipped inside the first shard
+    spec = ImportSpec(str(src), size=32, shard_items=3)
     import_dataset(spec, tmp_path / "straight", progress=False)
     out = tmp_path / "resumed"
-    import_dataset(spec, out, progress=False)
-    # A run killed while writing its last shard: the shard is gone, its sidecar too.
-    (out / "shards" / "shard-00002.h5").unlink()
-    (out / "shards" / "shard-00002.json").unlink()
-    (out / "shards" / ".shard-00002.h5.tmp").write_bytes(b"partial")
+    real = importing._write_shard
+
+    def killed_after_the_first_shard(spec, reader, shard, *args):  # type: ignore[no-untyped-def]
+        if shard == 1:
+            raise KeyboardInterrupt  # the run is killed while it works on shard 1
+        return real(spec, reader, shard, *args)
+
+    monkeypatch.setattr(importing, "_write_shard", killed_after_the_first_shard)
+    with pytest.raises(KeyboardInterrupt):
+        import_dataset(spec, out, progress=False)
+    monkeypatch.setattr(importing, "_write_shard", real)
+    assert json.loads((out / "meta.json").read_text())["complete"] is False
+    (out / "shards" / ".shard-00001.h5.tmp").write_bytes(b"partial")
     with pytest.raises(FileExistsError, match="resume=true"):
         import_dataset(spec, out, progress=False)
     with pytest.raises(ValueError, match=r"size: stored 32 vs now 16"):
-        import_dataset(ImportSpec(str(videos), size=16, shard_items=3), out, resume=True)
+        import_dataset(ImportSpec(str(src), size=16, shard_items=3), out, resume=True)
     r = import_dataset(spec, out, resume=True, progress=False)
-    assert (r.shards_kept, r.shards_written) == (2, 1)
+    assert (r.shards_kept, r.shards_written) == (1, 2)
+    assert [s["item"] for s in r.skipped] == ["broken.mp4"]  # kept with its shard
     assert not list((out / "shards").glob(".*.tmp"))
     a, b = EpisodeReader(tmp_path / "straight"), EpisodeReader(out)
-    assert a.episodes == b.episodes
+    assert a.episodes == b.episodes and a.meta["splits"] == b.meta["splits"]
     for i in range(len(a)):
         assert a.frames(i).tobytes() == b.frames(i).tobytes()
     a.close()
     b.close()
+    # Another source into the same folder is refused, naming the difference.
+    with pytest.raises(ValueError, match="source: stored"):
+        import_dataset(ImportSpec(str(videos), size=32, shard_items=3), out, resume=True)
 
 
 def test_a_minari_export_comes_back_byte_for_byte(push_dataset: Path, tmp_path: Path) -> None:
@@ -266,6 +297,23 @@ def test_a_minari_export_comes_back_byte_for_byte(push_dataset: Path, tmp_path: 
         assert "ee_pixel" not in gt_back  # infos are not invented back into ground truth
     src.close()
     back.close()
+    # Every second frame: rewards summed between the kept frames, actions dropped (no label).
+    spec2 = ImportSpec(
+        "latentplay/roundtrip-v0",
+        format="minari",
+        size=32,
+        every=2,
+        minari_path=str(tmp_path / "minari"),
+    )
+    import_dataset(spec2, tmp_path / "every2", progress=False)
+    src, thin = EpisodeReader(push_dataset), EpisodeReader(tmp_path / "every2")
+    assert thin.meta["ground_truth_keys"] == ["rewards"] and thin.meta["action_space"] is None
+    frames, rewards = src.frames(0), src.ground_truth(0)["rewards"]
+    assert thin.frames(0).tobytes() == frames[::2].tobytes()
+    np.testing.assert_allclose(thin.ground_truth(0)["rewards"], rewards.reshape(-1, 2).sum(1))
+    assert "actions" not in thin.ground_truth(0)
+    src.close()
+    thin.close()
     # Dict observations: the frames are the entry named by pixels_key; another key is refused.
     export_minari(
         push_dataset, "latentplay/dict-v0", out_dir=tmp_path / "minari", include_state_obs=True
@@ -307,6 +355,7 @@ def test_every_model_family_trains_evaluates_and_is_poked_on_imported_videos(
 ) -> None:
     from latentplay.evaluation.poke.run import run as poke
     from latentplay.evaluation.world_model import evaluate_checkpoint
+    from latentplay.world_models.autoencoder.train import autoencoder_training
     from latentplay.world_models.glass.train import glass_training
     from latentplay.world_models.keypoints.train import KeypointSchedule, keypoints_training
     from latentplay.world_models.train import train_model
@@ -323,15 +372,26 @@ def test_every_model_family_trains_evaluates_and_is_poked_on_imported_videos(
             schedule=KeypointSchedule(perception_steps=1, horizon_start=2, horizon_end=3),
         ),
     }
+    ae = tmp_path / "autoencoder"
+    train_model(
+        partial(autoencoder_training, statistics_frames=64), imported, quick_settings(), out=ae
+    )
+    ev = evaluate_checkpoint(ae / "checkpoints" / "last.pt", imported, device="cpu")
+    assert np.isfinite(ev.results["eval/autoencoder/psnr"])
+    assert "skipped: objects through the bottleneck: no object detector for imported" in ev.table
+    families["yoda_latent"] = partial(
+        families["yoda"], autoencoder=str(ae / "checkpoints" / "last.pt")
+    )
     for name, build in families.items():
         run = tmp_path / name
         train_model(build, imported, quick_settings(max_steps=2), out=run)
         ckpt = run / "checkpoints" / "last.pt"
-        ev = evaluate_checkpoint(ckpt, imported, max_clips=2, device="cpu", video=False)
+        ev = evaluate_checkpoint(ckpt, imported, max_clips=2, device="cpu")
         r = ev.results
         for key in ("eval/image/tf_psnr", "eval/image/ar8_psnr", "eval/control/delta_psnr"):
             assert np.isfinite(r[key]), f"{name}: {key} = {r[key]}"
         if name == "glass":
+            assert ev.video is not None and ev.video.stat().st_size > 0  # learned actions
             assert "contact_arm_object, ee_pixel" in r["skipped"]["action identification"]
             assert "skipped: arm mask IoU:" in ev.table
         if name == "keypoints":
@@ -359,3 +419,19 @@ def test_what_needs_an_env_or_actions_says_so_on_imported_videos(
     model = Glass(image_size=32, size="xs")
     with pytest.raises(ValueError, match="without recorded actions: a fit grounding needs them"):
         fit_grounding(model, imported, labels=10)
+
+
+def test_short_imported_episodes_get_a_clear_error_not_a_crash(
+    videos: Path, tmp_path: Path
+) -> None:
+    from latentplay.evaluation.world_model import evaluate
+    from latentplay.rollouts.dataset import ClipDataset
+    from latentplay.world_models.glass import Glass
+
+    out = tmp_path / "short"
+    spec = ImportSpec(str(videos), size=32, episode_frames=4, split_fractions=(0.5, 0.25, 0.25))
+    import_dataset(spec, out, progress=False)
+    with pytest.raises(ValueError, match=r"is 9 frames long .*the longest has 4"):
+        evaluate(Glass(image_size=32, size="xs"), out, horizon=8)
+    with pytest.raises(ValueError, match="without recorded actions; with_gt=True needs"):
+        ClipDataset(out, split="test", clip_length=2, with_gt=True)

@@ -140,5 +140,6 @@ def check_frames_fit(model: Any, meta: dict[str, Any], source: str | Path) -> No
     if (w, h) != (size, size):
         raise CheckpointMismatchError(
             f"{source}: frames are {w}x{h}, the model takes {size}x{size} (image_size={size}); "
-            f"use a dataset collected with env.kwargs.width={size} env.kwargs.height={size}"
+            f"use a dataset collected with env.kwargs.width={size} env.kwargs.height={size} "
+            f"(or imported with size={size})"
         )

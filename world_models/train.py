@@ -243,8 +243,9 @@ def train(
             f"{out} already holds a run; pass resume=true to continue it, or choose another out"
         )
     ctx, device, owns_group = distributed.init(resolve_device(settings.device))
+    finished = False
     try:
-        return _train(
+        result = _train(
             ctx,
             device,
             model,
@@ -257,8 +258,12 @@ def train(
             sample_fn,
             before_checkpoint,
         )
+        finished = True
+        return result
     finally:
         if owns_group:
+            if finished:  # every rank done before any tears down gloo (else a rank may abort)
+                distributed.dist.barrier()
             distributed.dist.destroy_process_group()
 
 

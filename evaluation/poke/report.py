@@ -140,6 +140,7 @@ def poke_section(folder: Path, out: Path) -> ReportSection:
     found = [folder / f"{k}.mp4" for k in names if (folder / f"{k}.mp4").is_file()]
     videos = copy_media(found, out / "included" / included_name(folder))
     table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
+    table += [{"metric": f"skipped: {k}", "value": v} for k, v in res.get("skipped", {}).items()]
     if res.get("drive") == VIDEO_DRIVE:
         title = "The model following imported videos"
         text = (
