@@ -52,6 +52,11 @@ def test_plan_script_runs_model_and_baselines_on_the_same_seeds(tmp_path: Path) 
     # the same seeds: every controller starts each episode at the same distance from its goal
     starts = {tuple(e["start_distance_m"] for e in r["per_episode"]) for r in data["rows"]}
     assert len(starts) == 1
+    assert data["success"] == "end effector within 2 cm"  # the task's criterion, named
+    from latentplay.evaluation.planning import planning_section
+
+    section = planning_section(out / "results.json", tmp_path / "report")
+    assert "success: end effector within 2 cm. Oracle" in section.text
 
 
 def test_counterfactual_script_with_the_simulator_is_exact_and_writes_a_report(
