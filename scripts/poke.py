@@ -16,7 +16,8 @@ frames beside copying the first one (the MuJoCo scores are skipped, saying so).
 
     python scripts/poke.py checkpoint=... seed=3 point=[30,40] vector=[2,0] steps=4 then=4
 
-renders one poke of your own from the start frame of PushMulti-v0 reset with ``seed``.
+renders one poke of your own from the start frame of PushMulti-v0 reset with ``seed`` (with
+``data=``: from the first frame of that dataset's test episode number ``seed``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main(cfg: DictConfig) -> None:
             steps=c["steps"],
             then=c["then"],
             device=c["device"],
+            data=c["data"],
             **sampler,
         )
         print(f"written: {path}")

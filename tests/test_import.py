@@ -353,6 +353,7 @@ def test_transform_crops_pads_and_stretches() -> None:
 def test_every_model_family_trains_evaluates_and_is_poked_on_imported_videos(
     imported: Path, tmp_path: Path
 ) -> None:
+    from latentplay.evaluation.poke.run import custom_poke
     from latentplay.evaluation.poke.run import run as poke
     from latentplay.evaluation.world_model import evaluate_checkpoint
     from latentplay.world_models.autoencoder.train import autoencoder_training
@@ -405,6 +406,9 @@ def test_every_model_family_trains_evaluates_and_is_poked_on_imported_videos(
         assert "eval/poke/angle_match" not in res
         assert p.videos[0].name == "poke.mp4" and p.videos[0].stat().st_size > 0
         assert p.report.is_file()
+        if name == "yoda":  # a poke of one's own, from a frame of the imported videos
+            own = custom_poke(ckpt, [10, 12], [1, 0], data=imported, steps=2, then=1, device="cpu")
+            assert own.name == "custom_poke.mp4" and own.stat().st_size > 0
 
 
 def test_what_needs_an_env_or_actions_says_so_on_imported_videos(

@@ -187,10 +187,13 @@ def custom_poke(
     sample_steps: int | None = None,
     solver: str | None = None,
     average: bool = True,
+    data: str | Path | None = None,
 ) -> Path:
     """One poke of your own at pixel ``point`` (x, y) with ``vector`` (dx, dy pixels per step)
     for ``steps`` steps, then ``then`` steps with no control, from the first frame of
-    PushMulti-v0 reset with ``seed``; writes ``out/custom_poke.mp4`` and returns its path."""
+    PushMulti-v0 reset with ``seed`` (with ``data``: of the dataset's test episode number
+    ``seed``, modulo their count; e.g. your imported videos); writes ``out/custom_poke.mp4``
+    and returns its path."""
     if vector is None or len(point) != 2 or len(vector) != 2:
         raise ValueError(
             f"point={point}, vector={vector}; expected [x, y] pixels and [dx, dy] pixels per step"
@@ -199,10 +202,20 @@ def custom_poke(
     model, _ = load_pokeable(checkpoint, dev, average, sample_steps, solver)
     out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
-    env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
-    env.reset(seed=int(seed))
-    frame = to_tensor_frames(env.render_rgb(), dev)[None, None]
-    env.close()
+    if data is not None:
+        reader = EpisodeReader(data)
+        try:
+            check_frames_fit(model, reader.meta, data)
+            test = reader.indices("test") or reader.indices()
+            first = reader.frames(test[int(seed) % len(test)], slice(0, 1))[0]
+        finally:
+            reader.close()
+        frame = to_tensor_frames(first, dev)[None, None]
+    else:
+        env = PushMultiEnv(width=model.image_size, height=model.image_size, time_limit=None)
+        env.reset(seed=int(seed))
+        frame = to_tensor_frames(env.render_rgb(), dev)[None, None]
+        env.close()
     with seeded_sampling(model, seed, dev):
         pred = model.poke(
             frame, torch.tensor([[list(point)]]), torch.tensor([[list(vector)]]), steps, then
