@@ -191,9 +191,10 @@ def _write_shard(
                         f"{len(clip.frames)} frame(s) after every={spec.every}; fewer than "
                         f"min_frames={spec.min_frames}"
                     )
-            except SourceError as e:
-                skipped.append({"item": item.name, "reason": str(e)})
-                write_line(f"skipped {item.name}: {e}")
+            except Exception as e:  # one bad item is listed and skipped, never sinks the rest
+                reason = str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
+                skipped.append({"item": item.name, "reason": reason})
+                write_line(f"skipped {item.name}: {reason}")
                 bar.update(1)
                 continue
             split = split_of_name(item.name, spec.seed, spec.split_fractions)

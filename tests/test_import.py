@@ -439,3 +439,21 @@ def test_short_imported_episodes_get_a_clear_error_not_a_crash(
         evaluate(Glass(image_size=32, size="xs"), out, horizon=8)
     with pytest.raises(ValueError, match="without recorded actions; with_gt=True needs"):
         ClipDataset(out, split="test", clip_length=2, with_gt=True)
+
+
+def test_an_unexpected_failure_on_one_video_skips_it_not_the_import(
+    videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from latentplay.rollouts import importing
+
+    real = importing.read_item
+
+    def fails_on_clip3(item, transform, every=1):  # type: ignore[no-untyped-def]
+        if item.name == "clip3.mp4":
+            raise RuntimeError("decoder crashed")
+        return real(item, transform, every)
+
+    monkeypatch.setattr(importing, "read_item", fails_on_clip3)
+    r = import_dataset(ImportSpec(str(videos), size=32), tmp_path / "ds", progress=False)
+    assert r.skipped == [{"item": "clip3.mp4", "reason": "RuntimeError: decoder crashed"}]
+    assert r.episodes == 7
