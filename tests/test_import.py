@@ -457,3 +457,24 @@ def test_an_unexpected_failure_on_one_video_skips_it_not_the_import(
     r = import_dataset(ImportSpec(str(videos), size=32), tmp_path / "ds", progress=False)
     assert r.skipped == [{"item": "clip3.mp4", "reason": "RuntimeError: decoder crashed"}]
     assert r.episodes == 7
+
+
+def test_the_train_script_trains_on_imported_videos(imported: Path, tmp_path: Path) -> None:
+    """The same command as for collected data (the README's "Your own videos")."""
+    out = tmp_path / "kp"
+    cmd = [
+        sys.executable,
+        "scripts/train.py",
+        "model=keypoints",
+        f"data={imported}",
+        "model.clip_length=4",
+        "model.schedule.perception_steps=1",
+        "trainer.max_steps=2",
+        "trainer.max_minutes=null",
+        "trainer.batch_size=4",
+        "trainer.progress=false",
+        f"out={out}",
+    ]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "checkpoints" / "last.pt").is_file() and "step 2" in r.stdout
