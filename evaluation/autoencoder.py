@@ -14,7 +14,7 @@ import torch
 from latentplay.envs.registration import ARM_ENV_IDS, register_envs
 from latentplay.evaluation import metrics as M
 from latentplay.evaluation.detector import ObjectDetector
-from latentplay.rollouts.format import EpisodeReader
+from latentplay.rollouts.format import EpisodeReader, imported_kind
 from latentplay.utils.frames import to_numpy_frames, to_tensor_frames
 from latentplay.world_models.autoencoder import FrameAutoencoder
 from latentplay.world_models.checkpoint import check_frames_fit
@@ -72,7 +72,7 @@ def autoencoder_scores(
     }
     detector = detector_for(meta)
     if detector is None:
-        source = meta.get("env_id") or f"imported {(meta.get('source') or {}).get('kind')}"
+        source = meta.get("env_id") or f"imported {imported_kind(meta)}"
         out["skipped"] = {
             "objects through the bottleneck": f"no object detector for {source} in {data}"
         }

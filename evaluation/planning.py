@@ -165,9 +165,9 @@ def run_planning(
     probe = make_env()
     task = probe.task
     model = model_view(model, view, probe, sample_steps)
-    if cost == "push" and probe.task != "push":
+    if cost == "push" and task != "push":
         probe.close()
-        raise ValueError(f"cost=push in {env_id}: its task is {probe.task!r}; use cost=goal")
+        raise ValueError(f"cost=push in {env_id}: its task is {task!r}; use cost=goal")
     if cost == "push" and not isinstance(model, StatePositions):
         probe.close()
         raise ValueError(

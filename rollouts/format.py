@@ -21,7 +21,8 @@ Layout of a dataset folder::
 Episodes are named by their global index (``000123``); attributes hold length, split, and the
 env seed and policy (collected) or the source file and first frame (imported). Frames are what
 models learn from; everything under ``gt/`` is for evaluation only. ``meta.json``'s
-``ground_truth_keys`` lists what ``gt/`` holds per episode (:meth:`EpisodeReader.has_ground_truth`).
+``ground_truth_keys`` lists what ``gt/`` holds per episode of an imported dataset
+(:meth:`EpisodeReader.missing_ground_truth`).
 """
 
 from __future__ import annotations
@@ -68,9 +69,8 @@ def episode_digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _episode_arrays(ep: Episode) -> dict[str, np.ndarray]:
-    out = {"frames": ep.frames}
-    out.update({f"gt/{k}": v for k, v in (("actions", ep.actions), ("rewards", ep.rewards))})
-    out = {k: v for k, v in out.items() if v is not None}
+    out = {"frames": ep.frames, "gt/actions": ep.actions, "gt/rewards": ep.rewards}
+    out = {k: v for k, v in out.items() if v is not None}  # imported: what the source has
     out.update({f"gt/{k}": v for k, v in {**ep.per_frame, **ep.per_step}.items()})
     out.update({f"gt/state/{k}": v for k, v in ep.state.items()})
     if ep.masks is not None:
@@ -130,7 +130,11 @@ def shard_name(index: int) -> str:
 
 def split_of(episode: int, seed: int, fractions: tuple[float, float, float]) -> str:
     """Deterministic split of an episode: a hash of (seed, episode), not its position."""
-    u = np.random.default_rng([seed, episode, 0x5EED]).random()
+    return _split_at(np.random.default_rng([seed, episode, 0x5EED]).random(), fractions)
+
+
+def _split_at(u: float, fractions: tuple[float, float, float]) -> str:
+    """The split a uniform draw ``u`` in [0, 1) falls in, by cumulative ``fractions``."""
     edges = np.cumsum(fractions)
     return SPLITS[int(np.searchsorted(edges, u, side="right").clip(0, 2))]
 
@@ -139,9 +143,7 @@ def split_of_name(name: str, seed: int, fractions: tuple[float, float, float]) -
     """Deterministic split of an imported item (a video, a Minari episode) by a hash of
     (seed, its name): adding files to a folder moves no other file between splits."""
     digest = hashlib.sha256(f"{seed}|{name}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    edges = np.cumsum(fractions)
-    return SPLITS[int(np.searchsorted(edges, u, side="right").clip(0, 2))]
+    return _split_at(int.from_bytes(digest[:8], "big") / 2**64, fractions)
 
 
 def split_lists(shards: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -171,15 +173,6 @@ class Episode:
     state: dict[str, np.ndarray] = field(default_factory=dict)  # (T+1, ...) env state arrays
     masks: np.ndarray | None = None  # (T+1, H, W) uint8
     attrs: dict[str, Any] = field(default_factory=dict)  # more per-episode attributes (source)
-
-    def has_ground_truth(self) -> bool:
-        return (
-            any(
-                x is not None and (not isinstance(x, dict) or x)
-                for x in (self.actions, self.rewards, self.per_frame, self.per_step, self.state)
-            )
-            or self.masks is not None
-        )
 
 
 class ShardWriter:
@@ -226,15 +219,16 @@ class ShardWriter:
         attrs = {"seed": ep.seed, "length": t1 - 1, "split": ep.split, "policy": ep.policy}
         attrs = {k: v for k, v in {**attrs, **ep.attrs}.items() if v is not None}  # HDF5: no None
         ds.attrs.update(attrs)
+        arrays = _episode_arrays(ep)
         self.episodes.append(
             {
                 "index": ep.index,
                 "length": t1 - 1,
                 "split": ep.split,
-                "sha256": episode_digest(_episode_arrays(ep)),
+                "sha256": episode_digest(arrays),
             }
         )
-        if not ep.has_ground_truth():
+        if len(arrays) == 1:  # frames alone (imported videos): no gt/ group
             return
         g = self._gt.create_group(key)
         g.attrs.update(attrs)
@@ -369,6 +363,12 @@ def load_meta(root: str | Path) -> dict[str, Any]:
     return meta
 
 
+def imported_kind(meta: dict[str, Any]) -> str | None:
+    """What a dataset's meta.json says it was imported from (``videos``, ``minari``); None
+    for a dataset collected from an env."""
+    return (meta.get("source") or {}).get("kind")
+
+
 def open_shard(path: Path) -> h5py.File:
     """Open a shard read-only; a truncated or non-HDF5 file raises CorruptShardError."""
     try:
@@ -425,7 +425,7 @@ class EpisodeReader:
     @property
     def imported(self) -> str | None:
         """What an imported dataset came from (``videos``, ``minari``); None when collected."""
-        return (self.meta.get("source") or {}).get("kind")
+        return imported_kind(self.meta)
 
     def missing_ground_truth(self, keys: Any) -> list[str]:
         """Which of ``keys`` the episodes' ``gt/`` lacks: none for a collected dataset (its env
@@ -439,9 +439,10 @@ class EpisodeReader:
         An imported episode without any holds only its ``attrs``."""
         shard, key, *_ = self.episodes[i]
         try:
-            if self.imported is not None and key not in self._file(shard)["gt"]:
-                return {"state": {}, "attrs": dict(self._file(shard)["frames"][key].attrs)}
-            g = self._file(shard)["gt"][key]
+            f = self._file(shard)
+            if self.imported is not None and key not in f["gt"]:
+                return {"state": {}, "attrs": dict(f["frames"][key].attrs)}
+            g = f["gt"][key]
             out: dict[str, Any] = {k: g[k][()] for k in g if k != "state"}
             out["state"] = {k: v[()] for k, v in g["state"].items()} if "state" in g else {}
             out["attrs"] = dict(g.attrs)

@@ -278,12 +278,11 @@ def import_dataset(
     done: list[dict[str, Any]] = []
     if not resume:  # a meta.json before the first shard: a run killed at any point resumes
         write_json_atomic(out / "meta.json", _meta(identity, extra, done, len(plan)))
-    kept = written = frames = 0
+    kept = written = frames = first = 0  # first: the next shard's first episode index
     reuse = resume
     t0 = time.perf_counter()
     try:
         for s, part in enumerate(plan):
-            first = sum(d["episodes"] for d in done)
             side = read_sidecar(shard_dir / f"{shard_name(s)}.json") if reuse else None
             if (
                 side is not None
@@ -292,12 +291,14 @@ def import_dataset(
             ):
                 done.append(side)
                 kept += 1
+                first += side["episodes"]
                 bar.update(len(part))
                 continue
             reuse = False  # the shards after a rewritten one are rewritten (indices follow)
             side = _write_shard(spec, reader, s, part, first, shard_dir, bar)
             done.append(side)
             written += 1
+            first += side["episodes"]
             frames += side["frames"]
             write_json_atomic(out / "meta.json", _meta(identity, extra, done, len(plan)))
     finally:

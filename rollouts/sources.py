@@ -121,6 +121,10 @@ def _images(folder: Path) -> list[Path]:
     )
 
 
+def _video_item(name: str, path: Path) -> Item:
+    return Item(name, "gif" if path.suffix.lower() == ".gif" else "video", path)
+
+
 def list_items(source: str | Path) -> list[Item]:
     """Every video file and every folder of frames under ``source`` (searched recursively; a
     single video file is a source too), in name order. Error when there is none."""
@@ -133,7 +137,7 @@ def list_items(source: str | Path) -> list[Item]:
                 f"source={str(source)!r} is not a video; expected a folder, or a file ending in "
                 f"one of {', '.join(VIDEO_SUFFIXES)}"
             )
-        return [Item(root.name, "gif" if root.suffix.lower() == ".gif" else "video", root)]
+        return [_video_item(root.name, root)]
     items, seen = [], set()
     for folder, dirs, files in os.walk(root, followlinks=True):  # symlinked folders too
         real = os.path.realpath(folder)
@@ -143,13 +147,12 @@ def list_items(source: str | Path) -> list[Item]:
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden folders
         here = Path(folder)
-        for path in [here, *(here / f for f in files if not f.startswith("."))]:
-            name = path.relative_to(root).as_posix()
-            if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-                kind = "gif" if path.suffix.lower() == ".gif" else "video"
-                items.append(Item(name, kind, path))
-            elif path == here and _images(path):
-                items.append(Item(name, "frames", path))
+        visible = [f for f in files if not f.startswith(".")]
+        for f in visible:
+            if Path(f).suffix.lower() in VIDEO_SUFFIXES:
+                items.append(_video_item((here / f).relative_to(root).as_posix(), here / f))
+        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in visible):
+            items.append(Item(here.relative_to(root).as_posix(), "frames", here))
     items.sort(key=lambda it: _natural(it.name))
     if not items:
         raise ValueError(

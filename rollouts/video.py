@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,3 +131,10 @@ def write_preview(
     video = write_video(tile(eps), root / f"preview.{fmt}", fps=fps, scale=scale)
     sheet = contact_sheet(eps[: min(n, 8)], root / "preview.png", every=5, scale=2)
     return [video, sheet]
+
+
+def preview_from_config(root: str | Path, preview: dict[str, Any]) -> list[Path]:
+    """:func:`write_preview` with a script's ``preview:`` settings (``episodes`` 0: none)."""
+    if preview["episodes"] <= 0:
+        return []
+    return write_preview(root, preview["episodes"], preview["scale"], preview["format"])

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from latentplay.cli.config import plain
 from latentplay.rollouts.collect import collect
-from latentplay.rollouts.video import write_preview
+from latentplay.rollouts.video import preview_from_config
 from latentplay.rollouts.worker import CollectSpec
 
 
@@ -50,10 +50,8 @@ def main(cfg: DictConfig) -> None:
         f"{result.shards_reused} kept), {result.frames} new frames in {result.seconds:.1f} s "
         f"= {result.frames_per_second:.0f} frames/s"
     )
-    p = c["preview"]
-    if p["episodes"] > 0:
-        for path in write_preview(result.out, p["episodes"], p["scale"], p["format"]):
-            print(f"preview: {path}")
+    for path in preview_from_config(result.out, c["preview"]):
+        print(f"preview: {path}")
 
 
 if __name__ == "__main__":

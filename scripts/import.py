@@ -14,6 +14,8 @@ listed. A preview grid video and contact sheet are written beside the shards.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hydra
 from omegaconf import DictConfig
 
@@ -24,24 +26,10 @@ from latentplay.cli.config import plain
 def main(cfg: DictConfig) -> None:
     c = plain(cfg)  # typed at parse time (cli/schemas.py)
     from latentplay.rollouts.importing import ImportSpec, import_dataset
-    from latentplay.rollouts.video import write_preview
+    from latentplay.rollouts.video import preview_from_config
 
-    spec = ImportSpec(
-        source=c["source"],
-        format=c["format"],
-        size=c["size"],
-        crop=c["crop"],
-        every=c["every"],
-        episode_frames=c["episode_frames"],
-        min_frames=c["min_frames"],
-        seed=c["seed"],
-        split_fractions=tuple(c["split_fractions"]),
-        shard_items=c["shard_items"],
-        minari_path=c["minari_path"],
-        pixels_key=c["pixels_key"],
-        compression=c["compression"],
-        compression_level=c["compression_level"],
-    )
+    keys = [f.name for f in dataclasses.fields(ImportSpec) if f.init]  # the config's keys
+    spec = ImportSpec(**{k: c[k] for k in keys} | {"split_fractions": tuple(c["split_fractions"])})
     r = import_dataset(spec, c["out"], resume=c["resume"], progress=c["progress"], config=c)
     print(
         f"{r.out}: {r.episodes} episodes ({r.shards_written} shards written, {r.shards_kept} "
@@ -59,10 +47,8 @@ def main(cfg: DictConfig) -> None:
         print(f"skipped {len(r.skipped)} item(s) (listed in {r.out}/meta.json):")
         for s in r.skipped:
             print(f"  {s['item']}: {s['reason']}")
-    p = c["preview"]
-    if p["episodes"] > 0:
-        for path in write_preview(r.out, p["episodes"], p["scale"], p["format"]):
-            print(f"preview: {path}")
+    for path in preview_from_config(r.out, c["preview"]):
+        print(f"preview: {path}")
 
 
 if __name__ == "__main__":

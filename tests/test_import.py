@@ -281,10 +281,8 @@ def test_a_minari_export_comes_back_byte_for_byte(push_dataset: Path, tmp_path: 
     from latentplay.rollouts.minari_export import export_minari
 
     export_minari(push_dataset, "latentplay/roundtrip-v0", out_dir=tmp_path / "minari")
-    spec = ImportSpec(
-        "latentplay/roundtrip-v0", format="minari", size=32, minari_path=str(tmp_path / "minari")
-    )
-    import_dataset(spec, tmp_path / "back", progress=False)
+    minari = partial(ImportSpec, format="minari", size=32, minari_path=str(tmp_path / "minari"))
+    import_dataset(minari("latentplay/roundtrip-v0"), tmp_path / "back", progress=False)
     src, back = EpisodeReader(push_dataset), EpisodeReader(tmp_path / "back")
     assert len(src) == len(back)
     assert back.meta["ground_truth_keys"] == ["actions", "rewards"]
@@ -298,14 +296,7 @@ def test_a_minari_export_comes_back_byte_for_byte(push_dataset: Path, tmp_path: 
     src.close()
     back.close()
     # Every second frame: rewards summed between the kept frames, actions dropped (no label).
-    spec2 = ImportSpec(
-        "latentplay/roundtrip-v0",
-        format="minari",
-        size=32,
-        every=2,
-        minari_path=str(tmp_path / "minari"),
-    )
-    import_dataset(spec2, tmp_path / "every2", progress=False)
+    import_dataset(minari("latentplay/roundtrip-v0", every=2), tmp_path / "every2", progress=False)
     src, thin = EpisodeReader(push_dataset), EpisodeReader(tmp_path / "every2")
     assert thin.meta["ground_truth_keys"] == ["rewards"] and thin.meta["action_space"] is None
     frames, rewards = src.frames(0), src.ground_truth(0)["rewards"]
@@ -318,22 +309,13 @@ def test_a_minari_export_comes_back_byte_for_byte(push_dataset: Path, tmp_path: 
     export_minari(
         push_dataset, "latentplay/dict-v0", out_dir=tmp_path / "minari", include_state_obs=True
     )
-    spec = ImportSpec(
-        "latentplay/dict-v0", format="minari", size=32, minari_path=str(tmp_path / "minari")
-    )
-    import_dataset(spec, tmp_path / "dict", progress=False)
+    import_dataset(minari("latentplay/dict-v0"), tmp_path / "dict", progress=False)
     back = EpisodeReader(tmp_path / "dict")
     src = EpisodeReader(push_dataset)
     assert back.frames(0).tobytes() == src.frames(0).tobytes()
     back.close()
     src.close()
-    bad = ImportSpec(
-        "latentplay/dict-v0",
-        format="minari",
-        size=32,
-        pixels_key="rgb",
-        minari_path=str(tmp_path / "minari"),
-    )
+    bad = minari("latentplay/dict-v0", pixels_key="rgb")
     with pytest.raises(ValueError, match=r"keys \['pixels', 'state'\]; pixels_key='rgb'"):
         import_dataset(bad, tmp_path / "x", progress=False)
 

@@ -113,7 +113,7 @@ def write_poke_report(out: Path, title: str, results: dict[str, Any], videos: li
         for k, v in results.items()
         if k.startswith("eval/") and np.isscalar(v)
     ]
-    rows += [{"metric": f"skipped: {k}", "value": v} for k, v in results.get("skipped", {}).items()]
+    rows += _skipped_rows(results)
     if results.get("drive") == VIDEO_DRIVE:
         section = ReportSection(
             "The model following real clips",
@@ -132,15 +132,19 @@ def write_poke_report(out: Path, title: str, results: dict[str, Any], videos: li
     return write_report(out, title=title, summary_rows=rows, sections=[section])
 
 
+def _skipped_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"metric": f"skipped: {k}", "value": v} for k, v in results.get("skipped", {}).items()]
+
+
 def poke_section(folder: Path, out: Path) -> ReportSection:
     """A section of another report from a poke run's folder (its results and videos, the
     videos copied under ``out/included/<folder name>/``)."""
     res = json.loads((folder / RESULTS).read_text())
-    names = (*VIDEOS, "keypoints", "poke_2", "poke_3")
-    found = [folder / f"{k}.mp4" for k in names if (folder / f"{k}.mp4").is_file()]
+    found = [folder / f"{k}.mp4" for k in (*VIDEOS, "keypoints") if (folder / f"{k}.mp4").is_file()]
+    found += sorted(folder.glob("poke_*.mp4"))  # imported videos: the further clips
     videos = copy_media(found, out / "included" / included_name(folder))
     table = [{"metric": k, "value": v} for k, v in res.items() if k.startswith("eval/")]
-    table += [{"metric": f"skipped: {k}", "value": v} for k, v in res.get("skipped", {}).items()]
+    table += _skipped_rows(res)
     if res.get("drive") == VIDEO_DRIVE:
         title = "The model following imported videos"
         text = (

@@ -32,7 +32,7 @@ from latentplay.evaluation.poke.scoring import (
 )
 from latentplay.evaluation.poke.videos import video_pokes, write_video_pokes
 from latentplay.evaluation.world_model import image_metrics
-from latentplay.rollouts.format import EpisodeReader
+from latentplay.rollouts.format import EpisodeReader, imported_kind, load_meta
 from latentplay.rollouts.video import upscale, write_video
 from latentplay.utils.device import resolve_device
 from latentplay.utils.frames import to_float_frames, to_numpy_frames, to_tensor_frames
@@ -132,7 +132,7 @@ def run(
     model, ckpt = load_pokeable(checkpoint, dev, average, sample_steps, solver)
     out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
-    imported = data is not None and EpisodeReader(data, verify=False).imported
+    imported = data is not None and imported_kind(load_meta(data))
     if imported:  # no MuJoCo scene to branch: the model follows real clips' parsed motion
         results, clips, pred = video_pokes(model, data, poke_queries, steps, dev, seed)
         results.update(frame_time(model, dev))

@@ -25,23 +25,18 @@ from latentplay.world_models.protocol import WorldModel, seeded_sampling
 DRIVE = "motion parsed from the real clip (imported videos: no simulator to branch)"
 
 
-def moving_clips(data: str | Path, steps: int, n: int) -> list[np.ndarray]:
+def moving_clips(reader: EpisodeReader, steps: int, n: int) -> list[np.ndarray]:
     """Up to ``n`` clips of ``steps + 1`` frames from the test episodes, those whose last frame
-    differs most from their first, in dataset order."""
-    reader = EpisodeReader(data)
-    try:
-        clips = [
-            frames[s : s + steps + 1]
-            for frames in (reader.frames(ep) for ep in reader.indices("test"))
-            for s in range(0, len(frames) - steps, steps)
-        ]
-    finally:
-        reader.close()
+    differs most from their first, most motion first."""
+    clips = [
+        frames[s : s + steps + 1]
+        for frames in (reader.frames(ep) for ep in reader.indices("test"))
+        for s in range(0, len(frames) - steps, steps)
+    ]
     if not clips:
-        raise ValueError(f"{data}: no test clip of {steps + 1} frames to poke the model on")
+        raise ValueError(f"{reader.root}: no test clip of {steps + 1} frames to poke the model on")
     motion = [np.abs(c[-1].astype(np.int16) - c[0]).mean() for c in clips]
-    keep = sorted(np.argsort(motion, kind="stable")[::-1][:n])
-    return [clips[i] for i in keep]
+    return [clips[i] for i in np.argsort(motion, kind="stable")[::-1][:n]]
 
 
 @torch.no_grad()
@@ -55,11 +50,14 @@ def video_pokes(
     batch: int = 16,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Scores (PSNR per step of the model and of copying the first frame) and (clips
-    ``(N, steps + 1, H, W, 3)``, predictions ``(N, steps, H, W, 3)``) uint8 for videos."""
-    reader = EpisodeReader(data, verify=False)
-    check_frames_fit(model, reader.meta, data)
-    reader.close()
-    clips = np.stack(moving_clips(data, steps, n_clips))
+    ``(N, steps + 1, H, W, 3)``, most motion first; predictions ``(N, steps, H, W, 3)``) uint8
+    for videos."""
+    reader = EpisodeReader(data)
+    try:
+        check_frames_fit(model, reader.meta, data)
+        clips = np.stack(moving_clips(reader, steps, n_clips))
+    finally:
+        reader.close()
     model.eval()
     with seeded_sampling(model, seed, device):
         pred = np.concatenate(
@@ -88,11 +86,14 @@ def video_pokes(
 
 
 def write_video_pokes(out: Path, clips: np.ndarray, pred: np.ndarray, n: int = 3) -> list[Path]:
-    """``out/poke.mp4``, ``poke_2.mp4``, ...: the ``n`` clips with the most motion, real |
-    model | difference."""
-    motion = np.abs(clips[:, -1].astype(np.int16) - clips[:, 0]).mean(axis=(1, 2, 3))
-    paths = []
-    for rank, i in enumerate(np.argsort(motion, kind="stable")[::-1][:n]):
-        name = "poke.mp4" if rank == 0 else f"poke_{rank + 1}.mp4"
-        paths.append(side_by_side_video(clips[i, 1:], {"model": pred[i]}, out / name, fps=4))
-    return paths
+    """``out/poke.mp4``, ``poke_2.mp4``, ...: the first ``n`` clips (:func:`video_pokes` gives
+    them most motion first), real | model | difference."""
+    return [
+        side_by_side_video(
+            clips[i, 1:],
+            {"model": pred[i]},
+            out / ("poke.mp4" if i == 0 else f"poke_{i + 1}.mp4"),
+            fps=4,
+        )
+        for i in range(min(n, len(clips)))
+    ]
