@@ -148,7 +148,9 @@ class EpisodeCache:
         return self.index[torch.randint(len(self.index), (batch,))]
 
     def clips(self, picks: torch.Tensor) -> torch.Tensor:
-        """The cached rows of clips ``picks`` (from :meth:`draw`): ``(batch, T, ...)``."""
-        return torch.stack(
-            [self.per_episode[ep][start + self.offsets] for ep, start in picks.tolist()]
-        )
+        """The cached rows of clips ``picks`` (from :meth:`draw`): ``(batch, T, ...)``, in the
+        cache's dtype also inside the trainer's autocast (CPU autocast refuses to stack
+        float16 rows)."""
+        rows = [self.per_episode[ep][start + self.offsets] for ep, start in picks.tolist()]
+        with torch.autocast(rows[0].device.type, enabled=False):
+            return torch.stack(rows)

@@ -165,6 +165,10 @@ def test_latent_yoda_trains_on_cached_latents_and_flows_of_its_frames(
     assert flows.per_episode[ep][-1].abs().max() == 0  # the last frame has no next one
     loss, terms = objective(model, torch.zeros(4, 4, 3, 32, 32), step=0)
     assert torch.isfinite(loss) and "flow_matching" in terms
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # trainer.precision=bf16
+        loss, _ = objective(model, torch.zeros(4, 4, 3, 32, 32), step=1)
+    assert torch.isfinite(loss)
+    assert flows.clips(flows.draw(2)).dtype == torch.float16  # kept as cached
     with pytest.raises(ValueError, match="expected one per frame"):
         EpisodeCache(ClipDataset(toy, split="val", clip_length=2), lambda f: torch.zeros(1))
 
