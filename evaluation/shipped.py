@@ -16,9 +16,11 @@ from typing import Any
 from latentplay.agents.policies import ScriptedPushPolicy
 from latentplay.rollouts.collect import collect
 from latentplay.rollouts.worker import CollectSpec
+from latentplay.world_models.autoencoder import FrameAutoencoder
 from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.protocol import KeypointTracks
 from latentplay.world_models.shipped import card
+from latentplay.world_models.yoda import Yoda
 
 # The fixed set: scripted pushes in the model's env (64x64), seeds 0-11.
 CHECK_SET = {"episodes": 12, "steps": 20, "seed": 0, "split_fractions": (0.34, 0.33, 0.33)}
@@ -42,14 +44,29 @@ def check_set(out: Path, env_id: str) -> Path:
 def card_check(name: str) -> dict[str, Any]:
     """The card's reproducible figures of the shipped model ``name`` on the fixed set: the
     keypoint probe of a keypoint model; the global shift's angle match and the teacher-forced
-    PSNR of a model with global and local actions (GLASS)."""
+    PSNR of a model with global and local actions (GLASS); the PSNR of rebuilt frames and the
+    objects' position error in them of an autoencoder; the teacher-forced and 8-step
+    autoregressive PSNR of a generator (YODA, its sampling noise seeded)."""
+    from latentplay.evaluation.autoencoder import autoencoder_scores
     from latentplay.evaluation.keypoints import keypoint_scores
     from latentplay.evaluation.world_model import evaluate
 
     model, _ = load_model(name)
-    spec = model.action_spec
     with tempfile.TemporaryDirectory() as tmp:
         data = check_set(Path(tmp) / "check", card(name)["env"])
+        if isinstance(model, FrameAutoencoder):
+            s = autoencoder_scores(model, data)
+            return {
+                "psnr_db": round(float(s["eval/autoencoder/psnr"]), 4),
+                "object_px_median": round(float(s["eval/autoencoder/object_px_median"]), 4),
+            }
+        spec = model.action_spec
+        if isinstance(model, Yoda):
+            s = evaluate(model, data)
+            return {
+                "tf_psnr_db": round(float(s["eval/image/tf_psnr"]), 4),
+                "ar8_psnr_db": round(float(s["eval/image/ar8_psnr"]), 4),
+            }
         if isinstance(model, KeypointTracks):
             s = keypoint_scores(model, data)
             return {

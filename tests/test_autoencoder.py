@@ -194,3 +194,33 @@ def test_a_latent_planner_never_decodes(tmp_path: Path) -> None:
     assert plan.actions.continuous.shape == (1, 2, 4 * model.points)
     with pytest.raises(ValueError, match="takes 32x32"):
         Yoda(size="xs", image_size=64, autoencoder=str(ae))
+
+
+def test_a_latent_model_ships_with_its_autoencoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shipped, a latent model names its shipped autoencoder (checked to hold the same
+    weights) and loads by name alone; without it, or with another autoencoder, shipping is
+    refused."""
+    from latentplay.world_models import shipped
+    from latentplay.world_models.checkpoint import load_model
+
+    monkeypatch.setattr(shipped, "MODELS_DIR", tmp_path / "models")
+    ae = _autoencoder_file(tmp_path / "ae.pt", seed=0)
+    torch.manual_seed(1)
+    yoda = Yoda(size="xs", image_size=32, memory=2, autoencoder=str(ae))
+    ckpt = save_checkpoint(tmp_path / "yoda.pt", model=yoda, step=7)
+    shipped.ship(ae, "ae_toy")
+    shipped.ship(_autoencoder_file(tmp_path / "other.pt", seed=1), "ae_other")
+    with pytest.raises(ValueError, match=r"pass autoencoder=.*'ae_other', 'ae_toy'"):
+        shipped.ship(ckpt, "yoda_toy")
+    with pytest.raises(ValueError, match="'ae_other' is not the one"):
+        shipped.ship(ckpt, "yoda_toy", autoencoder="ae_other")
+    shipped.ship(ckpt, "yoda_toy", autoencoder="ae_toy")
+    (tmp_path / "ae.pt").unlink()  # the shipped pair needs nothing outside models/
+    model, meta = load_model("yoda_toy")
+    assert meta["model_args"]["autoencoder"] == "ae_toy" and meta["step"] == 7
+    frames = torch.randint(0, 256, (1, 2, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(model.encode(frames).frames, yoda.encode(frames).frames)
+    for name, p in model.state_dict().items():
+        torch.testing.assert_close(p, yoda.state_dict()[name], rtol=0, atol=0)

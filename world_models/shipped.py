@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from latentplay.utils.io import atomic_path, provenance
+from latentplay.utils.io import atomic_path, provenance, sha256_file
 from latentplay.world_models.checkpoint_format import (
     FORMAT,
     FORMAT_VERSION,
@@ -56,12 +56,21 @@ def card(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def ship(checkpoint: str | Path, name: str, *, half: bool = False) -> Path:
+def ship(
+    checkpoint: str | Path, name: str, *, half: bool = False, autoencoder: str | None = None
+) -> Path:
     """Write ``models/<name>/weights.pt`` from a training checkpoint: its model weights (the
     moving average where it has one) and what reproduces it (config, step, minutes,
-    provenance); ``half``: floating-point weights stored as float16 (loaded back as float32)."""
+    provenance); ``half``: floating-point weights stored as float16 (loaded back as float32).
+
+    A latent model names the autoencoder it was trained on by path and sha256; shipped, it
+    names ``autoencoder``, the shipped model of that autoencoder (ship it first), once its
+    weights are checked to be the ones the latent model holds."""
     ckpt = read_checkpoint(checkpoint)
     weights = trained_weights(ckpt)
+    args = dict(ckpt["model_args"])
+    if "autoencoder" in args:
+        args.update(_shipped_autoencoder(checkpoint, weights, autoencoder))
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     out = MODELS_DIR / name / "weights.pt"
@@ -70,7 +79,7 @@ def ship(checkpoint: str | Path, name: str, *, half: bool = False) -> Path:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_name": ckpt["model_name"],
-        "model_args": ckpt["model_args"],
+        "model_args": args,
         "model": weights,
         **{k: ckpt[k] for k in ("step", "elapsed_seconds", "config", "provenance") if k in ckpt},
         "source": str(checkpoint),
@@ -79,6 +88,30 @@ def ship(checkpoint: str | Path, name: str, *, half: bool = False) -> Path:
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
     return out
+
+
+def _shipped_autoencoder(
+    checkpoint: str | Path, weights: dict[str, torch.Tensor], name: str | None
+) -> dict[str, str]:
+    """The model arguments that point a latent model at the shipped autoencoder ``name``,
+    after checking that its weights are the ones the model holds under ``autoencoder.``."""
+    shipped = shipped_models()
+    if name not in shipped:
+        raise ValueError(
+            f"{checkpoint} is a latent model: pass autoencoder=<the shipped name of its "
+            f"autoencoder> (ship the autoencoder first); shipped: {sorted(shipped)}"
+        )
+    prefix = "autoencoder."
+    ours = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+    theirs = read_checkpoint(shipped[name])["model"]
+    if ours.keys() != theirs.keys() or any(
+        not torch.equal(ours[k].float(), theirs[k].float()) for k in theirs
+    ):
+        raise ValueError(
+            f"the shipped autoencoder {name!r} is not the one {checkpoint} was trained on "
+            "(its weights differ)"
+        )
+    return {"autoencoder": name, "autoencoder_sha256": sha256_file(shipped[name])}
 
 
 def run_folder(name_or_path: str | Path) -> Path:

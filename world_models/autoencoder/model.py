@@ -19,6 +19,7 @@ from torch import nn
 from latentplay.utils.frames import to_float_frames
 from latentplay.utils.io import sha256_file
 from latentplay.world_models.checkpoint_format import CheckpointMismatchError, read_checkpoint
+from latentplay.world_models.shipped import shipped_models
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -147,12 +148,19 @@ def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def load_autoencoder(path: str | Path, sha256: str | None = None) -> tuple[FrameAutoencoder, str]:
-    """The frozen autoencoder of checkpoint ``path`` and the file's sha256. With ``sha256``
-    (the one a latent model was trained on), a file with other content is refused: a latent
-    model decodes nonsense through another autoencoder."""
+    """The frozen autoencoder of checkpoint ``path`` (or of the shipped model of that name)
+    and the file's sha256. With ``sha256`` (the one a latent model was trained on), a file
+    with other content is refused: a latent model decodes nonsense through another
+    autoencoder."""
+    shipped = shipped_models()
     path = Path(path)
+    if not path.is_file() and str(path) in shipped:
+        path = shipped[str(path)]
     if not path.is_file():
-        raise FileNotFoundError(f"autoencoder checkpoint {str(path)!r} does not exist")
+        raise FileNotFoundError(
+            f"autoencoder checkpoint {str(path)!r} does not exist, and no shipped model has "
+            f"that name (shipped: {sorted(shipped)})"
+        )
     digest = sha256_file(path)
     if sha256 is not None and digest != sha256:
         raise CheckpointMismatchError(
