@@ -3,6 +3,8 @@ that never change score zero, and chain queries are ones where the pushed object
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -174,3 +176,37 @@ def test_a_model_without_pokes_is_driven_by_the_actions_it_parses(setup) -> None
     assert pred.shape == (len(queries), 6, 64, 64, 3)
     np.testing.assert_array_equal(pred, np.stack([q.frames[1:] for q in queries]))
     assert score_pokes(queries, pred, detector, ppm)["eval/poke/angle_match"] == 1.0
+
+
+def test_each_kind_video_shows_the_first_queries_whose_object_moved(tmp_path: Path) -> None:
+    """poke.mp4 stacks the first four poke queries whose object truly moved, in query order
+    (whatever the model made of them); chain.mp4, with no moved chain query, its first one."""
+    import cv2
+
+    from latentplay.evaluation.poke.queries import PokeQuery
+    from latentplay.evaluation.poke.report import write_videos
+
+    def query(kind: str, shade: int) -> PokeQuery:
+        frames = np.full((4, 16, 16, 3), shade, np.uint8)
+        k = np.zeros((4, 1, 2))
+        return PokeQuery(
+            kind, 0, frames[:1], frames, np.zeros((4, 2)), k, k, np.ones(1, bool), 0, -1
+        )
+
+    queries = [query("poke", 10 * i) for i in range(6)] + [query("chain", 200)]
+    moved = [False, True, True, False, True, True, True]
+    results = {"rows": [{"pushed_moved": m} for m in moved]}
+    pred = np.stack([q.frames[1:] for q in queries])
+    videos = write_videos(tmp_path, results, queries, pred)
+    assert [v.name for v in videos] == ["poke.mp4", "chain.mp4"]
+
+    def first_frame(path: Path) -> np.ndarray:
+        ok, frame = cv2.VideoCapture(str(path)).read()
+        assert ok
+        return frame
+
+    poke, chain = first_frame(videos[0]), first_frame(videos[1])
+    assert poke.shape[0] == 4 * chain.shape[0]  # four queries, one above the other
+    row = chain.shape[0]
+    mid = [int(np.median(poke[r * row : (r + 1) * row, : 16 * 4])) for r in range(4)]
+    assert mid == pytest.approx([10, 20, 40, 50], abs=4)  # the truth column of queries 1, 2, 4, 5

@@ -25,6 +25,7 @@ from latentplay.rollouts.video import upscale, write_video
 
 RESULTS = "poke_results.json"
 VIDEOS = ("poke", "chain")  # one video of each query kind: <kind>.mp4
+VIDEO_QUERIES = 4  # queries shown in each, one above the other
 PARSED = "actions parsed from the true branch"  # how a model without pokes is driven
 
 
@@ -41,13 +42,24 @@ def _draw_pokes(frames: np.ndarray, ee_px: np.ndarray, scale: int) -> np.ndarray
     return out
 
 
-def poke_video(query: PokeQuery, pred: np.ndarray, path: str | Path, scale: int = 4) -> Path:
+def poke_frames(query: PokeQuery, pred: np.ndarray, scale: int = 4) -> np.ndarray:
     """MuJoCo | model (the poke of each step drawn as an arrow, 3x long) | amplified
-    difference, one step per video frame."""
+    difference, one step per frame."""
     frames = side_by_side_frames(query.frames[1:], {"model": pred}, scale=scale)
     h, w = pred.shape[1] * scale, pred.shape[2] * scale
     frames[:, BANNER : BANNER + h, w : 2 * w] = _draw_pokes(pred, query.ee_px, scale)
-    return write_video(frames, path, fps=4)
+    return frames
+
+
+def poke_video(
+    queries: list[PokeQuery], preds: list[np.ndarray], path: str | Path, scale: int = 4
+) -> Path:
+    """:func:`poke_frames` of each query, one above the other (a shorter query holds its
+    last frame)."""
+    rows = [poke_frames(q, p, scale) for q, p in zip(queries, preds, strict=True)]
+    n = max(len(r) for r in rows)
+    rows = [np.concatenate([r, np.repeat(r[-1:], n - len(r), 0)]) for r in rows]
+    return write_video(np.concatenate(rows, axis=1), path, fps=4)
 
 
 SUMMARY = [
@@ -96,13 +108,17 @@ def summary_table(results: dict[str, Any]) -> str:
 def write_videos(
     out: Path, results: dict[str, Any], queries: list[PokeQuery], pred: np.ndarray
 ) -> list[Path]:
-    """``out/<kind>.mp4`` per query kind: its first query whose pushed object truly moved."""
+    """``out/<kind>.mp4`` per query kind: its first ``VIDEO_QUERIES`` queries whose pushed
+    object truly moved (in query order, whatever the model made of them; the first queries
+    when none moved), one above the other."""
     videos = []
     for kind in VIDEOS:
         idx = [i for i, q in enumerate(queries) if q.kind == kind]
         if idx:
-            i = next((j for j in idx if results["rows"][j].get("pushed_moved")), idx[0])
-            videos.append(poke_video(queries[i], pred[i], out / f"{kind}.mp4"))
+            moved = [j for j in idx if results["rows"][j].get("pushed_moved")]
+            picks = (moved or idx)[:VIDEO_QUERIES]
+            chosen = [queries[i] for i in picks], [pred[i] for i in picks]
+            videos.append(poke_video(*chosen, out / f"{kind}.mp4"))
     return videos
 
 
