@@ -18,19 +18,21 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # The main job on the embedded default, end to end, in two parts.
 # Shipped models (models/, trained here by the commands in their cards) at work: MPC on Push
 # toward goal images with the keypoint model, beside random actions and MuJoCo itself; its
-# pushes against MuJoCo on PushMulti; MPC on Reach with GLASS; the counterfactual query suite
-# answered by the keypoint model. Training demonstrated with a short run of each family (their
-# figures are labelled as short runs): a small Push dataset with preview videos, GLASS trained
-# on it and evaluated; a small PushMulti dataset, YODA and the keypoint model trained on it and
-# pushed against MuJoCo. Ends with the path of report.html (it shows all of the above). Running it
+# and latent YODA's pushes against MuJoCo on PushMulti; MPC on Reach with GLASS; the
+# counterfactual query suite answered by the keypoint model. Training demonstrated with a short
+# run of each family (their figures are labelled as short runs): a small Push dataset with
+# preview videos, GLASS trained on it and evaluated; a small PushMulti dataset, latent YODA (its
+# frame autoencoder first) and the keypoint model trained on it and pushed against MuJoCo. Ends with the path of report.html (it shows all of the above). Running it
 # again resumes.
 SHIPPED_PUSH := keypoints_push
 SHIPPED_MULTI := keypoints_pushmulti
 SHIPPED_GLASS := glass_push
+SHIPPED_YODA := yoda_latent_pushmulti
 DEMO_DATA := data/demo_push
 DEMO_RUN := runs/demo_glass
 DEMO_CKPT := $(DEMO_RUN)/checkpoints/last.pt
 DEMO_MULTI := data/demo_multi
+DEMO_AE := runs/demo_autoencoder
 DEMO_YODA := runs/demo_yoda
 DEMO_YODA_CKPT := $(DEMO_YODA)/checkpoints/last.pt
 DEMO_KP := runs/demo_keypoints
@@ -41,14 +43,16 @@ demo: $(STAMP)
 	$(PY) scripts/plan.py checkpoint=$(SHIPPED_PUSH) data=$(DEMO_DATA) env=push episodes=5 model_view=full planner.samples=100 planner.elites=10 planner.iterations=5 out=runs/demo_plan_push
 	$(PY) scripts/collect.py env=push_multi policy=chain episodes=60 steps=50 workers=2 out=$(DEMO_MULTI) resume=true preview.episodes=0
 	$(PY) scripts/poke.py checkpoint=$(SHIPPED_MULTI) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=runs/demo_shipped_poke
+	$(PY) scripts/poke.py checkpoint=$(SHIPPED_YODA) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=runs/demo_shipped_yoda_poke
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.sample_every=200 $(SHORT) out=$(DEMO_RUN)
 	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
 	$(PY) scripts/plan.py checkpoint=$(SHIPPED_GLASS) env=reach planner=cem episodes=5 space=state "grounding.labels=[0]" out=runs/demo_plan_reach
-	$(PY) scripts/train.py model=yoda model.size=s data=$(DEMO_MULTI) trainer.sample_every=200 trainer.lr_schedule=cosine trainer.ema_decay=0.999 $(SHORT) out=$(DEMO_YODA)
+	$(PY) scripts/train.py model=autoencoder data=$(DEMO_MULTI) trainer.lr=1e-3 trainer.batch_size=32 trainer.lr_schedule=cosine trainer.max_minutes=0.5 resume=auto out=$(DEMO_AE)
+	$(PY) scripts/train.py model=yoda_latent model.autoencoder=$(DEMO_AE)/checkpoints/last.pt data=$(DEMO_MULTI) trainer.batch_size=32 trainer.sample_every=500 trainer.lr_schedule=cosine trainer.ema_decay=0.999 trainer.max_minutes=1 resume=auto out=$(DEMO_YODA)
 	$(PY) scripts/poke.py checkpoint=$(DEMO_YODA_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_YODA)/poke
 	$(PY) scripts/train.py model=keypoints data=$(DEMO_MULTI) trainer.lr=2e-3 trainer.lr_schedule=cosine trainer.sample_every=1000 model.schedule.perception_steps=1000 $(SHORT) out=$(DEMO_KP)
 	$(PY) scripts/poke.py checkpoint=$(DEMO_KP_CKPT) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=$(DEMO_KP)/poke
-	$(PY) scripts/counterfactual.py checkpoint=$(SHIPPED_PUSH) data=$(DEMO_DATA) out=runs/demo_counterfactual plan_results=runs/demo_plan_push/results.json "include=[runs/demo_shipped_poke,runs/demo_plan_reach,$(DEMO_YODA)/poke,$(DEMO_KP)/poke]"
+	$(PY) scripts/counterfactual.py checkpoint=$(SHIPPED_PUSH) data=$(DEMO_DATA) out=runs/demo_counterfactual plan_results=runs/demo_plan_push/results.json "include=[runs/demo_shipped_poke,runs/demo_shipped_yoda_poke,runs/demo_plan_reach,$(DEMO_YODA)/poke,$(DEMO_KP)/poke]"
 
 # pytest exits 5 when it collected no test: make treats any non-zero exit as failure.
 # One pytest-xdist worker per core (one torch thread each); tests that share a resource (a local
