@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # counterfactual query suite answered by the keypoint model. Training demonstrated with a short
 # run of each family (their figures are labelled as short runs): a small Push dataset with
 # preview videos, GLASS trained on it and evaluated; a small PushMulti dataset, latent YODA (its
-# frame autoencoder first) and the keypoint model trained on it and pushed against MuJoCo. Ends with the path of report.html (it shows all of the above). Running it
-# again resumes.
+# frame autoencoder first) and the keypoint model trained on it and pushed against MuJoCo.
+# Ends with the path of report.html (it shows all of the above). Running it again resumes.
 SHIPPED_PUSH := keypoints_push
 SHIPPED_MULTI := keypoints_pushmulti
 SHIPPED_GLASS := glass_push

@@ -167,8 +167,8 @@ def test_latent_yoda_trains_on_cached_latents_and_flows_of_its_frames(
     assert torch.isfinite(loss) and "flow_matching" in terms
     with torch.autocast("cpu", dtype=torch.bfloat16):  # trainer.precision=bf16
         loss, _ = objective(model, torch.zeros(4, 4, 3, 32, 32), step=1)
+        assert flows.clips(flows.draw(2)).dtype == torch.float16  # kept as cached
     assert torch.isfinite(loss)
-    assert flows.clips(flows.draw(2)).dtype == torch.float16  # kept as cached
     with pytest.raises(ValueError, match="expected one per frame"):
         EpisodeCache(ClipDataset(toy, split="val", clip_length=2), lambda f: torch.zeros(1))
 
@@ -216,6 +216,10 @@ def test_a_latent_model_ships_with_its_autoencoder(
         shipped.ship(ckpt, "yoda_toy")
     with pytest.raises(ValueError, match="'ae_other' is not the one"):
         shipped.ship(ckpt, "yoda_toy", autoencoder="ae_other")
+    with pytest.raises(ValueError, match="half=False"):
+        shipped.ship(ckpt, "yoda_toy", autoencoder="ae_toy", half=True)
+    with pytest.raises(ValueError, match="is not a latent model"):
+        shipped.ship(ae, "ae_again", autoencoder="ae_toy")
     shipped.ship(ckpt, "yoda_toy", autoencoder="ae_toy")
     (tmp_path / "ae.pt").unlink()  # the shipped pair needs nothing outside models/
     model, meta = load_model("yoda_toy")

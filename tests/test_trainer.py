@@ -153,3 +153,18 @@ def test_bf16_autocast_trains_in_bf16_resumes_exactly_and_keeps_fp32_weights(
     assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items()), (
         "bf16 and fp32 training gave the same weights: autocast did nothing"
     )
+
+
+def test_resuming_a_finished_run_leaves_its_checkpoint_as_it_is(toy: Path, tmp_path: Path) -> None:
+    """A run re-started with resume=auto after it met its budget takes no step and does not
+    rewrite last.pt (a latent model records its autoencoder checkpoint's sha256: a rewrite
+    would change it)."""
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    objective = YodaObjective(YodaSchedule(clip_length=4))
+    train(_model(), objective, data, tmp_path / "a", _settings(max_steps=2))
+    last = tmp_path / "a" / "checkpoints" / "last.pt"
+    before, stamp = last.read_bytes(), last.stat().st_mtime_ns
+    train(_model(), objective, data, tmp_path / "a", _settings(max_steps=2), resume="auto")
+    assert last.read_bytes() == before and last.stat().st_mtime_ns == stamp
+    train(_model(), objective, data, tmp_path / "a", _settings(max_steps=3), resume="auto")
+    assert read_checkpoint(last)["step"] == 3  # a resumed run that steps still saves

@@ -70,7 +70,14 @@ def ship(
     weights = trained_weights(ckpt)
     args = dict(ckpt["model_args"])
     if "autoencoder" in args:
+        if half:  # its autoencoder's weights must stay the shipped autoencoder's, bit for bit
+            raise ValueError(f"{checkpoint} is a latent model: ship it with half=False")
         args.update(_shipped_autoencoder(checkpoint, weights, autoencoder))
+    elif autoencoder is not None:
+        raise ValueError(
+            f"autoencoder={autoencoder!r}, but {checkpoint} is not a latent model (it names "
+            "no autoencoder)"
+        )
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     out = MODELS_DIR / name / "weights.pt"

@@ -375,6 +375,7 @@ def _train(
         disable=not (settings.progress and main),
     )
     metrics = open(out / "metrics.jsonl", "a") if main else None
+    first_step = step  # a resumed run that takes no step leaves its checkpoint as it is
     last_ckpt, transitions, t_rate = time.monotonic(), 0, 0.0
     terms: dict[str, float] = {}
     clip: torch.Tensor | None = None
@@ -447,7 +448,8 @@ def _train(
                 with torch.no_grad():
                     sample_fn(model, clip[:4], out / "samples" / f"step_{step:07d}.mp4")
                 model.train()
-        checkpoint()
+        if step > first_step or not resume:
+            checkpoint()
         if main and sample_fn is not None and clip is not None:
             model.eval()
             with torch.no_grad():

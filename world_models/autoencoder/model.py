@@ -158,8 +158,9 @@ def load_autoencoder(path: str | Path, sha256: str | None = None) -> tuple[Frame
         path = shipped[str(path)]
     if not path.is_file():
         raise FileNotFoundError(
-            f"autoencoder checkpoint {str(path)!r} does not exist, and no shipped model has "
-            f"that name (shipped: {sorted(shipped)})"
+            f"autoencoder checkpoint {str(path)!r} does not exist (a relative path is read "
+            f"from the current folder, {Path.cwd()}), and no shipped model has that name "
+            f"(shipped: {sorted(shipped)})"
         )
     digest = sha256_file(path)
     if sha256 is not None and digest != sha256:
