@@ -137,15 +137,16 @@ def test_a_poke_run_is_shown_in_another_report(tmp_path) -> None:
 
     out = tmp_path / "report"
     sections = []
+    trained = {"yoda": "shipped model, trained 37.0 min", "keypoints": "short run (1.0 min)"}
     for run, value in (("yoda", 0.5), ("keypoints", 0.9)):  # two runs' folders named poke
         poke = tmp_path / run / "poke"
         poke.mkdir(parents=True)
-        (poke / "poke_results.json").write_text(
-            json.dumps({"checkpoint": "c.pt", "eval/poke/angle_match": value, "rows": []})
-        )
+        res = {"checkpoint": "c.pt", "eval/poke/angle_match": value, "trained": trained[run]}
+        (poke / "poke_results.json").write_text(json.dumps({**res, "rows": []}))
         write_video(np.full((3, 16, 16, 3), int(value * 255), np.uint8), poke / "poke.mp4", fps=2)
         sections.append(included_section(poke, out))
     assert sections[0].table == [{"metric": "eval/poke/angle_match", "value": 0.5}]
+    assert [s.title.rsplit(": ", 1)[-1] for s in sections] == ["shipped model", "short run"]
     assert sections[0].videos == [out / "included" / "yoda-poke" / "poke.mp4"]
     assert sections[1].videos == [out / "included" / "keypoints-poke" / "poke.mp4"]
     assert all(s.videos[0].is_file() for s in sections)  # neither copy replaced the other

@@ -182,4 +182,8 @@ def poke_section(folder: Path, out: Path) -> ReportSection:
         )
     if res.get("trained"):
         text += f" Model: {res['trained']}."
+        # two sections of one family (a shipped model, a short run) told apart in the contents
+        for kind in ("shipped model", "short run"):
+            if res["trained"].startswith(kind):
+                title += f": {kind}"
     return ReportSection(title, text, table, [], videos)
