@@ -44,7 +44,7 @@ demo: $(STAMP)
 	$(PY) scripts/plan.py checkpoint=$(SHIPPED_PUSH) data=$(DEMO_DATA) env=push episodes=5 model_view=full planner.samples=100 planner.elites=10 planner.iterations=5 out=runs/demo_plan_push
 	$(PY) scripts/collect.py env=push_multi policy=chain episodes=60 steps=50 workers=2 out=$(DEMO_MULTI) resume=true preview.episodes=0
 	$(PY) scripts/poke.py checkpoint=$(SHIPPED_MULTI) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=runs/demo_shipped_poke
-	$(PY) scripts/poke.py checkpoint=$(SHIPPED_YODA) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=runs/demo_shipped_yoda_poke
+	$(PY) scripts/poke.py checkpoint=$(SHIPPED_YODA) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 reencode_every=2 out=runs/demo_shipped_yoda_poke
 	$(PY) scripts/train.py model=glass model.size=s data=$(DEMO_DATA) trainer.sample_every=200 $(SHORT) out=$(DEMO_RUN)
 	$(PY) scripts/evaluate.py checkpoint=$(DEMO_CKPT) data=$(DEMO_DATA)
 	$(PY) scripts/plan.py checkpoint=$(SHIPPED_GLASS) env=reach planner=cem episodes=5 space=state "grounding.labels=[0]" out=runs/demo_plan_reach

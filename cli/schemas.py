@@ -179,6 +179,7 @@ class PokeConfig:
     device: str = "auto"
     sample_steps: int | None = None
     solver: str | None = None
+    reencode_every: int | None = None
     average: bool = True
     point: list[float] | None = None
     vector: list[float] | None = None

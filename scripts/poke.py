@@ -33,7 +33,12 @@ def main(cfg: DictConfig) -> None:
     c = plain(cfg)  # typed at parse time (cli/schemas.py)
     from latentplay.evaluation.poke.run import custom_poke, run
 
-    sampler = dict(sample_steps=c["sample_steps"], solver=c["solver"], average=c["average"])
+    sampler = dict(
+        sample_steps=c["sample_steps"],
+        solver=c["solver"],
+        reencode_every=c["reencode_every"],
+        average=c["average"],
+    )
     if c["point"] is not None:
         path = custom_poke(
             c["checkpoint"],

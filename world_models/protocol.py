@@ -151,9 +151,13 @@ class Sampling(Protocol):
     generator: torch.Generator | None
     sample_steps: int
     solver: str
+    reencode_every: int  # a latent model's re-encoding of what it generates (0: never)
 
-    def set_sampler(self, steps: int | None = None, solver: str | None = None) -> None:
-        """Change the ODE steps or solver (None keeps the current one)."""
+    def set_sampler(
+        self, steps: int | None = None, solver: str | None = None, reencode_every: int | None = None
+    ) -> None:
+        """Change the ODE steps or solver, or how often a latent model re-encodes what it
+        generates (None keeps the current one)."""
 
 
 @runtime_checkable

@@ -85,10 +85,12 @@ def load_pokeable(
     average: bool = True,
     sample_steps: int | None = None,
     solver: str | None = None,
+    reencode_every: int | None = None,
 ) -> tuple[PokeableModel, dict[str, Any]]:
     """A model the poke benchmark can drive from ``checkpoint`` (its weight average unless
     ``average=False``); a sampling one samples with ``sample_steps`` ODE steps of ``solver``
-    (None: as trained)."""
+    (None: as trained), a latent one re-encoding every ``reencode_every``-th generated latent
+    (None: never)."""
     model, ckpt = load_model(checkpoint, device, average=average)
     if not isinstance(model, SparseFlowControl) and not isinstance(model, RandomActions):
         raise ValueError(
@@ -96,7 +98,12 @@ def load_pokeable(
             "poked by sparse flow (model=yoda) or one that parses actions (model=keypoints)"
         )
     if isinstance(model, Sampling):
-        model.set_sampler(sample_steps, solver)
+        model.set_sampler(sample_steps, solver, reencode_every)
+    elif reencode_every:
+        raise ValueError(
+            f"reencode_every={reencode_every}: {checkpoint} is a {ckpt['model_name']} model, "
+            "which does not sample; only latent YODA re-encodes"
+        )
     return model, ckpt
 
 
@@ -121,6 +128,7 @@ def run(
     device: str = "auto",
     sample_steps: int | None = None,
     solver: str | None = None,
+    reencode_every: int | None = None,
     average: bool = True,
 ) -> PokeRun:
     """Score ``checkpoint``'s pokes against MuJoCo (with ``data``: also the 8-step object
@@ -129,7 +137,7 @@ def run(
     model follows the motion parsed from the ``poke_queries`` most moving test clips instead
     (:mod:`latentplay.evaluation.poke.videos`) and the MuJoCo scores are skipped, saying why."""
     dev = resolve_device(device)
-    model, ckpt = load_pokeable(checkpoint, dev, average, sample_steps, solver)
+    model, ckpt = load_pokeable(checkpoint, dev, average, sample_steps, solver, reencode_every)
     out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
     imported = data is not None and imported_kind(load_meta(data))
@@ -186,6 +194,7 @@ def custom_poke(
     device: str = "auto",
     sample_steps: int | None = None,
     solver: str | None = None,
+    reencode_every: int | None = None,
     average: bool = True,
     data: str | Path | None = None,
 ) -> Path:
@@ -199,7 +208,7 @@ def custom_poke(
             f"point={point}, vector={vector}; expected [x, y] pixels and [dx, dy] pixels per step"
         )
     dev = resolve_device(device)
-    model, _ = load_pokeable(checkpoint, dev, average, sample_steps, solver)
+    model, _ = load_pokeable(checkpoint, dev, average, sample_steps, solver, reencode_every)
     out = Path(out) if out else run_folder(checkpoint) / "poke"
     out.mkdir(parents=True, exist_ok=True)
     if data is not None:

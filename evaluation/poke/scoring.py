@@ -241,6 +241,8 @@ def frame_time(model: PokeableModel, device: torch.device, repeats: int = 10) ->
     }
     if isinstance(model, Sampling):
         out.update({"eval/speed/ode_steps": model.sample_steps, "eval/speed/solver": model.solver})
+        if model.reencode_every:
+            out["eval/speed/reencode_every"] = model.reencode_every
     return out
 
 

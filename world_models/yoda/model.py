@@ -55,6 +55,7 @@ class YodaState:
     them drawn at random (YODA's memory frame)."""
 
     frames: torch.Tensor  # protocol.repeat_state branches it (a dataclass of tensors)
+    generated: int = 0  # steps generated since encode (when to re-encode, ``reencode_every``)
 
 
 class Yoda(nn.Module):
@@ -125,17 +126,32 @@ class Yoda(nn.Module):
         self.flow = FlowEstimator(flow_method)
         self.net = VelocityNet(SIZES[size], image_size, channels, grid, patch)
         self.generator: torch.Generator | None = None  # set for reproducible sampling
+        self.reencode_every = 0  # a latent model: re-encode every n-th generated latent (0: never)
 
     def model_args(self) -> dict[str, Any]:
         return dict(self._args)
 
-    def set_sampler(self, steps: int | None = None, solver: str | None = None) -> None:
+    def set_sampler(
+        self, steps: int | None = None, solver: str | None = None, reencode_every: int | None = None
+    ) -> None:
         """Change how frames are sampled (ODE steps, solver) after training; ``None`` keeps
-        the current setting. The checkpoint's ``model_args`` keep the trained ones."""
+        the current setting. The checkpoint's ``model_args`` keep the trained ones.
+        ``reencode_every=n`` (a latent model): every n-th generated latent goes through the
+        autoencoder (decoded, clipped to [0, 1], encoded), back onto the latents of real
+        frames; 0: never."""
         if solver is not None and solver not in SOLVERS:
             raise ValueError(f"solver={solver!r}; expected one of {list(SOLVERS)}")
         if steps is not None and int(steps) < 1:
             raise ValueError(f"sample_steps={steps}; expected >= 1 ODE step")
+        if reencode_every is not None:
+            if int(reencode_every) < 0:
+                raise ValueError(f"reencode_every={reencode_every}; expected >= 0 (0: never)")
+            if reencode_every and not self.latent:
+                raise ValueError(
+                    f"reencode_every={reencode_every}: this YODA generates pixels, it has no "
+                    "autoencoder to re-encode through"
+                )
+            self.reencode_every = int(reencode_every)
         self.sample_steps = self.sample_steps if steps is None else int(steps)
         self.solver = solver or self.solver
 
@@ -294,7 +310,13 @@ class Yoda(nn.Module):
         memory = frames[torch.arange(b, device=frames.device), m]
         distance = (n - m).float()
         nxt = self.generate(frames[:, -1], memory, distance, control, sample_steps)
-        return YodaState(torch.cat([frames, nxt[:, None]], dim=1)[:, -self.memory :])
+        generated = state.generated + 1
+        ae = self.autoencoder
+        if ae is not None and self.reencode_every and generated % self.reencode_every == 0:
+            with torch.no_grad():
+                nxt = ae.encode(ae.decode(nxt).clamp(0.0, 1.0))
+        frames = torch.cat([frames, nxt[:, None]], dim=1)[:, -self.memory :]
+        return YodaState(frames, generated)
 
     def decode(self, state: YodaState) -> torch.Tensor:
         return self.to_frames(state.frames[:, -1])
