@@ -81,6 +81,7 @@ def load_model(
 
 
 SHORT_RUN_MINUTES = 10.0  # a run this short demonstrates training; its figures are not a model's
+SHIPPED, SHORT_RUN = "shipped model", "short run"  # how training_summary's words begin
 
 
 def training_summary(ckpt: dict[str, Any]) -> str:
@@ -90,9 +91,9 @@ def training_summary(ckpt: dict[str, Any]) -> str:
     steps = ckpt.get("step")
     what = f"{minutes:.1f} min, {steps:,} steps" if steps is not None else f"{minutes:.1f} min"
     if ckpt.get("source") is not None:  # shipped: a model someone chose to ship
-        return f"shipped model, trained {what}"
+        return f"{SHIPPED}, trained {what}"
     if minutes < SHORT_RUN_MINUTES:
-        return f"short run ({what}): a demonstration of training, not a trained model"
+        return f"{SHORT_RUN} ({what}): a demonstration of training, not a trained model"
     return f"trained {what}"
 
 

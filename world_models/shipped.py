@@ -45,8 +45,9 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
     raise FileNotFoundError(
-        f"checkpoint {str(name_or_path)!r} does not exist, and no shipped model has that "
-        f"name (shipped: {sorted(shipped)})"
+        f"checkpoint {str(name_or_path)!r} does not exist (a relative path is read from the "
+        f"current folder, {Path.cwd()}), and no shipped model has that name (shipped: "
+        f"{sorted(shipped)})"
     )
 
 

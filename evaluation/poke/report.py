@@ -22,6 +22,7 @@ from latentplay.evaluation.report import (
 )
 from latentplay.evaluation.world_model import skipped_lines
 from latentplay.rollouts.video import upscale, write_video
+from latentplay.world_models.checkpoint import SHIPPED, SHORT_RUN
 
 RESULTS = "poke_results.json"
 VIDEOS = ("poke", "chain")  # one video of each query kind: <kind>.mp4
@@ -117,8 +118,8 @@ def write_videos(
         if idx:
             moved = [j for j in idx if results["rows"][j].get("pushed_moved")]
             picks = (moved or idx)[:VIDEO_QUERIES]
-            chosen = [queries[i] for i in picks], [pred[i] for i in picks]
-            videos.append(poke_video(*chosen, out / f"{kind}.mp4"))
+            path = out / f"{kind}.mp4"
+            videos.append(poke_video([queries[i] for i in picks], [pred[i] for i in picks], path))
     return videos
 
 
@@ -183,7 +184,6 @@ def poke_section(folder: Path, out: Path) -> ReportSection:
     if res.get("trained"):
         text += f" Model: {res['trained']}."
         # two sections of one family (a shipped model, a short run) told apart in the contents
-        for kind in ("shipped model", "short run"):
-            if res["trained"].startswith(kind):
-                title += f": {kind}"
+        label = next((k for k in (SHIPPED, SHORT_RUN) if res["trained"].startswith(k)), None)
+        title += f": {label}" if label else ""
     return ReportSection(title, text, table, [], videos)

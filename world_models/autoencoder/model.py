@@ -19,7 +19,7 @@ from torch import nn
 from latentplay.utils.frames import to_float_frames
 from latentplay.utils.io import sha256_file
 from latentplay.world_models.checkpoint_format import CheckpointMismatchError, read_checkpoint
-from latentplay.world_models.shipped import shipped_models
+from latentplay.world_models.shipped import resolve_checkpoint
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -152,16 +152,7 @@ def load_autoencoder(path: str | Path, sha256: str | None = None) -> tuple[Frame
     and the file's sha256. With ``sha256`` (the one a latent model was trained on), a file
     with other content is refused: a latent model decodes nonsense through another
     autoencoder."""
-    shipped = shipped_models()
-    path = Path(path)
-    if not path.is_file() and str(path) in shipped:
-        path = shipped[str(path)]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"autoencoder checkpoint {str(path)!r} does not exist (a relative path is read "
-            f"from the current folder, {Path.cwd()}), and no shipped model has that name "
-            f"(shipped: {sorted(shipped)})"
-        )
+    path = resolve_checkpoint(path)
     digest = sha256_file(path)
     if sha256 is not None and digest != sha256:
         raise CheckpointMismatchError(
