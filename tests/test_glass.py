@@ -196,14 +196,19 @@ def test_vector_quantizer_picks_nearest_code_with_straight_through_gradient() ->
     assert float(loss.detach()) > 0
 
 
-def test_vector_quantizer_restarts_dead_codes() -> None:
+@pytest.mark.parametrize("bf16", [False, True])
+def test_vector_quantizer_restarts_dead_codes(bf16: bool) -> None:
+    """Also under bf16 autocast (trainer.precision=bf16), where the inputs come from bf16
+    layers and the restarted codes must go into the fp32 codebook."""
     torch.manual_seed(0)
     vq = VectorQuantizer(4, 2).train()
     with torch.no_grad():
         vq.codebook.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.01], [1.0, -0.01], [0.99, 0.0]]))
     z = torch.randn(256, 2)  # inputs all around the circle; codes bunched at one angle
-    for _ in range(300):
-        vq(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(300):
+            vq(z.bfloat16() if bf16 else z)
+    assert vq.codebook.weight.dtype == torch.float32
     _, ids, _ = vq.eval()(z)
     assert len(torch.unique(ids)) == 4, "every code ends up used"
 

@@ -130,7 +130,8 @@ class VectorQuantizer(nn.Module):
         """z: (N, D) -> (quantized (N, D) straight-through, ids (N,), loss scalar)."""
         z = F.normalize(z, dim=1)
         codes = self.codes()
-        ids = (z @ codes.T).argmax(dim=1)
+        with torch.autocast(z.device.type, enabled=False):  # bf16 would tie close codes
+            ids = (z.float() @ codes.float().T).argmax(dim=1)
         if self.training:
             self._track_and_restart(z.detach(), ids)
             codes = self.codes()
@@ -148,7 +149,9 @@ class VectorQuantizer(nn.Module):
         dead = torch.nonzero(self.usage < self.dead_threshold / self.usage.numel()).flatten()
         if len(dead):
             pick = torch.randint(len(z), (len(dead),), device=z.device)
-            self.codebook.weight[dead] = distributed.broadcast_(z[pick].contiguous())
+            # z is bf16 under autocast; the codebook stays fp32
+            fresh = z[pick].to(self.codebook.weight.dtype).contiguous()
+            self.codebook.weight[dead] = distributed.broadcast_(fresh)
             self.usage[dead] = 1.0 / self.usage.numel()
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
