@@ -121,11 +121,13 @@ class ArmEnv(MujocoCameraEnv):
     sin yaw, vx, vy (7 x 4). Inactive slots are zeros.
 
     **Rewards** (each term in ``info``, ``reward`` is their sum): ``reward_dist`` =
-    -distance(end effector | object 0, goal); ``reward_near`` (push tasks) = -0.5 x
-    distance(end effector, object 0); ``reward_ctrl`` = -0.01 x |action|^2. ``info["is_success"]``
-    when the distance to the goal is under 2 cm. Episodes never terminate; they are truncated
-    after ``time_limit`` steps (default 100; None: never). The env counts the steps itself (no
-    TimeLimit wrapper), so :meth:`set_state` restores the count with everything else.
+    -distance(end effector | object, goal); ``reward_near`` (push tasks) = -0.5 x
+    distance(end effector, object), "object" being the first active slot (slot 0, unless a
+    scene of varied object sets or an intervention leaves it empty); ``reward_ctrl`` = -0.01 x
+    |action|^2. ``info["is_success"]`` when the distance to the goal is under 2 cm. Episodes
+    never terminate; they are truncated after ``time_limit`` steps (default 100; None: never).
+    The env counts the steps itself (no TimeLimit wrapper), so :meth:`set_state` restores the
+    count with everything else.
 
     **Ground truth** in ``info`` (world units are metres, pixels are (u, v) = (column, row) in
     the rendered frame, continuous, pixel (j, i) covering [j, j+1) x [i, i+1)): ``ee_pos`` (3,),
@@ -161,13 +163,10 @@ class ArmEnv(MujocoCameraEnv):
         frame_skip: int = 5,
         time_limit: int | None = 100,
     ) -> None:
-        n_objects = self.default_objects if n_objects is None else int(n_objects)
         min_objects = 0 if self.task == "reach" else 1
-        if not min_objects <= n_objects <= MAX_OBJECTS:
-            raise ValueError(
-                f"n_objects={n_objects} for {type(self).__name__}; expected {min_objects}.."
-                f"{MAX_OBJECTS}"
-            )
+        counts = _object_counts(
+            self.default_objects if n_objects is None else n_objects, min_objects, type(self)
+        )
         check_choice("obs_type", obs_type, OBS_TYPES)
         check_choice("control", control, ("ee", "joint"))
         check_choice("render_mode", render_mode, (None, "rgb_array"))
@@ -175,7 +174,9 @@ class ArmEnv(MujocoCameraEnv):
         for name, value in (("width", width), ("height", height), ("frame_skip", frame_skip)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}={value!r}; expected a positive integer")
-        self.n_objects = n_objects
+        # A fixed count fills slots 0..n-1; a range [lo, hi] draws the count per episode and
+        # which of slots 0..hi-1 hold the objects (scenes of varied object sets).
+        self.n_objects, self._count_range = counts[1], counts if counts[0] != counts[1] else None
         self.obs_type = obs_type
         self.control = control
         self.width, self.height = int(width), int(height)
@@ -339,7 +340,12 @@ class ArmEnv(MujocoCameraEnv):
         ee = np.array([rng.uniform(-0.1, 0.1), rng.uniform(0.06, 0.12)])
         self._set_arm(np.array([ee[0], ee[1], rng.uniform(-np.pi / 4, np.pi / 4)]))
         taken = [ee]
-        for i in range(self.n_objects):
+        slots: Any = range(self.n_objects)
+        if self._count_range is not None:  # extra draws only here: fixed counts keep their seeds
+            lo, hi = self._count_range
+            slots = np.sort(rng.choice(hi, int(rng.integers(lo, hi + 1)), replace=False))
+        for i in slots:
+            i = int(i)
             xy = _sample_free(rng, taken, low=(-0.11, -0.11), high=(0.11, 0.05), gap=0.065)
             taken.append(xy)
             self._activate(i)
@@ -461,13 +467,19 @@ class ArmEnv(MujocoCameraEnv):
         if self.task == "reach":
             dist = math.hypot(ee[0] - goal[0], ee[1] - goal[1])
             return {"reward_dist": -dist, "reward_ctrl": ctrl}
-        q = self._obj_qadr[0]
+        q = self._obj_qadr[self._target_slot()]
         ox, oy = self.data.qpos[q], self.data.qpos[q + 1]
         return {
             "reward_dist": -math.hypot(ox - goal[0], oy - goal[1]),
             "reward_near": -NEAR_WEIGHT * math.hypot(ee[0] - ox, ee[1] - oy),
             "reward_ctrl": ctrl,
         }
+
+    def _target_slot(self) -> int:
+        """The object the push task is about: the first active slot (0 unless a scene of
+        varied object sets, or an intervention, leaves it empty)."""
+        active = np.flatnonzero(self._active)
+        return int(active[0]) if active.size else 0
 
     def _info(self, terms: dict[str, float]) -> dict[str, Any]:
         info: dict[str, Any] = self.ground_truth()
@@ -639,7 +651,9 @@ class PushEnv(ArmEnv):
 class PushMultiEnv(ArmEnv):
     """``latentplay/PushMulti-v0``: several objects (red box, green cylinder, blue box, yellow
     cylinder; ``n_objects`` of them, default 3, up to 4) that push each other. The goal is for
-    object 0 (the red box); the others are obstacles and causes. Same rewards as
+    object 0 (the red box); the others are obstacles and causes. ``n_objects=[lo, hi]`` draws
+    per episode how many objects and which of slots 0..hi-1 hold them (the goal is then for the
+    first of them): scenes of varied object sets, for models that must handle any. Same rewards as
     :class:`PushEnv`. See :class:`ArmEnv` for actions, observations and ground truth.
     """
 
@@ -650,6 +664,21 @@ class PushMultiEnv(ArmEnv):
 def _yaw(quat: np.ndarray) -> float:
     w, x, y, z = quat
     return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _object_counts(value: Any, low: int, cls: type) -> tuple[int, int]:
+    """``n_objects`` (a count, or ``[lo, hi]``: a count drawn per episode) -> ``(lo, hi)``."""
+    sequence = hasattr(value, "__len__") and not isinstance(value, str)  # list, ListConfig
+    pair = list(value) if sequence else [value, value]
+    ok = len(pair) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair
+    )
+    if not ok or not low <= pair[0] <= pair[1] <= MAX_OBJECTS:
+        raise ValueError(
+            f"n_objects={value!r} for {cls.__name__}; expected an integer in {low}..{MAX_OBJECTS} "
+            f"or a range [lo, hi] with {low} <= lo <= hi <= {MAX_OBJECTS}"
+        )
+    return int(pair[0]), int(pair[1])
 
 
 def _sample_free(

@@ -198,27 +198,36 @@ def make_push_toy_dataset(
     max_shift: int = 2,
     num_objects: int = 2,
     seed: int = 0,
+    absent: float = 0.0,
 ) -> Path:
     """A known-answer scene for object-centric models: a white agent square moved by the true
     action (an integer shift in ``[-max_shift, max_shift]^2``, repeated for a few steps so that
     the agent travels) and ``num_objects`` coloured squares that move only when the agent (or
-    an object it pushes) runs into them. Ground truth: ``action`` (T, 2) px, ``agent`` (T+1, 2)
-    and ``objects`` (T+1, n, 2) pixel centres."""
+    an object it pushes) runs into them. ``absent``: the chance that an episode lacks its last
+    object (scenes of varied object sets). Ground truth: ``action`` (T, 2) px, ``agent``
+    (T+1, 2) and ``objects`` (T+1, n, 2) pixel centres (NaN for an absent object), ``present``
+    (T+1, n) bool."""
     if not 1 <= num_objects <= len(LIGHTS):
         raise ValueError(f"num_objects={num_objects}; expected 1..{len(LIGHTS)}")
+    if not 0.0 <= absent <= 1.0:
+        raise ValueError(f"absent={absent}; expected a probability in [0, 1]")
     root, writer = Path(root), _writer(root)
     rng = np.random.default_rng(seed)
     bg = _background(size)
     half = sprite // 2
     lo, hi = half, size - half
 
-    def draw(agent: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    def draw(agent: np.ndarray, objects: np.ndarray, present: np.ndarray) -> np.ndarray:
         img = bg.copy()
-        for colour, (cx, cy) in zip(
-            [*LIGHTS[: len(objects)], AGENT], [*objects, agent], strict=True
-        ):
+        colours = [c for c, p in zip(LIGHTS[: len(present)], present, strict=True) if p]
+        for colour, (cx, cy) in zip([*colours, AGENT], [*objects, agent], strict=True):
             img[cy - half : cy + half, cx - half : cx + half] = colour
         return img
+
+    def full(objects: np.ndarray, present: np.ndarray) -> np.ndarray:
+        out = np.full((len(present), 2), np.nan)
+        out[present] = objects
+        return out
 
     for e in range(episodes):
         spots: list[np.ndarray] = []
@@ -226,8 +235,12 @@ def make_push_toy_dataset(
             xy = rng.integers(lo, hi, 2)
             if all(np.abs(xy - t).max() >= 2 * half + 1 for t in spots):
                 spots.append(xy)
-        agent, objects = spots[-1].astype(np.int64), np.array(spots[:-1], np.int64)
-        frames, agents, objs, moves = [draw(agent, objects)], [agent], [objects], []
+        present = np.ones(num_objects, bool)
+        if absent > 0 and rng.random() < absent:  # drawn only then: other toys keep their stream
+            present[-1] = False
+        agent, objects = spots[-1].astype(np.int64), np.array(spots[:-1], np.int64)[present]
+        frames, agents = [draw(agent, objects, present)], [agent]
+        objs, moves = [full(objects, present)], []
         # Drawn and redrawn at t = 0: this draw only advances the seeded stream, which fixes the
         # episodes that tests/test_keypoints.py's bars were measured on (see docs/BENCHMARKS.md).
         move = rng.integers(-max_shift, max_shift + 1, 2)
@@ -237,9 +250,9 @@ def make_push_toy_dataset(
             new_agent, objects = _push_step(agent, objects, move, half, lo, hi)
             moves.append((new_agent - agent).astype(np.float64))
             agent = new_agent
-            frames.append(draw(agent, objects))
+            frames.append(draw(agent, objects, present))
             agents.append(agent)
-            objs.append(objects)
+            objs.append(full(objects, present))
         actions = np.stack(moves)
         writer.add(
             _episode(
@@ -250,6 +263,7 @@ def make_push_toy_dataset(
                 per_frame={
                     "agent": np.stack(agents).astype(np.float64),
                     "objects": np.stack(objs).astype(np.float64),
+                    "present": np.repeat(present[None], len(frames), 0),
                 },
                 per_step={"action": actions},
             )
@@ -259,6 +273,7 @@ def make_push_toy_dataset(
         "sprite": sprite,
         "max_shift": max_shift,
         "num_objects": num_objects,
+        **({"absent": absent} if absent else {}),
     }
     _finish(root, writer, "toy/push", seed, steps, episodes, size, env_kwargs)
     return root

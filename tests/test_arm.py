@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from latentplay.envs.arm import EE_STEP, LABEL_ARM, MAX_OBJECTS, ArmEnv, ArmState
+from latentplay.envs.arm import EE_STEP, LABEL_ARM, MAX_OBJECTS, ArmEnv, ArmState, PushMultiEnv
 from latentplay.envs.registration import ARM_ENV_IDS
 
 
@@ -250,6 +250,9 @@ def test_invalid_intervention_values(push) -> None:
     [
         ({"obs_type": "rgb"}, "obs_type"),
         ({"n_objects": 9}, "n_objects"),
+        ({"n_objects": [3, 1]}, r"n_objects=\[3, 1\].*range \[lo, hi\]"),
+        ({"n_objects": [1, 5]}, "n_objects"),
+        ({"n_objects": [1.5, 2]}, "n_objects"),
         ({"width": 0}, "width"),
         ({"control": "torque"}, "control"),
     ],
@@ -325,3 +328,22 @@ def test_time_limit_is_part_of_the_state() -> None:
         assert not truncated, "restoring step 90 restores 10 steps to go"
     finally:
         env.close()
+
+
+def test_a_range_of_object_counts_varies_the_scene_per_episode() -> None:
+    """n_objects=[lo, hi]: each episode draws how many objects and which of slots 0..hi-1,
+    from the episode's seed; the push task's object is the first of them."""
+    env = PushMultiEnv(n_objects=[1, 3])
+    scenes = set()
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        active = tuple(int(i) for i in np.flatnonzero(info["object_active"]))
+        assert 1 <= len(active) <= 3 and max(active) <= 2
+        scenes.add(active)
+        first = info["object_pos"][active[0], :2]
+        assert info["reward_dist"] == pytest.approx(-np.linalg.norm(first - info["goal"]))
+    assert {len(s) for s in scenes} == {1, 2, 3}
+    assert any(0 not in s for s in scenes)  # scenes without slot 0, as after removing it
+    _, again = env.reset(seed=7)
+    _, first = PushMultiEnv(n_objects=[1, 3]).reset(seed=7)
+    assert np.array_equal(again["object_active"], first["object_active"])  # seeded

@@ -140,13 +140,19 @@ def test_nothing_moves_unless_driven_or_touched() -> None:
 
 
 # ---------------------------------------------------------------------------- training
-def test_resume_across_the_phase_switch_is_exact(toy: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("presence", [False, True])
+def test_resume_across_the_phase_switch_is_exact(toy: Path, tmp_path: Path, presence: bool) -> None:
     schedule = KeypointSchedule(perception_steps=3, horizon_start=2, horizon_end=3)
 
     def build() -> tuple:
         torch.manual_seed(0)
         run = keypoints_training(
-            str(toy), num_keypoints=4, action_dim=2, clip_length=4, schedule=schedule
+            str(toy),
+            num_keypoints=4,
+            action_dim=2,
+            clip_length=4,
+            schedule=schedule,
+            presence=presence,
         )
         return run.model, run.objective, run.dataset
 
@@ -154,6 +160,8 @@ def test_resume_across_the_phase_switch_is_exact(toy: Path, tmp_path: Path) -> N
     for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
     assert float(a.background.max()) > 0  # the reference frame travels with the checkpoint
+    if presence:  # calibrated when the dynamics phase began, in both runs alike
+        assert not torch.equal(a.presence_ref, torch.ones(4))
 
 
 def test_track_cache_holds_the_keypoints_of_the_datasets_clips(toy: Path) -> None:
@@ -312,3 +320,101 @@ def test_contact_decisions_learn_who_moves_from_tracks_alone() -> None:
     assert accuracy.min() > 0.9, accuracy
     still = ~truth[:, 1] & ~decided[:, 1]
     assert still.sum() > 100 and torch.equal(nxt.pos[still, 1], tracks[still, 0, 1])
+
+
+# ---------------------------------------------------------------------------- presence
+def test_an_absent_keypoint_neither_pushes_nor_is_pushed_nor_drawn() -> None:
+    """Known answers by construction: with keypoint 2 absent, where it stands changes no other
+    keypoint's motion and not the rendered frame; present, standing next to the driven
+    keypoint, it does both."""
+    torch.manual_seed(0)
+    m = _model(presence=True).eval()
+    with torch.no_grad():
+        m.dynamics.gate_logit.copy_(torch.tensor([20.0, -40.0, -40.0, -40.0]))
+    pos = torch.tensor([[[-0.5, -0.5], [0.6, 0.6], [-0.45, -0.5], [0.6, -0.6]]])
+    vel, a = torch.zeros(1, 4, 2), Actions(continuous=torch.randn(1, 2))
+    here, gone = torch.ones(1, 4), torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    far = pos.clone()
+    far[0, 2] = torch.tensor([0.9, 0.0])
+    with torch.no_grad():
+        step = {
+            (k, w): m.step(KeypointState(p, vel, pres), a)
+            for k, p in (("near", pos), ("far", far))
+            for w, pres in (("here", here), ("gone", gone))
+        }
+        frames = {(k, w): m.decode(s) for (k, w), s in step.items()}
+    others = [0, 1, 3]
+    torch.testing.assert_close(
+        step["near", "gone"].pos[:, others], step["far", "gone"].pos[:, others]
+    )
+    torch.testing.assert_close(frames["near", "gone"], frames["far", "gone"])
+    assert not torch.allclose(step["near", "here"].pos[:, 0], step["far", "here"].pos[:, 0])
+    assert step["near", "here"].pos[0, 2].sub(pos[0, 2]).abs().sum() > 1e-4  # pushed
+    torch.testing.assert_close(step["near", "gone"].presence, gone)  # carried along
+    assert (frames["near", "here"] - frames["far", "here"]).abs().max() > 1e-3
+
+
+def test_presence_is_read_against_each_keypoints_calibrated_level() -> None:
+    m = _model(presence=True)
+    seen = torch.tensor([[0.1, 0.8, 0.02, 0.5]] * 19 + [[0.12, 0.9, 0.03, 0.5]])
+    m.calibrate_presence(seen, quantile=1.0)
+    torch.testing.assert_close(m.presence_ref, torch.tensor([0.12, 0.9, 0.03, 0.5]))
+    got = m.present(torch.tensor([[0.07, 0.4, 0.02, 0.3], [0.03, 0.3, 0.005, 0.1]]))
+    assert got.tolist() == [[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]]  # over 0.3 of the level
+    assert m.present(None) is None
+    with pytest.raises(ValueError, match="presence=False"):
+        _model().calibrate_presence(seen)
+    assert "presence_ref" not in _model().state_dict()  # older checkpoints load as they are
+
+
+def test_presence_tells_a_missing_object_from_frames_alone(tmp_path: Path) -> None:
+    """Known answer: on a toy whose second object is missing from about half the episodes,
+    perception learns (no labels) a keypoint on that object that reads present exactly in the
+    frames that show it; the other keypoints stay present. An untrained model fails."""
+    from latentplay.rollouts.toy import make_push_toy_dataset
+
+    root = make_push_toy_dataset(tmp_path / "toy", episodes=64, absent=0.5)
+    torch.manual_seed(0)
+    run = keypoints_training(
+        str(root),
+        num_keypoints=3,
+        action_dim=2,
+        clip_length=7,
+        presence=True,
+        schedule=KeypointSchedule(perception_steps=10**6),
+    )
+
+    def scores() -> tuple[float, float, float]:
+        reader = EpisodeReader(root)
+        tracks = track_cache(run.model, run.dataset).per_episode
+        run.model.calibrate_presence(torch.cat([t[..., 2] for t in tracks.values()]))
+        rows = []
+        with torch.no_grad():
+            for ep in reader.indices("val") + reader.indices("test"):
+                gt = reader.ground_truth(ep)
+                pos, presence = run.model.perceive(to_tensor_frames(reader.frames(ep), "cpu")[None])
+                px = to_pixels(pos[0], 32).numpy()
+                rows.append((bool(gt["present"][0, 1]), run.model.present(presence[0]), px, gt))
+        reader.close()
+        # the keypoint of object 1: the nearest to it, on average, where it is present
+        d = np.mean(
+            [np.linalg.norm(p - g["objects"][:, 1:2], axis=-1).mean(0) for h, _, p, g in rows if h],
+            0,
+        )
+        k = int(np.argmin(d))
+        there = torch.cat([s[:, k] for h, s, _, _ in rows if h]).mean().item()
+        missing = 1 - torch.cat([s[:, k] for h, s, _, _ in rows if not h]).mean().item()
+        others = torch.cat([s[:, [j for j in range(3) if j != k]] for _, s, _, _ in rows])
+        return there, missing, others.mean().item()
+
+    assert min(scores()) < 0.5, "the bars below must fail for an untrained model"
+    train(
+        run.model,
+        run.objective,
+        run.dataset,
+        tmp_path / "run",
+        quick_settings(batch_size=16, max_steps=1000, lr=2e-3, log_every=100),
+    )
+    there, missing, others = scores()
+    assert there >= 0.95 and missing >= 0.95, (there, missing)
+    assert others >= 0.95, others

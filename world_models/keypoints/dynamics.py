@@ -36,8 +36,15 @@ class InverseDynamics(nn.Module):
         super().__init__()
         self.net = _mlp(4 * num_keypoints, hidden, action_dim)
 
-    def forward(self, pos: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([pos, nxt - pos], dim=-1).flatten(1))
+    def forward(
+        self, pos: torch.Tensor, nxt: torch.Tensor, presence: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``presence (B, K)``: absent keypoints' positions and motion are masked out (where an
+        absent keypoint wanders carries nothing about the action)."""
+        x = torch.cat([pos, nxt - pos], dim=-1)
+        if presence is not None:
+            x = x * presence[..., None]
+        return self.net(x.flatten(1))
 
 
 class InteractionDynamics(nn.Module):
@@ -93,11 +100,14 @@ class InteractionDynamics(nn.Module):
         vel: torch.Tensor,
         action: torch.Tensor,
         moving: torch.Tensor | None = None,
+        presence: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(displacement (B, K, 2), moves-logit (B, K) or None without a contact head)``.
 
         ``moving (B, K)`` in [0, 1], if given, gates the displacements (training's true
-        decisions); else the head's own decisions gate them (``logit > 0``)."""
+        decisions); else the head's own decisions gate them (``logit > 0``). ``presence
+        (B, K)`` scales every edge by both ends' presence: an absent keypoint neither pushes
+        nor is pushed."""
         b, k, _ = pos.shape
         node = self.role.expand(b, -1, -1)
         gate = self.gates()[None, :, None]
@@ -109,6 +119,8 @@ class InteractionDynamics(nn.Module):
         dist = rel.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt()
         cutoff = torch.sigmoid((self.log_radius.exp() - dist) / self.log_softness.exp())
         cutoff = cutoff * (1.0 - torch.eye(k, device=pos.device))[None, :, :, None]
+        if presence is not None:
+            cutoff = cutoff * (presence[:, :, None] * presence[:, None])[..., None]
         # The message net's first layer, split by input: the geometry and both ends' roles
         # are the same every round (computed once, per node where they can be); the motion
         # part is added per round. Its last layer is linear and a message is its output minus

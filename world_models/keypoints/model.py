@@ -2,7 +2,8 @@
 keypoints only, interaction dynamics over keypoints, frames rendered from keypoints over the
 background.
 
-State: keypoint positions and their last displacement.
+State: keypoint positions, their last displacement and (with ``presence``) whether each
+keypoint's part is in the scene.
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
 """
@@ -25,11 +26,17 @@ from latentplay.world_models.keypoints.perception import (
 from latentplay.world_models.protocol import Actions, ActionSpec, check_actions
 from latentplay.world_models.protocol import rollout as protocol_rollout
 
+# A keypoint is present above this fraction of its calibrated (95th-percentile) presence: on
+# PushMulti scenes of 1-3 objects, a missing object's keypoint reads under a quarter of it, and
+# a present part rarely under a third.
+PRESENT_FRACTION = 0.3
+
 
 @dataclass
 class KeypointState:
     pos: torch.Tensor  # (B, K, 2) in [-1, 1]
     vel: torch.Tensor  # (B, K, 2) the last step's displacement
+    presence: torch.Tensor | None = None  # (B, K) in [0, 1]; None: a model without presence
 
 
 class Keypoints(nn.Module):
@@ -39,7 +46,10 @@ class Keypoints(nn.Module):
     ``action_dim``: latent action size;
     ``width``: conv width of the encoder and renderer; ``hidden``: MLP width of the dynamics;
     ``sigma``: the rendered blobs' std in [-1, 1] units;
-    ``contact``: a moves-or-not decision per keypoint gates its displacement (dynamics.py).
+    ``contact``: a moves-or-not decision per keypoint gates its displacement (dynamics.py);
+    ``presence``: each keypoint also reads whether its part is in the frame (perception.py),
+    which scales its rendered blob and its interaction edges: for scenes whose object sets
+    vary (an object removed or added is a keypoint switched off or on).
     """
 
     name: ClassVar[str] = "keypoints"
@@ -54,6 +64,7 @@ class Keypoints(nn.Module):
         hidden: int = 64,
         sigma: float = 0.06,
         contact: bool = False,
+        presence: bool = False,
     ) -> None:
         super().__init__()
         if image_size % 2:
@@ -70,9 +81,10 @@ class Keypoints(nn.Module):
             "hidden": hidden,
             "sigma": sigma,
             **({"contact": True} if contact else {}),  # absent: the plain dynamics (older runs)
+            **({"presence": True} if presence else {}),  # absent: every keypoint always present
         }
         self.image_size, self.num_keypoints = image_size, num_keypoints
-        self.encoder = KeypointEncoder(num_keypoints, width)
+        self.encoder = KeypointEncoder(num_keypoints, width, presence)
         self.renderer = KeypointRenderer(num_keypoints, width, sigma)
         self.inverse = InverseDynamics(num_keypoints, action_dim, hidden)
         self.dynamics = InteractionDynamics(num_keypoints, action_dim, hidden, contact=contact)
@@ -80,6 +92,11 @@ class Keypoints(nn.Module):
         self.register_buffer("background", torch.zeros(3, image_size, image_size))
         # Spread of the latent actions seen in training (EMA), for planners' sampling range.
         self.register_buffer("action_std", torch.full((action_dim,), 0.1))
+        if presence:
+            # Each keypoint's presence when its part is in the frame (a high percentile over
+            # the training frames, set by calibrate_presence): the renderer can rescale a
+            # keypoint's blob by any constant, so only presence relative to it means "there".
+            self.register_buffer("presence_ref", torch.ones(num_keypoints))
 
     def model_args(self) -> dict[str, Any]:
         return dict(self._args)
@@ -102,34 +119,62 @@ class Keypoints(nn.Module):
         self.background.copy_(to_float_frames(frames).median(dim=0).values)
 
     # ------------------------------------------------------------------ perception
-    def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames (B, T, 3, H, W)`` -> positions ``(B, T, K, 2)`` in [-1, 1]."""
+    def perceive(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``frames (B, T, 3, H, W)`` -> positions ``(B, T, K, 2)`` in [-1, 1] and presence
+        ``(B, T, K)`` (None for a model without presence)."""
         b, t = frames.shape[:2]
         x = to_float_frames(frames).flatten(0, 1)
-        return self.encoder(x, self.background[None])[0].unflatten(0, (b, t))
+        pos, _, presence = self.encoder(x, self.background[None])
+        if presence is not None:
+            presence = presence.unflatten(0, (b, t))
+        return pos.unflatten(0, (b, t)), presence
+
+    def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames (B, T, 3, H, W)`` -> positions ``(B, T, K, 2)`` in [-1, 1]."""
+        return self.perceive(frames)[0]
+
+    def present(self, presence: torch.Tensor | None) -> torch.Tensor | None:
+        """Perceived presence ``(..., K)`` -> 1 where a keypoint's part is in the frame (over
+        ``PRESENT_FRACTION`` of its calibrated presence), else 0; None stays None (a model
+        without presence)."""
+        if presence is None:
+            return None
+        return (presence > PRESENT_FRACTION * self.presence_ref).to(presence.dtype)
+
+    @torch.no_grad()
+    def calibrate_presence(self, presence: torch.Tensor, quantile: float = 0.95) -> None:
+        """Set each keypoint's reference presence from perceived presences ``(N, K)`` of
+        training frames (``quantile`` of each column)."""
+        if not hasattr(self, "presence_ref"):
+            raise ValueError("calibrate_presence: this model was built with presence=False")
+        self.presence_ref.copy_(torch.quantile(presence.float(), quantile, dim=0).clamp(min=1e-6))
 
     def keypoints_px(self, frames: torch.Tensor) -> torch.Tensor:
         """Keypoint pixel coordinates ``(B, T, K, 2)`` (x, y; 0 at the first pixel's centre)."""
         return to_pixels(self.keypoints(frames), self.image_size)
 
-    def render(self, pos: torch.Tensor) -> torch.Tensor:
-        """Positions ``(N, K, 2)`` -> frames ``(N, 3, H, W)``."""
-        return self.renderer(pos, self.background[None])
+    def render(self, pos: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
+        """Positions ``(N, K, 2)`` (and presence ``(N, K)``) -> frames ``(N, 3, H, W)``."""
+        return self.renderer(pos, self.background[None], presence)
 
     # ------------------------------------------------------------------ the contract
     def encode(self, frames: torch.Tensor) -> KeypointState:
-        pos = self.keypoints(frames)
+        pos, presence = self.perceive(frames)
         vel = pos[:, -1] - pos[:, -2] if pos.shape[1] > 1 else torch.zeros_like(pos[:, -1])
-        return KeypointState(pos[:, -1], vel)
+        return KeypointState(pos[:, -1], vel, None if presence is None else presence[:, -1])
 
-    def actions_between(self, pos: torch.Tensor) -> torch.Tensor:
-        """Keypoint tracks ``(B, T, K, 2)`` -> latent actions ``(B, T-1, A)``."""
+    def actions_between(
+        self, pos: torch.Tensor, presence: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Keypoint tracks ``(B, T, K, 2)`` (and presence ``(B, T, K)``) -> latent actions
+        ``(B, T-1, A)``."""
         b, t = pos.shape[:2]
-        a = self.inverse(pos[:, :-1].flatten(0, 1), pos[:, 1:].flatten(0, 1))
+        p = None if presence is None else self.present(presence[:, :-1].flatten(0, 1))
+        a = self.inverse(pos[:, :-1].flatten(0, 1), pos[:, 1:].flatten(0, 1), p)
         return a.unflatten(0, (b, t - 1))
 
     def infer_actions(self, frames: torch.Tensor) -> Actions:
-        return Actions(continuous=self.actions_between(self.keypoints(frames)))
+        return Actions(continuous=self.actions_between(*self.perceive(frames)))
 
     def step(self, state: KeypointState, actions: Actions) -> KeypointState:
         check_actions(self.action_spec, actions, batch=state.pos.shape[0])
@@ -144,11 +189,12 @@ class Keypoints(nn.Module):
     ) -> tuple[KeypointState, torch.Tensor | None]:
         """One step and the moves-or-not logits ``(B, K)`` (None without the contact head);
         ``moving (B, K)``: decisions to use instead of the head's (training's loop)."""
-        disp, logit = self.dynamics(state.pos, state.vel, action, moving)
-        return KeypointState(state.pos + disp, disp), logit
+        present = self.present(state.presence)
+        disp, logit = self.dynamics(state.pos, state.vel, action, moving, present)
+        return KeypointState(state.pos + disp, disp, state.presence), logit
 
     def decode(self, state: KeypointState) -> torch.Tensor:
-        return self.render(state.pos)
+        return self.render(state.pos, state.presence)
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
         return protocol_rollout(self, context, actions)
@@ -157,12 +203,14 @@ class Keypoints(nn.Module):
     def teacher_forced(self, frames: torch.Tensor) -> torch.Tensor:
         """One-step predictions, each from the true frames up to the previous one under the
         action parsed between it and the next: ``(B, T, 3, H, W) -> (B, T-1, 3, H, W)``."""
-        pos = self.keypoints(frames)
+        pos, presence = self.perceive(frames)
         b, t = pos.shape[:2]
         vel = torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
         now = pos[:, :-1].flatten(0, 1)
-        disp, _ = self.dynamics(now, vel.flatten(0, 1), self.actions_between(pos).flatten(0, 1))
-        return self.render(now + disp).unflatten(0, (b, t - 1))
+        p = None if presence is None else presence[:, :-1].flatten(0, 1)
+        acts = self.actions_between(pos, presence).flatten(0, 1)
+        disp, _ = self.dynamics(now, vel.flatten(0, 1), acts, presence=self.present(p))
+        return self.render(now + disp, p).unflatten(0, (b, t - 1))
 
     def state_positions_px(self, state: KeypointState) -> torch.Tensor:
         """Keypoint pixel coordinates of a state, ``(B, K, 2)``."""

@@ -49,9 +49,14 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequent
 
 class KeypointEncoder(nn.Module):
     """Frame (and its difference from the background) -> K positions. Heatmaps are at half the
-    frame's resolution; positions are their softmax-weighted means."""
+    frame's resolution; positions are their softmax-weighted means.
 
-    def __init__(self, num_keypoints: int, width: int) -> None:
+    ``presence``: each keypoint also gets a presence in [0, 1] (after Minderer et al.'s
+    keypoint intensity), a second map's logit read where the keypoint attends: a keypoint
+    whose object is not in the scene can switch off instead of hiding somewhere (under the
+    arm) and being carried along with it."""
+
+    def __init__(self, num_keypoints: int, width: int, presence: bool = False) -> None:
         super().__init__()
         w = width
         self.net = nn.Sequential(
@@ -62,18 +67,24 @@ class KeypointEncoder(nn.Module):
         )
         self.heat = nn.Conv2d(2 * w, num_keypoints, 1)
         self.log_temperature = nn.Parameter(torch.tensor(1.5))  # e^1.5 ~ 4.5 std units
+        self.presence = nn.Conv2d(2 * w, num_keypoints, 1) if presence else None
+        if self.presence is not None:  # keypoints start present (sigmoid(2) ~ 0.88)
+            nn.init.constant_(self.presence.bias, 2.0)
 
     def forward(
         self, frames: torch.Tensor, background: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``frames (N, 3, H, W)`` float -> positions ``(N, K, 2)``, attention
-        ``(N, K, (H/2)^2)``."""
+        ``(N, K, (H/2)^2)``, presence ``(N, K)`` (None without the presence head)."""
         h = self.net(torch.cat([frames, frames - background], dim=1))
         logits = self.heat(h).flatten(2).float()
         logits = (logits - logits.mean(-1, keepdim=True)) / (logits.std(-1, keepdim=True) + 1e-5)
         attn = torch.softmax(logits * self.log_temperature.exp(), dim=-1)
         grid = pixel_grid(h.shape[-1], h.device)
-        return attn @ grid, attn
+        presence = None
+        if self.presence is not None:
+            presence = torch.sigmoid((attn * self.presence(h).flatten(2).float()).sum(-1))
+        return attn @ grid, attn, presence
 
 
 def gaussian_maps(pos: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -98,11 +109,15 @@ class KeypointRenderer(nn.Module):
         )
         self.out = nn.ConvTranspose2d(2 * w, 4, 4, stride=2, padding=1)
 
-    def forward(self, pos: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """positions ``(N, K, 2)``, background ``(1 or N, 3, H, W)`` -> frames
-        ``(N, 3, H, W)`` float in [0, 1]."""
+    def forward(
+        self, pos: torch.Tensor, background: torch.Tensor, presence: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """positions ``(N, K, 2)``, background ``(1 or N, 3, H, W)``, presence ``(N, K)``
+        scaling each blob (None: all present) -> frames ``(N, 3, H, W)`` float in [0, 1]."""
         n, size = pos.shape[0], background.shape[-1] // 2
         g = gaussian_maps(pos, size, self.sigma)
+        if presence is not None:
+            g = g * presence[..., None, None].to(g.dtype)
         bg_small = F.avg_pool2d(background, 2).expand(n, -1, -1, -1)
         out = self.out(self.net(torch.cat([g, bg_small], dim=1))).float()
         rgb, alpha = torch.sigmoid(out[:, :3]), torch.sigmoid(out[:, 3:])

@@ -71,7 +71,8 @@ class KeypointLossWeights:
     in a near miss the model then predicts no push rather than a small one, at some cost in
     the pushed objects' error); ``contact``: weight of the moves-or-not decisions' binary
     cross-entropy, whose targets are "the keypoint moved more than ``move_px`` pixels this
-    step" in its track."""
+    step" in its track; ``presence``: L1 on the keypoints' presence (a model with presence):
+    a keypoint is present only where drawing it pays."""
 
     foreground: float = 10.0
     foreground_scale: float = 0.15
@@ -84,14 +85,19 @@ class KeypointLossWeights:
     huber_px: float = 1.0
     contact: float = 1.0
     move_px: float = 0.5
+    presence: float = 0.003
 
 
 def track_cache(model: Keypoints, dataset: ClipDataset, chunk: int = 256) -> EpisodeCache:
     """The keypoint tracks of every episode of ``dataset`` from one pass of the (frozen)
-    encoder; clips of them are drawn as the dataset draws its clips."""
-    return EpisodeCache.of_frames(
-        dataset, lambda x: model.keypoints(x[None])[0], model.background.device, chunk
-    )
+    encoder, ``(T, K, 2)`` per episode (``(T, K, 3)`` with presence last, for a model with
+    presence); clips of them are drawn as the dataset draws its clips."""
+
+    def tracks(x: torch.Tensor) -> torch.Tensor:
+        pos, presence = model.perceive(x[None])
+        return pos[0] if presence is None else torch.cat([pos[0], presence[0, ..., None]], -1)
+
+    return EpisodeCache.of_frames(dataset, tracks, model.background.device, chunk)
 
 
 class KeypointObjective:
@@ -120,14 +126,18 @@ class KeypointObjective:
             return self.perception(model, clip)
         if self.dataset is None:
             with torch.no_grad():
-                pos = model.keypoints(clip)
+                pos, presence = model.perceive(clip)
         else:
             if self._tracks is None:
                 self._tracks = track_cache(model, self.dataset)
+                if self._tracks.per_episode[next(iter(self._tracks.per_episode))].shape[-1] == 3:
+                    every = torch.cat([t[..., 2] for t in self._tracks.per_episode.values()])
+                    model.calibrate_presence(every.to(model.background.device))
             tracks = self._tracks
             pos = tracks.clips(tracks.draw(self.schedule.dynamics_batch)).to(clip.device)
+            pos, presence = (pos, None) if pos.shape[-1] == 2 else (pos[..., :2], pos[..., 2])
             self.transitions_per_clip *= len(pos) / len(clip)  # what the trainer reports
-        return self.dynamics(model, pos, self.schedule.horizon(step))
+        return self.dynamics(model, pos, self.schedule.horizon(step), presence)
 
     def perception(
         self, model: Keypoints, clip: torch.Tensor
@@ -136,24 +146,33 @@ class KeypointObjective:
         w = self.weights
         x = to_float_frames(clip[:, [0, -1]]).flatten(0, 1)
         bg = model.background[None]
-        pos, _ = model.encoder(x, bg)
-        recon = model.renderer(pos, bg)
+        pos, _, presence = model.encoder(x, bg)
+        recon = model.renderer(pos, bg, presence)
         fg = foreground(x, bg, w.foreground_scale)
         rec = ((recon - x).pow(2).mean(1, keepdim=True) * (1 + w.foreground * fg)).mean()
         cov = coverage_loss(pos, F.avg_pool2d(fg, 2))
         sep = separation_loss(pos, w.separation_sigma)
         loss = rec + w.coverage * cov + w.separation * sep
-        return loss, {"recon": rec.item(), "coverage": cov.item(), "separation": sep.item()}
+        terms = {"recon": rec.item(), "coverage": cov.item(), "separation": sep.item()}
+        if presence is not None:
+            loss = loss + w.presence * presence.mean()
+            terms["presence"] = presence.mean().item()
+        return loss, terms
 
     def dynamics(
-        self, model: Keypoints, pos: torch.Tensor, horizon: int
+        self,
+        model: Keypoints,
+        pos: torch.Tensor,
+        horizon: int,
+        presence: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Latent actions from keypoint tracks ``pos (B, T, K, 2)`` of real clips; the
         dynamics rolled out ``horizon`` steps on its own predictions from each start; error in
-        pixels."""
+        pixels. ``presence (B, T, K)``: each keypoint's error counts by its presence (where an
+        absent keypoint goes is nothing to learn)."""
         w = self.weights
         horizon = min(horizon, pos.shape[1] - 1)
-        actions = model.actions_between(pos)
+        actions = model.actions_between(pos, presence)
         with torch.no_grad():
             std = distributed.mean_(actions.detach().flatten(0, 1).std(dim=0))
             model.action_std.mul_(0.99).add_(0.01 * std)
@@ -163,12 +182,19 @@ class KeypointObjective:
         errors, decisions = [], []
         starts = range(0, pos.shape[1] - horizon)
         for s in starts:
-            state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]))
+            p0 = None if presence is None else presence[:, s]
+            state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]), p0)
             for t in range(horizon):
                 state, logit = model.transition(state, noisy[:, s + t], moved[:, s + t])
-                errors.append(
-                    F.smooth_l1_loss(state.pos * half, pos[:, s + t + 1] * half, beta=w.huber_px)
-                )
+                target = pos[:, s + t + 1] * half
+                if presence is None:
+                    errors.append(F.smooth_l1_loss(state.pos * half, target, beta=w.huber_px))
+                else:
+                    e = F.smooth_l1_loss(
+                        state.pos * half, target, beta=w.huber_px, reduction="none"
+                    )
+                    p = model.present(presence[:, s + t + 1])
+                    errors.append((e.mean(-1) * p).sum() / p.sum().clamp(min=1e-6))
                 if logit is not None:
                     decisions.append(F.binary_cross_entropy_with_logits(logit, moved[:, s + t]))
         err = torch.stack(errors).mean()
@@ -187,9 +213,11 @@ def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: floa
     """Video, one row per clip: real | rollout from the first frame under the inferred actions
     | real frames with their keypoints | the rollout with its predicted keypoints."""
     scale = 4
-    pos = model.keypoints(clip)
-    actions = model.actions_between(pos)
-    state = KeypointState(pos[:, 0], torch.zeros_like(pos[:, 0]))
+    pos, presence = model.perceive(clip)
+    actions = model.actions_between(pos, presence)
+    state = KeypointState(
+        pos[:, 0], torch.zeros_like(pos[:, 0]), None if presence is None else presence[:, 0]
+    )
     frames, points = [], []
     for t in range(actions.shape[1]):
         state = model.step(state, Actions(continuous=actions[:, t]))
