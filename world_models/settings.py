@@ -39,9 +39,10 @@ class TrainerSettings:
     # reached after ~9k steps.
     ema_decay: float | None = None
     # Forward passes in bf16 autocast ("bf16"), in fp32 ("fp32"), or "auto": bf16 where the
-    # device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else fp32.
-    # Weights, optimizer state and checkpoints stay fp32 either way.
-    precision: str = "fp32"
+    # device computes it natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX), else fp32
+    # (bf16 trains every model family better per minute there: docs/BENCHMARKS.md). Weights,
+    # optimizer state and checkpoints stay fp32 either way.
+    precision: str = "auto"
     # Keep every checkpoint as checkpoints/step_<step>.pt beside last.pt (with
     # checkpoint_every_minutes: quality against training minutes, from one run).
     keep_checkpoints: bool = False
