@@ -2,7 +2,7 @@
 
 Controllers turn (frames so far, true state) into env actions; only the oracle reads the true
 state. :func:`run_episode` scores success the way the tasks define it: the end effector
-(Reach) or object 0 (Push) within ``SUCCESS_M[task]`` metres of the goal at the end.
+(Reach) or the task's object (Push) within ``SUCCESS_M[task]`` metres of the goal at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from latentplay.envs.arm import OBJECT_HALF_HEIGHT, ArmEnv, ArmState
 from latentplay.utils.frames import to_tensor_frames
 from latentplay.world_models.protocol import Actions, StartState, WorldModel
 
-SUCCESS_M = {"reach": 0.02, "push": 0.03}  # end effector (Reach) or object 0 (Push) to goal
+SUCCESS_M = {"reach": 0.02, "push": 0.03}  # end effector (Reach) or the object (Push) to goal
 COSTS = ("goal", "push")  # goal: to the goal image; push: push_shaping on part positions
 
 
@@ -40,9 +40,10 @@ class Controller(Protocol):
 
 
 def goal_distance(env: ArmEnv) -> float:
-    """Metres between the goal and the end effector (reach) or object 0 (push)."""
+    """Metres between the goal and the end effector (reach) or the task's object (push: slot
+    0, unless the scene's object set left it empty)."""
     gt = env.ground_truth()
-    pos = gt["ee_pos"][:2] if env.task == "reach" else gt["object_pos"][0, :2]
+    pos = gt["ee_pos"][:2] if env.task == "reach" else gt["object_pos"][env.target_object(), :2]
     return float(np.linalg.norm(pos - gt["goal"]))
 
 
@@ -127,7 +128,7 @@ class OracleController:
         if self.cost_kind == "goal" or self.task != "push":
             return -info["reward_dist"] - info.get("reward_near", 0.0)
         ee = torch.as_tensor(info["ee_pos"][:2])
-        obj = torch.as_tensor(info["object_pos"][0, :2])
+        obj = torch.as_tensor(info["object_pos"][env.target_object(), :2])
         goal = torch.as_tensor(info["goal"])
         return float(push_shaping(ee[None], obj[None], goal, self.behind_m)[0])
 

@@ -467,7 +467,7 @@ class ArmEnv(MujocoCameraEnv):
         if self.task == "reach":
             dist = math.hypot(ee[0] - goal[0], ee[1] - goal[1])
             return {"reward_dist": -dist, "reward_ctrl": ctrl}
-        q = self._obj_qadr[self._target_slot()]
+        q = self._obj_qadr[self.target_object()]
         ox, oy = self.data.qpos[q], self.data.qpos[q + 1]
         return {
             "reward_dist": -math.hypot(ox - goal[0], oy - goal[1]),
@@ -475,8 +475,8 @@ class ArmEnv(MujocoCameraEnv):
             "reward_ctrl": ctrl,
         }
 
-    def _target_slot(self) -> int:
-        """The object the push task is about: the first active slot (0 unless a scene of
+    def target_object(self) -> int:
+        """The slot of the object the push task is about: the first active slot (0 unless a scene of
         varied object sets, or an intervention, leaves it empty)."""
         active = np.flatnonzero(self._active)
         return int(active[0]) if active.size else 0
@@ -503,15 +503,17 @@ class ArmEnv(MujocoCameraEnv):
             self.set_state(current)
 
     def goal_state(self) -> ArmState:
-        """The current state with the task solved: object 0 (push) or the end effector (reach)
-        at the goal, everything else unchanged. Render it with :meth:`render_goal`."""
+        """The current state with the task solved: the task's object (:meth:`target_object`,
+        push) or the end effector (reach) at the goal, everything else unchanged. Render it with
+        :meth:`render_goal`."""
         current = self.get_state()
         try:
             if self.task == "reach":
                 self._set_arm(np.array([self._goal[0], self._goal[1], self._paddle_angle()]))
             else:
-                q = self._obj_qadr[0]
-                self._place(0, self._goal, _yaw(self.data.qpos[q + 3 : q + 7]))
+                i = self.target_object()
+                q = self._obj_qadr[i]
+                self._place(i, self._goal, _yaw(self.data.qpos[q + 3 : q + 7]))
             mujoco.mj_forward(self.model, self.data)
             return self.get_state()
         finally:

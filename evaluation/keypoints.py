@@ -66,31 +66,42 @@ def keypoint_scores(
         test = _tracks(model, reader, "test", max_episodes, device)
     finally:
         reader.close()
-    slots = np.flatnonzero(test["active"].all(axis=0) & val["active"].all(axis=0))
-    if not len(slots):
-        raise ValueError(f"{data}: no object is present in every val and test frame")
+    # one probe per object, fit and scored on the frames that show it (scenes whose object
+    # sets vary); where every object is in every frame this is the joint least-squares fit
     x_fit, x_test = val["kp"].reshape(len(val["kp"]), -1), test["kp"].reshape(len(test["kp"]), -1)
-    y_fit = val["obj"][:, slots].reshape(len(x_fit), -1)
-    probe = M.linear_r2(x_fit, y_fit, x_test, test["obj"][:, slots].reshape(len(x_test), -1))
-    pred = (x_test @ probe["coef"].T + probe["intercept"]).reshape(len(x_test), len(slots), 2)
-    err = np.linalg.norm(pred - test["obj"][:, slots], axis=-1)  # (N, objects)
-    nearest = np.linalg.norm(test["kp"][:, None] - test["obj"][:, slots, None], axis=-1).min(
-        axis=-1
-    )  # (N, objects)
+    enough = x_fit.shape[1] + 1  # frames to fit a probe on
+    slots = [
+        s
+        for s in range(val["active"].shape[1])
+        if val["active"][:, s].sum() >= enough and test["active"][:, s].any()
+    ]
+    if not slots:
+        raise ValueError(
+            f"{data}: no object is in {enough} or more val frames and in some test frame"
+        )
+    errs, covered, r2, per_object = [], [], [], {}
+    for s in slots:
+        fv, ft = val["active"][:, s], test["active"][:, s]
+        probe = M.linear_r2(x_fit[fv], val["obj"][fv, s], x_test[ft], test["obj"][ft, s])
+        pred = x_test[ft] @ probe["coef"].T + probe["intercept"]
+        errs.append(np.linalg.norm(pred - test["obj"][ft, s], axis=-1))
+        nearest = np.linalg.norm(test["kp"][ft] - test["obj"][ft, s][:, None], axis=-1)
+        covered.append(nearest.min(axis=-1) <= near_px)
+        r2.append(float(probe["r2"]))
+        per_object[s] = float(np.median(errs[-1]))
+    err = np.concatenate(errs)
     action = M.linear_r2(val["act"], val["ee_move"], test["act"], test["ee_move"])
     out: dict[str, Any] = {
         "eval/keypoints/probe_median_px": float(np.median(err)),
         "eval/keypoints/probe_p90_px": float(np.percentile(err, 90)),
-        "eval/keypoints/probe_r2": float(probe["r2"]),
-        f"eval/keypoints/covered_{near_px:g}px": float((nearest <= near_px).mean()),
-        f"eval/keypoints/covered_{near_px:g}px_worst_object": float(
-            (nearest <= near_px).mean(axis=0).min()
-        ),
+        "eval/keypoints/probe_r2": float(np.mean(r2)),
+        f"eval/keypoints/covered_{near_px:g}px": float(np.concatenate(covered).mean()),
+        f"eval/keypoints/covered_{near_px:g}px_worst_object": float(min(c.mean() for c in covered)),
         "eval/keypoints/action_r2_ee": float(action["r2"]),
         "eval/keypoints/test_frames": len(x_test),
     }
-    for i, s in enumerate(slots):
-        out[f"eval/keypoints/probe_median_px/object{s}"] = float(np.median(err[:, i]))
+    for s, median in per_object.items():
+        out[f"eval/keypoints/probe_median_px/object{s}"] = median
     return out
 
 

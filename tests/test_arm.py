@@ -344,6 +344,12 @@ def test_a_range_of_object_counts_varies_the_scene_per_episode() -> None:
         assert info["reward_dist"] == pytest.approx(-np.linalg.norm(first - info["goal"]))
     assert {len(s) for s in scenes} == {1, 2, 3}
     assert any(0 not in s for s in scenes)  # scenes without slot 0, as after removing it
+    seed = next(s for s in range(40) if not env.reset(seed=s)[1]["object_active"][0])
+    _, info = env.reset(seed=seed)
+    target = env.target_object()
+    assert target == int(np.flatnonzero(info["object_active"])[0]) != 0
+    env.set_state(env.goal_state())  # the goal image shows the task's object at the goal
+    assert np.allclose(env.ground_truth()["object_pos"][target, :2], info["goal"], atol=1e-6)
     _, again = env.reset(seed=7)
     _, first = PushMultiEnv(n_objects=[1, 3]).reset(seed=7)
     assert np.array_equal(again["object_active"], first["object_active"])  # seeded

@@ -351,6 +351,9 @@ def test_an_absent_keypoint_neither_pushes_nor_is_pushed_nor_drawn() -> None:
     assert not torch.allclose(step["near", "here"].pos[:, 0], step["far", "here"].pos[:, 0])
     assert step["near", "here"].pos[0, 2].sub(pos[0, 2]).abs().sum() > 1e-4  # pushed
     torch.testing.assert_close(step["near", "gone"].presence, gone)  # carried along
+    m.calibrate_presence(torch.ones(3, 4))  # presence 1 is each keypoint's level
+    embedded = m.embed(step["near", "gone"]).view(4, 2)
+    assert torch.equal(embedded[2], torch.zeros(2)) and embedded[[0, 1, 3]].abs().sum() > 0
     assert (frames["near", "here"] - frames["far", "here"]).abs().max() > 1e-3
 
 

@@ -153,6 +153,18 @@ def test_bf16_autocast_trains_in_bf16_resumes_exactly_and_keeps_fp32_weights(
     assert any(not torch.equal(c["model"][k], v) for k, v in a["model"].items()), (
         "bf16 and fp32 training gave the same weights: autocast did nothing"
     )
+    assert (a["autocast"], c["autocast"]) == ("bf16", "fp32")
+    # a run continues in the precision it began in, whatever "auto" means on this device
+    with pytest.raises(
+        ValueError, match=r"trained in fp32 .* resume it with trainer\.precision=fp32"
+    ):
+        train(_model(), objective, data, tmp_path / "c", _settings(max_steps=5, **kw), resume=True)
+    with pytest.raises(
+        ValueError, match=r"trained in bf16 .* resume it with trainer\.precision=bf16"
+    ):
+        train(
+            _model(), objective, data, tmp_path / "a", _settings(max_steps=5, lr=1e-3), resume=True
+        )
 
 
 def test_resuming_a_finished_run_leaves_its_checkpoint_as_it_is(toy: Path, tmp_path: Path) -> None:

@@ -128,6 +128,13 @@ class StatePositions(Protocol):
 
 
 @runtime_checkable
+class PartPresence(Protocol):
+    def present_parts(self, state: Any) -> torch.Tensor | None:
+        """Which of :meth:`StatePositions.state_positions_px`'s parts are in the scene:
+        ``(B, K)`` 1 or 0 (None: all of them); an absent part's position means nothing."""
+
+
+@runtime_checkable
 class KeypointTracks(Protocol):
     image_size: int
 

@@ -100,6 +100,12 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+def _trained_bf16(ckpt: dict, device: torch.device) -> bool:
+    """Whether a checkpoint that does not record its autocast (older runs) trained in bf16:
+    its trainer.precision read on this device (absent: fp32, the default then)."""
+    return uses_bf16(ckpt.get("trainer", {}).get("precision", "fp32"), device)
+
+
 def _cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
     try:
@@ -301,6 +307,14 @@ def _train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed_seconds"]
+        was = ckpt.get("autocast") or ("bf16" if _trained_bf16(ckpt, device) else "fp32")
+        if was != ("bf16" if bf16 else "fp32"):  # a run continues in the precision it began in
+            raise ValueError(
+                f"{ckpt_path} was trained in {was} (trainer.precision="
+                f"{ckpt.get('trainer', {}).get('precision', 'fp32')!r}); here "
+                f"trainer.precision={settings.precision!r} means "
+                f"{'bf16' if bf16 else 'fp32'}: resume it with trainer.precision={was}"
+            )
         saved = ckpt.get("ema")
         if (average is None) != (saved is None):  # all ranks read it: all raise together
             raise ValueError(
@@ -357,6 +371,7 @@ def _train(
             elapsed_seconds=elapsed,
             rng=rng,
             trainer=asdict(settings),
+            autocast="bf16" if bf16 else "fp32",  # what "auto" resolved to on this device
             config=config or {},
             world_size=ctx.world_size,
             ema=None if average is None else average.state_dict(),

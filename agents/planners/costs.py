@@ -24,6 +24,7 @@ import torch
 from latentplay.utils.frames import to_float_frames
 from latentplay.world_models.protocol import (
     Actions,
+    PartPresence,
     StateEmbedding,
     StatePositions,
     WorldModel,
@@ -208,12 +209,20 @@ class PushCost(ModelRolloutCost):
         with torch.no_grad():
             now = model.state_positions_px(self.state)[0]
             target = to_float_frames(goal)[None, None].to(context.device)
-            there = model.state_positions_px(model.encode(target))[0]
+            goal_state = model.encode(target)
+            there = model.state_positions_px(goal_state)[0]
             if parts is not None:
                 self.object, self.pusher = parts
                 self.goal = there[self.object]
                 return
-            self.object = int((there - now).norm(dim=-1).argmax())
+            # parts a model reads as absent (keypoint presence) are neither object nor pusher
+            present = model.present_parts(self.state) if isinstance(model, PartPresence) else None
+            if present is not None:
+                present = (present[0] * model.present_parts(goal_state)[0]).bool()
+            travel = (there - now).norm(dim=-1)
+            if present is not None:
+                travel = travel.masked_fill(~present, -1.0)
+            self.object = int(travel.argmax())
             self.goal = there[self.object]
             spec = model.action_spec
             g = torch.Generator().manual_seed(seed)
@@ -230,6 +239,8 @@ class PushCost(ModelRolloutCost):
             moved = model.state_positions_px(model.step(start, probe))
             sweep = (moved - model.state_positions_px(start)).norm(dim=-1).mean(dim=0)
             sweep[self.object] = -1.0
+            if present is not None:
+                sweep = sweep.masked_fill(~present, -1.0)
             self.pusher = int(sweep.argmax())
 
     def step_cost(self, state: Any) -> torch.Tensor:

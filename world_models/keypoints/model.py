@@ -218,8 +218,14 @@ class Keypoints(nn.Module):
 
     def embed(self, state: KeypointState) -> torch.Tensor:
         """Keypoint positions, ``(B, 2K)``: distances between states are distances between
-        keypoints."""
-        return state.pos.flatten(1)
+        keypoints (an absent keypoint's are zero: where it wanders means nothing)."""
+        present = self.present_parts(state)
+        return (state.pos if present is None else state.pos * present[..., None]).flatten(1)
+
+    def present_parts(self, state: KeypointState) -> torch.Tensor | None:
+        """``(B, K)``: 1 for the keypoints whose part is in the scene (None: a model without
+        presence, every keypoint is)."""
+        return self.present(state.presence)
 
     def random_actions(self, batch: int, horizon: int, generator: torch.Generator) -> Actions:
         """Gaussian latent actions of the spread seen in training: ``(batch, horizon, A)``."""

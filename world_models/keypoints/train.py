@@ -105,7 +105,9 @@ class KeypointObjective:
 
     The perception phase learns from the trainer's clips; the dynamics phase from clips of
     ``dataset``'s keypoint tracks (:func:`track_cache`, built at its first step), or, without
-    a dataset, from the trainer's clips through the frozen encoder."""
+    a dataset, from the trainer's clips through the frozen encoder. A model with presence
+    calibrates it when the dynamics phase starts: on every training frame, or without a
+    dataset on the first clips of that phase."""
 
     def __init__(
         self,
@@ -127,6 +129,8 @@ class KeypointObjective:
         if self.dataset is None:
             with torch.no_grad():
                 pos, presence = model.perceive(clip)
+            if presence is not None and bool((model.presence_ref == 1).all()):
+                model.calibrate_presence(presence.flatten(0, 1))  # once: the first clips seen
         else:
             if self._tracks is None:
                 self._tracks = track_cache(model, self.dataset)
