@@ -156,11 +156,13 @@ def test_bf16_autocast_trains_in_bf16_resumes_exactly_and_keeps_fp32_weights(
     assert (a["autocast"], c["autocast"]) == ("bf16", "fp32")
     # a run continues in the precision it began in, whatever "auto" means on this device
     with pytest.raises(
-        ValueError, match=r"trained in fp32 .* resume it with trainer\.precision=fp32"
+        ValueError,
+        match=r"trained in fp32; here .* means bf16: resume it with trainer\.precision=fp32",
     ):
         train(_model(), objective, data, tmp_path / "c", _settings(max_steps=5, **kw), resume=True)
     with pytest.raises(
-        ValueError, match=r"trained in bf16 .* resume it with trainer\.precision=bf16"
+        ValueError,
+        match=r"trained in bf16; here .* means fp32: resume it with trainer\.precision=bf16",
     ):
         train(
             _model(), objective, data, tmp_path / "a", _settings(max_steps=5, lr=1e-3), resume=True

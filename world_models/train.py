@@ -100,10 +100,13 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-def _trained_bf16(ckpt: dict, device: torch.device) -> bool:
-    """Whether a checkpoint that does not record its autocast (older runs) trained in bf16:
-    its trainer.precision read on this device (absent: fp32, the default then)."""
-    return uses_bf16(ckpt.get("trainer", {}).get("precision", "fp32"), device)
+def _trained_in(ckpt: dict, device: torch.device) -> str:
+    """ "bf16" or "fp32": what a checkpoint's run computed in (older checkpoints do not record
+    it: their trainer.precision read on this device; absent, fp32, the default then)."""
+    if "autocast" in ckpt:
+        return ckpt["autocast"]
+    precision = ckpt.get("trainer", {}).get("precision", "fp32")
+    return "bf16" if uses_bf16(precision, device) else "fp32"
 
 
 def _cpu_flags() -> set[str]:
@@ -293,6 +296,7 @@ def _train(
     torch.manual_seed(_rank_seed(settings.seed, ctx.rank))
     model.to(device)
     bf16 = uses_bf16(settings.precision, device)
+    autocast = "bf16" if bf16 else "fp32"  # what "auto" resolves to on this device
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
@@ -307,13 +311,12 @@ def _train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed_seconds"]
-        was = ckpt.get("autocast") or ("bf16" if _trained_bf16(ckpt, device) else "fp32")
-        if was != ("bf16" if bf16 else "fp32"):  # a run continues in the precision it began in
+        was = _trained_in(ckpt, device)
+        if was != autocast:  # a run continues in the precision it began in
             raise ValueError(
-                f"{ckpt_path} was trained in {was} (trainer.precision="
-                f"{ckpt.get('trainer', {}).get('precision', 'fp32')!r}); here "
-                f"trainer.precision={settings.precision!r} means "
-                f"{'bf16' if bf16 else 'fp32'}: resume it with trainer.precision={was}"
+                f"{ckpt_path} was trained in {was}; here trainer.precision="
+                f"{settings.precision!r} means {autocast}: resume it with "
+                f"trainer.precision={was}"
             )
         saved = ckpt.get("ema")
         if (average is None) != (saved is None):  # all ranks read it: all raise together
@@ -371,7 +374,7 @@ def _train(
             elapsed_seconds=elapsed,
             rng=rng,
             trainer=asdict(settings),
-            autocast="bf16" if bf16 else "fp32",  # what "auto" resolved to on this device
+            autocast=autocast,
             config=config or {},
             world_size=ctx.world_size,
             ema=None if average is None else average.state_dict(),

@@ -216,13 +216,11 @@ class PushCost(ModelRolloutCost):
                 self.goal = there[self.object]
                 return
             # parts a model reads as absent (keypoint presence) are neither object nor pusher
-            present = model.present_parts(self.state) if isinstance(model, PartPresence) else None
-            if present is not None:
-                present = (present[0] * model.present_parts(goal_state)[0]).bool()
-            travel = (there - now).norm(dim=-1)
-            if present is not None:
-                travel = travel.masked_fill(~present, -1.0)
-            self.object = int(travel.argmax())
+            absent = torch.zeros(len(now), dtype=torch.bool, device=now.device)
+            if isinstance(model, PartPresence) and model.present_parts(self.state) is not None:
+                both = model.present_parts(self.state)[0] * model.present_parts(goal_state)[0]
+                absent = both == 0
+            self.object = int((there - now).norm(dim=-1).masked_fill(absent, -1.0).argmax())
             self.goal = there[self.object]
             spec = model.action_spec
             g = torch.Generator().manual_seed(seed)
@@ -239,8 +237,7 @@ class PushCost(ModelRolloutCost):
             moved = model.state_positions_px(model.step(start, probe))
             sweep = (moved - model.state_positions_px(start)).norm(dim=-1).mean(dim=0)
             sweep[self.object] = -1.0
-            if present is not None:
-                sweep = sweep.masked_fill(~present, -1.0)
+            sweep = sweep.masked_fill(absent, -1.0)
             self.pusher = int(sweep.argmax())
 
     def step_cost(self, state: Any) -> torch.Tensor:

@@ -134,12 +134,12 @@ class KeypointObjective:
         else:
             if self._tracks is None:
                 self._tracks = track_cache(model, self.dataset)
-                if self._tracks.per_episode[next(iter(self._tracks.per_episode))].shape[-1] == 3:
+                if model.has_presence:
                     every = torch.cat([t[..., 2] for t in self._tracks.per_episode.values()])
                     model.calibrate_presence(every.to(model.background.device))
             tracks = self._tracks
             pos = tracks.clips(tracks.draw(self.schedule.dynamics_batch)).to(clip.device)
-            pos, presence = (pos, None) if pos.shape[-1] == 2 else (pos[..., :2], pos[..., 2])
+            pos, presence = (pos[..., :2], pos[..., 2]) if model.has_presence else (pos, None)
             self.transitions_per_clip *= len(pos) / len(clip)  # what the trainer reports
         return self.dynamics(model, pos, self.schedule.horizon(step), presence)
 
