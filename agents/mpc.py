@@ -24,6 +24,7 @@ from latentplay.agents.planners.costs import (
     push_shaping,
 )
 from latentplay.agents.simulator import SimulatorModel
+from latentplay.agents.state_grounding import StateGrounding
 from latentplay.envs.arm import OBJECT_HALF_HEIGHT, ArmEnv, ArmState
 from latentplay.utils.frames import to_tensor_frames
 from latentplay.world_models.protocol import Actions, StartState, WorldModel
@@ -156,14 +157,16 @@ class OracleController:
 class ModelController:
     """The planner over a learned model's actions, toward a goal image; the first ``execute``
     planned actions go to the env through ``grounding``, each held ``repeat`` env steps (as
-    the model held it in planning). ``cost="goal"``: :class:`GoalImageCost` in ``space``;
+    the model held it in planning; a :class:`StateGrounding`'s model plans env actions, which
+    go as they are). ``context``: frames each replan reads (2: the model sees how things
+    move). ``cost="goal"``: :class:`GoalImageCost` in ``space``;
     ``"push"``: :class:`PushCost` on the model's part positions."""
 
     def __init__(
         self,
         model: WorldModel,
         planner: SamplingPlanner,
-        grounding: Grounding,
+        grounding: Grounding | StateGrounding,
         *,
         space: str = "pixels",
         context: int = 1,
@@ -175,6 +178,8 @@ class ModelController:
         device: str | torch.device = "cpu",
     ) -> None:
         _check_plan_args(cost, repeat, execute)
+        if context < 1:
+            raise ValueError(f"context={context}; expected >= 1 frame per replan")
         self.model, self.planner, self.grounding = model, planner, grounding
         self.space, self.context, self.execute, self.chunk = space, context, execute, chunk
         self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px

@@ -57,7 +57,8 @@ ModelView = _choices("ModelView", "full", "ee_poke", "global")
 CounterfactualView = _choices("CounterfactualView", "auto", "full", "ee_poke", "global")
 CostSpace = _choices("CostSpace", "pixels", "state")
 PlanCost = _choices("PlanCost", "goal", "push")
-GroundingKind = _choices("GroundingKind", "linear", "mlp")
+# evaluation.planning.GROUNDINGS (tests/test_configs.py checks they agree)
+GroundingKind = _choices("GroundingKind", "linear", "mlp", "rollout")
 ActionSource = _choices("ActionSource", "latent", "grounded")
 ExportFormat = _choices("ExportFormat", "minari")
 ImportFormat = _choices("ImportFormat", "videos", "minari")
@@ -136,6 +137,7 @@ class PlanConfig:
     max_steps: int = 40
     execute: int = 1
     repeat: int = 1
+    context: int = 1
     cost: PlanCost = PlanCost["goal"]
     behind_px: float = 5.0
     model_view: ModelView = ModelView["global"]

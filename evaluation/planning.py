@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from latentplay.agents.grounding import ground
+from latentplay.agents.grounding import KINDS, Grounding, ground
 from latentplay.agents.mpc import (
     Controller,
     EpisodeResult,
@@ -23,6 +23,11 @@ from latentplay.agents.mpc import (
 )
 from latentplay.agents.planners import SamplingPlanner
 from latentplay.agents.simulator import SimulatorModel
+from latentplay.agents.state_grounding import (
+    EnvActionView,
+    StateGrounding,
+    state_grounding_from_data,
+)
 from latentplay.agents.views import model_view
 from latentplay.envs.arm import ArmEnv
 from latentplay.evaluation.report import ReportSection, metric_bars
@@ -30,10 +35,11 @@ from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
-from latentplay.world_models.protocol import StatePositions
+from latentplay.world_models.protocol import StatePositions, WorldModel
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
+GROUNDINGS = (*KINDS, "rollout")  # rollout: agents/state_grounding.py
 SUCCESS = {"reach": "end effector within 2 cm", "push": "object within 3 cm"}
 
 
@@ -133,6 +139,7 @@ def run_planning(
     max_steps: int = 40,
     execute: int = 1,
     repeat: int = 1,
+    context: int = 1,
     cost: str = "goal",
     behind_px: float = 5.0,
     space: str = "pixels",
@@ -147,11 +154,17 @@ def run_planning(
     labelled transitions of ``data``, None: the model's training data; 0: the camera's
     analytic map), and the ``baselines`` on the same seeds: random actions, and the same
     planner with the true simulator as its model. ``planner(spec, device=...)`` builds a
-    planner. Each planned action is held ``repeat`` env steps, ``execute`` of them are carried
-    out per replan; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
+    planner. ``grounding_kind``: "linear" or "mlp" (the planner searches the learned actions,
+    mapped to env actions to act), or "rollout" (the planner searches env actions, the model
+    imagines them through a state-conditioned map fit on its own rollouts:
+    :mod:`~latentplay.agents.state_grounding`). Each planned action is held ``repeat`` env
+    steps, ``execute`` of them are carried out per replan, each replan reads the last
+    ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
     task's shaped cost on part positions: the model's own, the oracle's true ones). Writes
     ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
     (one row per controller) and its path."""
+    if grounding_kind not in GROUNDINGS:
+        raise ValueError(f"grounding_kind={grounding_kind!r}; expected one of {GROUNDINGS}")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")
@@ -179,12 +192,19 @@ def run_planning(
     settings = planner(spec, device=dev).settings
     rows = []
     for n in labels:
-        grounding = ground(model, n, probe, data, kind=grounding_kind, device=dev)
+        planned: WorldModel = model
+        grounding: Grounding | StateGrounding
+        if grounding_kind == "rollout":
+            grounding = state_grounding_from_data(model, data, n, device=dev, progress=progress)
+            planned = EnvActionView(model, grounding)
+        else:
+            grounding = ground(model, n, probe, data, kind=grounding_kind, device=dev)
         controller = ModelController(
-            model,
-            planner(spec, device=dev),
+            planned,
+            planner(planned.action_spec, device=dev),
             grounding,
             space=space,
+            context=context,
             execute=execute,
             chunk=chunk,
             repeat=repeat,
@@ -192,7 +212,8 @@ def run_planning(
             behind_px=behind_px,
             device=dev,
         )
-        name = f"{model.name} ({n or 'analytic'} labels)"
+        searched = ", env actions" if planned is not model else ""
+        name = f"{model.name} ({n or 'analytic'} labels{searched})"
         row = run_controller(name, make_env, controller, seeds, max_steps, progress)
         row["labels"] = int(n)
         rows.append(row)
@@ -221,6 +242,8 @@ def run_planning(
         "max_steps": max_steps,
         "execute": execute,
         "repeat": repeat,
+        "context": context,
+        "grounding": grounding_kind,
         "cost": cost,
         "behind_px": behind_px,
         "success": SUCCESS[task],

@@ -38,6 +38,7 @@ def main(cfg: DictConfig) -> None:
         max_steps=c["max_steps"],
         execute=c["execute"],
         repeat=c["repeat"],
+        context=c["context"],
         cost=c["cost"],
         behind_px=c["behind_px"],
         space=c["space"],

@@ -58,6 +58,13 @@ def test_the_schemas_view_choices_are_the_libraries() -> None:
     assert {v.value for v in CounterfactualView} == {"auto", *VIEWS}
 
 
+def test_the_schemas_grounding_kinds_are_the_planners() -> None:
+    from latentplay.cli.schemas import GroundingKind
+    from latentplay.evaluation.planning import GROUNDINGS
+
+    assert {v.value for v in GroundingKind} == set(GROUNDINGS)
+
+
 def test_importing_the_config_glue_does_not_import_torch() -> None:
     """Parsing a command line must not pay for torch (every script imports the glue first)."""
     import subprocess

@@ -121,6 +121,14 @@ class StateEmbedding(Protocol):
 
 
 @runtime_checkable
+class StateFeatures(Protocol):
+    def state_features(self, state: Any) -> torch.Tensor:
+        """A flat description of a state, ``(B, F)``, that what moves next can depend on
+        (where the parts are and how they last moved): what a state-conditioned grounding
+        reads beside an env action."""
+
+
+@runtime_checkable
 class StatePositions(Protocol):
     def state_positions_px(self, state: Any) -> torch.Tensor:
         """Where the model's parts are in a state: ``(B, K, 2)`` pixels (x, y; 0 at the first
@@ -269,6 +277,55 @@ def repeat_state(state: Any, n: int) -> Any:
             state, **{f.name: repeat_state(getattr(state, f.name), n) for f in fields(state)}
         )
     return state
+
+
+def _walk(state: Any, leaf: Any, parts: list[Any] | None = None) -> Any:
+    """Rebuild ``state`` (tensors, and lists, tuples, dicts and dataclasses of them) with
+    ``leaf(tensor or [tensors])`` applied to its tensors; ``parts``: the same structure in
+    several states, walked together. Other values are taken from ``state``."""
+    group = [state] if parts is None else parts
+    if isinstance(state, torch.Tensor):
+        return leaf(state if parts is None else group)
+    if state is None:
+        return None
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # NamedTuple
+        return type(state)(*(_walk(s, leaf, _nth(group, i)) for i, s in enumerate(state)))
+    if isinstance(state, list | tuple):
+        return type(state)(_walk(s, leaf, _nth(group, i)) for i, s in enumerate(state))
+    if isinstance(state, dict):
+        return {
+            k: _walk(v, leaf, None if parts is None else [g[k] for g in group])
+            for k, v in state.items()
+        }
+    if is_dataclass(state) and not isinstance(state, type):
+        return replace(
+            state,
+            **{
+                f.name: _walk(
+                    getattr(state, f.name),
+                    leaf,
+                    None if parts is None else [getattr(g, f.name) for g in group],
+                )
+                for f in fields(state)
+            },
+        )
+    return state
+
+
+def _nth(group: list[Any], i: int) -> list[Any]:
+    return [g[i] for g in group]
+
+
+def index_state(state: Any, index: torch.Tensor) -> Any:
+    """The states at ``index`` (a LongTensor of batch positions) of a batched model state."""
+    return _walk(state, lambda t: t[index.to(t.device)])
+
+
+def cat_states(states: list[Any]) -> Any:
+    """Batched model states of one model, concatenated along the batch."""
+    if not states:
+        raise ValueError("cat_states of no states")
+    return _walk(states[0], lambda ts: torch.cat(ts), parts=states)
 
 
 def rollout(model: WorldModel, context: torch.Tensor, actions: Actions) -> torch.Tensor:

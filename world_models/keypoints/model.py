@@ -226,6 +226,14 @@ class Keypoints(nn.Module):
         present = self.present_parts(state)
         return (state.pos if present is None else state.pos * present[..., None]).flatten(1)
 
+    def state_features(self, state: KeypointState) -> torch.Tensor:
+        """Keypoint positions and last displacements, ``(B, 4K)`` (an absent keypoint's are
+        zero): what the arm does next under a command depends on where it is and how it moves
+        (its controller lags the command)."""
+        present = self.present_parts(state)
+        both = torch.cat([state.pos, state.vel], dim=-1)
+        return (both if present is None else both * present[..., None]).flatten(1)
+
     def present_parts(self, state: KeypointState) -> torch.Tensor | None:
         """``(B, K)``: 1 for the keypoints whose part is in the scene (None: a model without
         presence, every keypoint is)."""

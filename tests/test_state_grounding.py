@@ -1,0 +1,183 @@
+"""The state-conditioned grounding (agents/state_grounding.py): a known state-dependent map
+between env commands and learned actions recovered through the model's own rollouts, the view
+that plans env actions, and the errors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from latentplay.agents.planners import CEM
+from latentplay.agents.state_grounding import (
+    EnvActionView,
+    fit_state_grounding,
+    state_grounding_from_data,
+)
+from latentplay.world_models.keypoints import Keypoints
+from latentplay.world_models.protocol import Actions, ActionSpec, cat_states, index_state
+
+
+@dataclass
+class Point:
+    pos: torch.Tensor  # (B, 2)
+    vel: torch.Tensor  # (B, 2)
+
+
+class PointModel(nn.Module):
+    """A learned model of a point that moves ``gain * u`` under its learned action ``u``."""
+
+    name = "point"
+    action_spec = ActionSpec(continuous=2, continuous_bound=3.0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(0.1))
+
+    def encode(self, frames: torch.Tensor) -> Point:
+        raise NotImplementedError
+
+    def step(self, state: Point, actions: Actions) -> Point:
+        d = self.gain * actions.continuous
+        return Point(state.pos + d, d)
+
+    def embed(self, state: Point) -> torch.Tensor:
+        return state.pos
+
+    def state_features(self, state: Point) -> torch.Tensor:
+        return torch.cat([state.pos, state.vel], dim=-1)
+
+
+def rotation(pos: torch.Tensor) -> torch.Tensor:
+    """The true command -> motion map: a rotation by 90 degrees times x (B, 2, 2)."""
+    th = 0.5 * math.pi * pos[:, 0]
+    c, s = torch.cos(th), torch.sin(th)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def episodes(n: int, steps: int, seed: int) -> tuple[Point, torch.Tensor, torch.Tensor]:
+    """States (episode-major), their embeddings and commands of a point whose motion under
+    command ``a`` is ``0.1 * rotation(pos) @ a``: the learned action it takes is
+    ``rotation(pos) @ a``, which no fixed map of ``a`` alone gives."""
+    g = torch.Generator().manual_seed(seed)
+    pos = (torch.rand(n, 2, generator=g) - 0.5) * 0.8
+    vel = torch.zeros(n, 2)
+    cmds = torch.rand(n, steps - 1, 2, generator=g) * 2 - 1
+    ps, vs = [pos], [vel]
+    for t in range(steps - 1):
+        vel = 0.1 * (rotation(pos) @ cmds[:, t, :, None])[..., 0]
+        pos = pos + vel
+        ps.append(pos)
+        vs.append(vel)
+    p, v = torch.stack(ps, 1), torch.stack(vs, 1)  # (n, T, 2)
+    return Point(p.flatten(0, 1), v.flatten(0, 1)), p, cmds
+
+
+def test_the_state_grounding_recovers_a_state_dependent_map_that_a_fixed_one_cannot() -> None:
+    model = PointModel()
+    states, embeds, cmds = episodes(64, 16, seed=0)
+    g = fit_state_grounding(model, states, embeds, cmds, horizon=4, steps=800, seed=0)
+    assert g.labels == 64 * 15
+    # the model stays as it was, trainable
+    assert model.gain.item() == pytest.approx(0.1) and model.gain.requires_grad
+    # held-out episodes: the learned action the map gives vs the true one, R(pos) a
+    test, _, tcmds = episodes(16, 16, seed=1)
+    pos, vel = (x.view(16, 16, 2)[:, :-1].flatten(0, 1) for x in (test.pos, test.vel))
+    s = Point(pos, vel)
+    a = tcmds.flatten(0, 1)
+    truth = (rotation(s.pos) @ a[..., None])[..., 0]
+    with torch.no_grad():
+        mapped = g(a, model.state_features(s))
+    err = (mapped - truth).norm(dim=-1).mean().item()
+    # the best fixed linear map of the command alone (least squares on the same labels)
+    train_s = Point(states.pos.view(64, 16, 2)[:, :-1].flatten(0, 1), None)
+    u = (rotation(train_s.pos) @ cmds.flatten(0, 1)[..., None])[..., 0]
+    x = torch.cat([cmds.flatten(0, 1), torch.ones(len(u), 1)], 1)
+    w = torch.linalg.lstsq(x, u).solution
+    fixed = (torch.cat([a, torch.ones(len(a), 1)], 1) @ w - truth).norm(dim=-1).mean().item()
+    assert err < 0.05, err
+    assert err < 0.25 * fixed, (err, fixed)
+    # an unfitted map gives zero actions: it misses by the actions' whole size
+    assert truth.norm(dim=-1).mean().item() > 5 * err
+
+
+def test_a_planner_over_env_actions_reaches_a_known_goal_through_the_grounding() -> None:
+    model = PointModel()
+    states, embeds, cmds = episodes(64, 16, seed=0)
+    g = fit_state_grounding(model, states, embeds, cmds, horizon=4, steps=800, seed=0)
+    view = EnvActionView(model, g)
+    assert view.action_spec == ActionSpec(continuous=2, continuous_bound=1.0)
+    start = Point(torch.tensor([[0.3, 0.0]]), torch.zeros(1, 2))
+    goal = torch.tensor([0.3, 0.3])  # straight up in the world: the command must turn against R
+
+    def cost(actions: Actions) -> torch.Tensor:
+        n = actions.continuous.shape[0]
+        s = Point(start.pos.expand(n, 2), start.vel.expand(n, 2))
+        for t in range(actions.continuous.shape[1]):
+            s = view.step(s, actions.at(t))
+        return (s.pos - goal).norm(dim=-1)
+
+    planner = CEM(view.action_spec, horizon=3, samples=200, elites=20, iterations=6, seed=0)
+    plan = planner.plan(cost)
+    # carried out in the true world (motion 0.1 R(pos) a), the plan gets to the goal
+    pos = start.pos.clone()
+    for t in range(3):
+        a = g.to_env(plan.actions.at(t))
+        pos = pos + 0.1 * (rotation(pos) @ a[..., None])[..., 0]
+    assert (pos[0] - goal).norm().item() < 0.03
+    # the same commands read as if motion followed them unrotated miss it
+    naive = start.pos + 0.1 * plan.actions.continuous[0].clamp(-1, 1).sum(0)
+    assert (naive[0] - goal).norm().item() > 0.05
+
+
+def test_states_are_indexed_and_concatenated_field_by_field() -> None:
+    a = Point(torch.zeros(2, 2), torch.ones(2, 2))
+    b = Point(torch.full((3, 2), 2.0), torch.full((3, 2), 3.0))
+    both = cat_states([a, b])
+    assert both.pos.shape == (5, 2)
+    picked = index_state(both, torch.tensor([1, 4]))
+    assert picked.pos[:, 0].tolist() == [0.0, 2.0] and picked.vel[:, 0].tolist() == [1.0, 3.0]
+
+
+def test_the_grounding_fits_on_a_dataset_through_a_keypoint_model(push_dataset: Path) -> None:
+    torch.manual_seed(0)
+    model = Keypoints(image_size=32, num_keypoints=4, action_dim=2, hidden=32)
+    before = [p.detach().clone() for p in model.parameters()]
+    g = state_grounding_from_data(model, push_dataset, labels=20, horizon=3, steps=3)
+    assert g.labels == 2 * 11  # two 12-step episodes: 11 commands between 12 states each
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    assert all(p.requires_grad for p in model.parameters())
+    view = EnvActionView(model, g)
+    frames = torch.rand(1, 2, 3, 32, 32)
+    state = view.step(view.encode(frames), Actions(continuous=torch.tensor([[2.0, 0.0, -3.0]])))
+    assert view.state_positions_px(state).shape == (1, 4, 2)
+    with pytest.raises(ValueError, match="env actions"):
+        view.step(state, Actions(continuous=torch.zeros(1, 2)))
+
+
+def test_bad_set_ups_are_refused_by_name(push_dataset: Path) -> None:
+    class NoFeatures(nn.Module):
+        name = "plain"
+        action_spec = ActionSpec(continuous=2)
+
+        def embed(self, state: torch.Tensor) -> torch.Tensor:
+            return state
+
+    states, embeds, cmds = episodes(4, 6, seed=0)
+    with pytest.raises(ValueError, match=r"grounding\.kind=linear"):
+        fit_state_grounding(NoFeatures(), states, embeds, cmds)
+    with pytest.raises(ValueError, match="horizon=9"):
+        fit_state_grounding(PointModel(), states, embeds, cmds, horizon=9)
+    with pytest.raises(ValueError, match=r"expected \(4, 5, env_dim\)"):
+        fit_state_grounding(PointModel(), states, embeds, cmds[:, :4])
+    model = Keypoints(image_size=32, num_keypoints=4, action_dim=2, hidden=32)
+    with pytest.raises(ValueError, match="labels=0"):
+        state_grounding_from_data(model, push_dataset, labels=0)
+    from latentplay.evaluation.planning import run_planning
+
+    with pytest.raises(ValueError, match="grounding_kind='fancy'"):
+        run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_kind="fancy")
