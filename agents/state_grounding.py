@@ -125,11 +125,11 @@ def fit_state_grounding(
         raise ValueError(f"horizon={horizon}; expected 1 .. {t - 1} (steps in an episode)")
     device = embeds.device
     features = model.state_features(states)
+    torch.manual_seed(seed)  # the map's initial weights
     g = StateGrounding(env_actions.shape[-1], features.shape[-1], model.action_spec, hidden)
     g.feat_mean.copy_(features.mean(dim=0))
     g.feat_std.copy_(features.std(dim=0, unbiased=False).clamp_min(1e-6))
     g.to(device)
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(g.parameters(), lr=lr)
     frozen = [p for p in model.parameters() if p.requires_grad]

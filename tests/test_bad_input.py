@@ -57,7 +57,11 @@ def _compose(name: str, *overrides: str):
             "model_view=globl",
             ["'globl'", "[full, ee_poke, global]", "full_key: model_view"],
         ),
-        ("plan", "grounding.kind=svm", ["'svm'", "[linear, mlp, rollout]", "full_key: grounding.kind"]),
+        (
+            "plan",
+            "grounding.kind=svm",
+            ["'svm'", "[linear, mlp, rollout]", "full_key: grounding.kind"],
+        ),
         ("plan", "episodes=many", ["'many'", "full_key: episodes"]),
         ("evaluate", "horizon=long", ["'long'", "full_key: horizon"]),
         ("evaluate", "vidoe=false", ["Key 'vidoe' not in 'EvaluateConfig'"]),
