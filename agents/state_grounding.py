@@ -41,7 +41,8 @@ from latentplay.world_models.protocol import (
 )
 
 
-def _check_model(model: Any) -> None:
+def check_groundable(model: Any) -> None:
+    """Raise a ValueError naming what ``model`` lacks for a state-conditioned grounding."""
     missing = [c.__name__ for c in (StateFeatures, StateEmbedding) if not isinstance(model, c)]
     if missing or not isinstance(model, nn.Module):
         raise ValueError(
@@ -109,7 +110,7 @@ def fit_state_grounding(
     them. Each step rolls the model out ``horizon`` steps from ``batch`` random states under
     the recorded commands through the map, and fits the map (the model stays frozen) to the
     L1 distance between the rolled-out and the perceived embeddings at every step."""
-    _check_model(model)
+    check_groundable(model)
     if embeds.ndim != 3 or env_actions.ndim != 3:
         raise ValueError(
             f"embeds {tuple(embeds.shape)}, env_actions {tuple(env_actions.shape)}; expected "
@@ -193,7 +194,7 @@ def state_grounding_from_data(
 ) -> StateGrounding:
     """:func:`fit_state_grounding` on the first training episodes of the dataset ``data`` that
     hold ``labels`` recorded commands (at least 2 episodes)."""
-    _check_model(model)
+    check_groundable(model)
     if labels < 1:
         raise ValueError(
             f"labels={labels}; a state-conditioned grounding is fit on labelled episodes "
@@ -224,7 +225,7 @@ class EnvActionView:
     action spec is the env's box, so a planner samples commands the arm can carry out."""
 
     def __init__(self, model: WorldModel, grounding: StateGrounding) -> None:
-        _check_model(model)
+        check_groundable(model)
         self.model, self.grounding = model, grounding
         self.name = f"{model.name}-env"
         self.action_spec = ActionSpec(continuous=grounding.env_dim, continuous_bound=1.0)

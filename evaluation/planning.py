@@ -26,6 +26,7 @@ from latentplay.agents.simulator import SimulatorModel
 from latentplay.agents.state_grounding import (
     EnvActionView,
     StateGrounding,
+    check_groundable,
     state_grounding_from_data,
 )
 from latentplay.agents.views import model_view
@@ -187,6 +188,12 @@ def run_planning(
             f"cost=push needs a model with part positions (keypoints); {type(model).__name__} "
             f"(model_view={view}) has none: use cost=goal"
         )
+    if grounding_kind == "rollout":
+        try:
+            check_groundable(model)
+        except ValueError:
+            probe.close()
+            raise
     seeds = list(range(seed, seed + episodes))
     spec = model.action_spec
     settings = planner(spec, device=dev).settings
@@ -274,8 +281,14 @@ def planning_section(path: Path, out: Path) -> ReportSection:
     success = plan["success"]
     if isinstance(success, dict):  # results written before the criterion was the task's own
         success = success.get("reach" if env.lower().startswith("reach") else "push")
+    space = (
+        "the env's action space, the model imagining each command through a grounding fit on "
+        "its own rollouts"
+        if plan.get("grounding") == "rollout"
+        else "the learned action space"
+    )
     text = (
-        f"Planner {plan['planner']['name']} in the learned action space, goal images from "
+        f"Planner {plan['planner']['name']} in {space}, goal images from "
         f"reachable states; success: {success}. Oracle: the same planner with MuJoCo "
         f"as its model. Model: {plan.get('trained', 'not recorded')}."
     )

@@ -18,6 +18,8 @@ from latentplay.agents.state_grounding import (
     fit_state_grounding,
     state_grounding_from_data,
 )
+from latentplay.world_models.checkpoint import save_checkpoint
+from latentplay.world_models.glass import Glass
 from latentplay.world_models.keypoints import Keypoints
 from latentplay.world_models.protocol import Actions, ActionSpec, cat_states, index_state
 
@@ -159,7 +161,7 @@ def test_the_grounding_fits_on_a_dataset_through_a_keypoint_model(push_dataset: 
         view.step(state, Actions(continuous=torch.zeros(1, 2)))
 
 
-def test_bad_set_ups_are_refused_by_name(push_dataset: Path) -> None:
+def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> None:
     class NoFeatures(nn.Module):
         name = "plain"
         action_spec = ActionSpec(continuous=2)
@@ -181,3 +183,7 @@ def test_bad_set_ups_are_refused_by_name(push_dataset: Path) -> None:
 
     with pytest.raises(ValueError, match="grounding_kind='fancy'"):
         run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_kind="fancy")
+    # a model without keypoints is refused before any episode, naming the kind that serves it
+    ckpt = save_checkpoint(tmp_path / "glass.pt", model=Glass(size="xs"), step=0, config={})
+    with pytest.raises(ValueError, match=r"grounding\.kind=linear"):
+        run_planning(str(ckpt), "latentplay/Reach-v0", CEM, grounding_kind="rollout", labels=[0])
