@@ -19,7 +19,9 @@ end-effector displacement an env action commands onto an image shift through the
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,6 +275,27 @@ def camera_jacobian(
     return np.stack([(uv[1] - uv[0]) / eps, (uv[2] - uv[0]) / eps], axis=1)
 
 
+@contextlib.contextmanager
+def labelled_episodes(
+    model: WorldModel, data: str | Path, transitions: int, hint: str = ""
+) -> Iterator[tuple[EpisodeReader, list[int]]]:
+    """The dataset ``data`` open, checked to fit ``model`` and to hold recorded env actions
+    (``hint`` ends the error if not), with its first training episodes that hold
+    ``transitions`` of them (at least 2 episodes)."""
+    reader = EpisodeReader(data)
+    try:
+        check_frames_fit(model, reader.meta, data)
+        if reader.missing_ground_truth(["actions"]):
+            raise ValueError(
+                f"{data} holds imported {reader.imported} without recorded actions: a fit "
+                f"grounding needs them as labels{hint}"
+            )
+        steps = reader.meta.get("steps") or min(e[2] for e in reader.episodes)  # imported: shortest
+        yield reader, reader.indices("train")[: max(2, math.ceil(transitions / max(1, steps)))]
+    finally:
+        reader.close()
+
+
 def fit_grounding(
     model: WorldModel,
     data: str | Path,
@@ -286,19 +309,9 @@ def fit_grounding(
     frames, the dataset's recorded env actions are the labels."""
     if labels < 2:
         raise ValueError(f"labels={labels}; a fit grounding needs at least 2 (0: analytic)")
-    reader = EpisodeReader(data)
-    try:
-        check_frames_fit(model, reader.meta, data)
-        if reader.missing_ground_truth(["actions"]):
-            raise ValueError(
-                f"{data} holds imported {reader.imported} without recorded actions: a fit "
-                "grounding needs them as labels (grounding.labels=[0]: the analytic one)"
-            )
-        steps = reader.meta.get("steps") or min(e[2] for e in reader.episodes)  # imported: shortest
-        episodes = reader.indices("train")[: max(2, math.ceil(2 * labels / max(1, steps)))]
+    hint = " (grounding.labels=[0]: the analytic one)"
+    with labelled_episodes(model, data, 2 * labels, hint) as (reader, episodes):
         learned, env_actions = labelled_transitions(model, reader, episodes, labels, device=device)
-    finally:
-        reader.close()
     return Grounding(model.action_spec, env_actions.shape[1], kind=kind).fit(learned, env_actions)
 
 

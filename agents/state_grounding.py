@@ -17,17 +17,16 @@ the arm can carry out, and nothing is mapped back from the learned space.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from latentplay.agents.grounding import labelled_episodes
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.utils.frames import to_tensor_frames
 from latentplay.utils.progress import progress_bar
-from latentplay.world_models.checkpoint import check_frames_fit
 from latentplay.world_models.protocol import (
     Actions,
     ActionSpec,
@@ -65,7 +64,7 @@ class StateGrounding(nn.Module):
 
     def __init__(self, env_dim: int, feature_dim: int, spec: ActionSpec, hidden: int = 128) -> None:
         super().__init__()
-        self.env_dim, self.spec = env_dim, spec
+        self.env_dim = env_dim
         self.net = nn.Sequential(
             nn.Linear(env_dim + feature_dim, hidden),
             nn.SiLU(),
@@ -168,13 +167,13 @@ def labelled_states(
     states, embeds, commands = [], [], []
     for ep in episodes:
         frames = to_tensor_frames(reader.frames(ep), device)
+        acts = torch.as_tensor(reader.ground_truth(ep)["actions"], dtype=torch.float32)
+        if len(acts) != len(frames) - 1:
+            raise ValueError(f"episode {ep}: {len(acts)} actions for {len(frames)} frames")
         pairs = torch.stack([frames[:-1], frames[1:]], dim=1)  # (T, 2, 3, H, W)
         state = model.encode(pairs)
         states.append(state)
         embeds.append(model.embed(state))
-        acts = torch.as_tensor(reader.ground_truth(ep)["actions"], dtype=torch.float32)
-        if len(acts) != len(frames) - 1:
-            raise ValueError(f"episode {ep}: {len(acts)} actions for {len(frames)} frames")
         commands.append(acts[1:].to(device))
     lengths = {len(c) for c in commands}
     if len(lengths) > 1:
@@ -193,26 +192,16 @@ def state_grounding_from_data(
     progress: bool = False,
 ) -> StateGrounding:
     """:func:`fit_state_grounding` on the first training episodes of the dataset ``data`` that
-    hold ``labels`` recorded commands (at least 2 episodes)."""
+    hold ``labels`` recorded commands (at least 2 episodes); ``horizon`` at most an episode's
+    steps."""
     check_groundable(model)
     if labels < 1:
         raise ValueError(
             f"labels={labels}; a state-conditioned grounding is fit on labelled episodes "
             "(grounding.labels=[N], N > 0)"
         )
-    reader = EpisodeReader(data)
-    try:
-        check_frames_fit(model, reader.meta, data)
-        if reader.missing_ground_truth(["actions"]):
-            raise ValueError(
-                f"{data} holds imported {reader.imported} without recorded actions: a fit "
-                "grounding needs them as labels"
-            )
-        per = reader.meta.get("steps") or min(ep[2] for ep in reader.episodes)
-        episodes = reader.indices("train")[: max(2, math.ceil(labels / max(1, per)))]
+    with labelled_episodes(model, data, labels) as (reader, episodes):
         states, embeds, commands = labelled_states(model, reader, episodes, device)
-    finally:
-        reader.close()
     horizon = min(horizon, commands.shape[1])
     return fit_state_grounding(
         model, states, embeds, commands, horizon=horizon, steps=steps, progress=progress

@@ -219,7 +219,7 @@ def run_planning(
             behind_px=behind_px,
             device=dev,
         )
-        searched = ", env actions" if planned is not model else ""
+        searched = ", env actions" if grounding_kind == "rollout" else ""
         name = f"{model.name} ({n or 'analytic'} labels{searched})"
         row = run_controller(name, make_env, controller, seeds, max_steps, progress)
         row["labels"] = int(n)

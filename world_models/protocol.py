@@ -13,7 +13,7 @@ a true start state, sampled frames, sparse-flow pokes). Callers ask
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -255,6 +255,36 @@ def check_actions(spec: ActionSpec, actions: Actions, batch: int | None = None) 
         raise ValueError(f"action parts and state disagree on the batch size: {sorted(sizes)}")
 
 
+def map_states(states: list[Any], leaf: Callable[[list[torch.Tensor]], torch.Tensor]) -> Any:
+    """One state built from ``states`` of the same structure (tensors, and lists, tuples,
+    dicts and dataclasses of them), each tensor ``leaf`` of the tensors at its place; other
+    values are the first state's."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return leaf(states)
+    if isinstance(first, tuple) and hasattr(first, "_fields"):  # NamedTuple
+        return type(first)(*(map_states([s[i] for s in states], leaf) for i in range(len(first))))
+    if isinstance(first, list | tuple):
+        return type(first)(map_states([s[i] for s in states], leaf) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: map_states([s[k] for s in states], leaf) for k in first}
+    if is_dataclass(first) and not isinstance(first, type):
+        return replace(
+            first,
+            **{
+                f.name: map_states([getattr(s, f.name) for s in states], leaf)
+                for f in fields(first)
+            },
+        )
+    return first
+
+
+def _expand(t: torch.Tensor, n: int) -> torch.Tensor:
+    if t.shape[:1] != (1,):
+        raise ValueError(f"state tensor of shape {tuple(t.shape)}; expected batch 1")
+    return t.expand(n, *t.shape[1:])
+
+
 def repeat_state(state: Any, n: int) -> Any:
     """A model state of batch 1 repeated to batch ``n`` (tensors, and lists, tuples, dicts and
     dataclasses of them, are walked; other values are shared; a state with its own
@@ -262,70 +292,19 @@ def repeat_state(state: Any, n: int) -> Any:
     ``model.step(repeat_state(state, n), actions)``."""
     if hasattr(state, "repeat_batch"):
         return state.repeat_batch(n)
-    if isinstance(state, torch.Tensor):
-        if state.shape[:1] != (1,):
-            raise ValueError(f"state tensor of shape {tuple(state.shape)}; expected batch 1")
-        return state.expand(n, *state.shape[1:])
-    if isinstance(state, tuple) and hasattr(state, "_fields"):  # NamedTuple
-        return type(state)(*(repeat_state(s, n) for s in state))
-    if isinstance(state, list | tuple):
-        return type(state)(repeat_state(s, n) for s in state)
-    if isinstance(state, dict):
-        return {k: repeat_state(v, n) for k, v in state.items()}
-    if is_dataclass(state) and not isinstance(state, type):
-        return replace(
-            state, **{f.name: repeat_state(getattr(state, f.name), n) for f in fields(state)}
-        )
-    return state
-
-
-def _walk(state: Any, leaf: Any, parts: list[Any] | None = None) -> Any:
-    """Rebuild ``state`` (tensors, and lists, tuples, dicts and dataclasses of them) with
-    ``leaf(tensor or [tensors])`` applied to its tensors; ``parts``: the same structure in
-    several states, walked together. Other values are taken from ``state``."""
-    group = [state] if parts is None else parts
-    if isinstance(state, torch.Tensor):
-        return leaf(state if parts is None else group)
-    if state is None:
-        return None
-    if isinstance(state, tuple) and hasattr(state, "_fields"):  # NamedTuple
-        return type(state)(*(_walk(s, leaf, _nth(group, i)) for i, s in enumerate(state)))
-    if isinstance(state, list | tuple):
-        return type(state)(_walk(s, leaf, _nth(group, i)) for i, s in enumerate(state))
-    if isinstance(state, dict):
-        return {
-            k: _walk(v, leaf, None if parts is None else [g[k] for g in group])
-            for k, v in state.items()
-        }
-    if is_dataclass(state) and not isinstance(state, type):
-        return replace(
-            state,
-            **{
-                f.name: _walk(
-                    getattr(state, f.name),
-                    leaf,
-                    None if parts is None else [getattr(g, f.name) for g in group],
-                )
-                for f in fields(state)
-            },
-        )
-    return state
-
-
-def _nth(group: list[Any], i: int) -> list[Any]:
-    return [g[i] for g in group]
+    return map_states([state], lambda ts: _expand(ts[0], n))
 
 
 def index_state(state: Any, index: torch.Tensor) -> Any:
     """The states at ``index`` (a LongTensor of batch positions) of a batched model state."""
-    return _walk(state, lambda t: t[index.to(t.device)])
+    return map_states([state], lambda ts: ts[0][index.to(ts[0].device)])
 
 
 def cat_states(states: list[Any]) -> Any:
     """Batched model states of one model, concatenated along the batch."""
     if not states:
         raise ValueError("cat_states of no states")
-    return _walk(states[0], lambda ts: torch.cat(ts), parts=states)
+    return map_states(states, torch.cat)
 
 
 def rollout(model: WorldModel, context: torch.Tensor, actions: Actions) -> torch.Tensor:
