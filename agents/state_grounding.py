@@ -17,6 +17,7 @@ the arm can carry out, and nothing is mapped back from the learned space.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 from latentplay.agents.grounding import labelled_episodes
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.utils.frames import to_tensor_frames
+from latentplay.utils.io import atomic_path
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models.protocol import (
     Actions,
@@ -38,6 +40,7 @@ from latentplay.world_models.protocol import (
     index_state,
     rollout,
 )
+from latentplay.world_models.shipped import shipped_models
 
 
 def check_groundable(model: Any) -> None:
@@ -78,6 +81,7 @@ class StateGrounding(nn.Module):
         self.register_buffer("feat_std", torch.ones(feature_dim))
         self.scale = spec.continuous_bound / 3
         self.labels = 0
+        self.hidden = hidden
 
     def forward(self, env_actions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         x = torch.cat([env_actions, (features - self.feat_mean) / self.feat_std], dim=-1)
@@ -87,6 +91,87 @@ class StateGrounding(nn.Module):
         """A plan's actions are env actions already (:class:`EnvActionView`): clipped to the
         box, as the planner sampled them."""
         return actions.continuous.detach().clamp(-1, 1)
+
+
+GROUNDING_FORMAT = "latentplay-state-grounding"
+SHIPPED_FILE = "grounding.pt"  # a shipped model's own, beside its weights.pt
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A digest of ``model``'s parameters and buffers (names, shapes, float32 values): a
+    grounding fit through one model's rollouts names the model it belongs to."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_state_grounding(grounding: StateGrounding, model: nn.Module, path: str | Path) -> Path:
+    """Write ``grounding`` (fit through ``model``) to ``path`` atomically, with the digest of
+    the model's weights so that it is never applied to another model."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    first = grounding.net[0]
+    payload = {
+        "format": GROUNDING_FORMAT,
+        "env_dim": grounding.env_dim,
+        "feature_dim": first.in_features - grounding.env_dim,
+        "action_dim": grounding.net[-1].out_features,
+        "hidden": grounding.hidden,
+        "scale": grounding.scale,
+        "labels": grounding.labels,
+        "model": weights_digest(model),
+        "state_dict": {k: v.detach().cpu() for k, v in grounding.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def grounding_file(name_or_path: str | Path) -> Path:
+    """An existing grounding file as it is; else the grounding shipped beside the shipped
+    model of that name (``models/<name>/grounding.pt``); else an error naming both."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_models()
+    weights = shipped.get(str(name_or_path))
+    if weights is not None and weights.with_name(SHIPPED_FILE).is_file():
+        return weights.with_name(SHIPPED_FILE)
+    have = sorted(n for n, w in shipped.items() if w.with_name(SHIPPED_FILE).is_file())
+    raise FileNotFoundError(
+        f"grounding {str(name_or_path)!r}: no such file, and no shipped model of that name has "
+        f"one (shipped with a grounding: {have})"
+    )
+
+
+def load_state_grounding(
+    name_or_path: str | Path, model: nn.Module, device: str | torch.device = "cpu"
+) -> StateGrounding:
+    """The grounding written by :func:`save_state_grounding` (a path, or a shipped model's
+    name), checked to belong to ``model``: a grounding is fit through one model's dynamics and
+    means nothing for another's."""
+    check_groundable(model)
+    path = grounding_file(name_or_path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unreadable file gets the same clear message
+        raise ValueError(f"{path}: not a readable state grounding ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != GROUNDING_FORMAT:
+        raise ValueError(f"{path}: not a state grounding (format {GROUNDING_FORMAT!r} expected)")
+    digest = weights_digest(model)
+    if payload["model"] != digest:
+        raise ValueError(
+            f"{path} was fit through the model with weights {payload['model']}; this model's "
+            f"are {digest}: fit a grounding for it (grounding.labels=[N])"
+        )
+    spec = ActionSpec(continuous=payload["action_dim"], continuous_bound=3 * payload["scale"])
+    g = StateGrounding(payload["env_dim"], payload["feature_dim"], spec, payload["hidden"])
+    g.load_state_dict(payload["state_dict"])
+    g.labels = int(payload["labels"])
+    return g.to(device).eval()
 
 
 def fit_state_grounding(

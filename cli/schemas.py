@@ -124,6 +124,7 @@ class EvaluateConfig:
 class GroundingConfig:
     kind: GroundingKind = GroundingKind["linear"]
     labels: list[int] = field(default_factory=lambda: [1000])
+    file: str | None = None
 
 
 @dataclass
@@ -159,6 +160,8 @@ class CounterfactualConfig:
     model_view: CounterfactualView = CounterfactualView["auto"]
     data: str | None = None
     labels: int = 1000
+    grounding: GroundingKind = GroundingKind["linear"]
+    grounding_file: str | None = None
     out: str | None = None
     videos: int = 6
     plan_results: str | None = None

@@ -27,6 +27,8 @@ from latentplay.agents.state_grounding import (
     EnvActionView,
     StateGrounding,
     check_groundable,
+    load_state_grounding,
+    save_state_grounding,
     state_grounding_from_data,
 )
 from latentplay.agents.views import model_view
@@ -132,6 +134,7 @@ def run_planning(
     env_name: str | None = None,
     labels: list[int] | tuple[int, ...] = (1000,),
     grounding_kind: str = "linear",
+    grounding_file: str | None = None,
     view: str = "global",
     sample_steps: int | None = None,
     data: str | None = None,
@@ -158,7 +161,9 @@ def run_planning(
     planner. ``grounding_kind``: "linear" or "mlp" (the planner searches the learned actions,
     mapped to env actions to act), or "rollout" (the planner searches env actions, the model
     imagines them through a state-conditioned map fit on its own rollouts:
-    :mod:`~latentplay.agents.state_grounding`). Each planned action is held ``repeat`` env
+    :mod:`~latentplay.agents.state_grounding`; each fit is saved as
+    ``out/grounding_<N>.pt``, and ``grounding_file``, such a file or a shipped model's name,
+    is used instead of fitting). Each planned action is held ``repeat`` env
     steps, ``execute`` of them are carried out per replan, each replan reads the last
     ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
     task's shaped cost on part positions: the model's own, the oracle's true ones). Writes
@@ -166,6 +171,11 @@ def run_planning(
     (one row per controller) and its path."""
     if grounding_kind not in GROUNDINGS:
         raise ValueError(f"grounding_kind={grounding_kind!r}; expected one of {GROUNDINGS}")
+    if grounding_file is not None and grounding_kind != "rollout":
+        raise ValueError(
+            f"grounding.file={grounding_file!r} with grounding.kind={grounding_kind}: a saved "
+            "grounding is a state-conditioned one (grounding.kind=rollout)"
+        )
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")
@@ -174,7 +184,7 @@ def run_planning(
     make_env = arm_env_factory(env_id, env_kwargs)
     model, ckpt = load_model(checkpoint, dev)
     data = data or training_data(ckpt)
-    if data is None and any(n > 0 for n in labels):
+    if data is None and grounding_file is None and any(n > 0 for n in labels):
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
     probe = make_env()
     task = probe.task
@@ -188,21 +198,30 @@ def run_planning(
             f"cost=push needs a model with part positions (keypoints); {type(model).__name__} "
             f"(model_view={view}) has none: use cost=goal"
         )
+    saved: StateGrounding | None = None
     if grounding_kind == "rollout":
         try:
             check_groundable(model)
-        except ValueError:
+            if grounding_file is not None:  # checked to be this model's before any episode
+                saved = load_state_grounding(grounding_file, model, dev)
+        except (ValueError, FileNotFoundError):
             probe.close()
             raise
     seeds = list(range(seed, seed + episodes))
     spec = model.action_spec
     settings = planner(spec, device=dev).settings
+    short = env_name or env_id.split("/")[-1].lower()
+    out = Path(out) if out else Path("runs/plan") / f"{short}_{settings['name']}"
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for n in labels:
+    for n in [saved.labels] if saved is not None else labels:  # a saved grounding: one row
         planned: WorldModel = model
         grounding: Grounding | StateGrounding
-        if grounding_kind == "rollout":
+        if saved is not None:
+            grounding, planned = saved, EnvActionView(model, saved)
+        elif grounding_kind == "rollout":
             grounding = state_grounding_from_data(model, data, n, device=dev, progress=progress)
+            save_state_grounding(grounding, model, out / f"grounding_{n}.pt")
             planned = EnvActionView(model, grounding)
         else:
             grounding = ground(model, n, probe, data, kind=grounding_kind, device=dev)
@@ -251,15 +270,13 @@ def run_planning(
         "repeat": repeat,
         "context": context,
         "grounding": grounding_kind,
+        "grounding_file": None if grounding_file is None else str(grounding_file),
         "cost": cost,
         "behind_px": behind_px,
         "success": SUCCESS[task],
         "rows": rows,
         **started,
     }
-    short = env_name or env_id.split("/")[-1].lower()
-    out = Path(out) if out else Path("runs/plan") / f"{short}_{settings['name']}"
-    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", results)
     return results, out / "results.json"
 

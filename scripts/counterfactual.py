@@ -36,6 +36,8 @@ def main(cfg: DictConfig) -> None:
         model_view=c["model_view"],
         data=c["data"],
         labels=c["labels"],
+        grounding=c["grounding"],
+        grounding_file=c["grounding_file"],
         out=c["out"],
         videos=c["videos"],
         device=c["device"],

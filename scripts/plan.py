@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> None:
         env_name=c["env"]["name"],
         labels=c["grounding"]["labels"],
         grounding_kind=c["grounding"]["kind"],
+        grounding_file=c["grounding"]["file"],
         view=c["model_view"],
         sample_steps=c["sample_steps"],
         data=c["data"],

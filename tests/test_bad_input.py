@@ -159,6 +159,17 @@ def test_sample_steps_for_a_model_that_does_not_sample_is_refused(tmp_path: Path
         answerer(str(path), "auto", None, 10, torch.device("cpu"), sample_steps=3)
 
 
+def test_a_counterfactual_grounding_is_checked_before_any_query(tmp_path: Path) -> None:
+    from latentplay.evaluation.counterfactual.run import answerer
+
+    with pytest.raises(ValueError, match=r"grounding='fancy'; expected one of \('linear'"):
+        answerer("keypoints_mixed", grounding="fancy")
+    with pytest.raises(ValueError, match="a saved grounding is a state-conditioned one"):
+        answerer("keypoints_mixed", grounding="linear", grounding_file="keypoints_mixed")
+    with pytest.raises(ValueError, match="this model's are"):  # fit through another model
+        answerer("keypoints_pushmulti", grounding="rollout", grounding_file="keypoints_mixed")
+
+
 # ---------------------------------------------------------------------------- actions
 @pytest.fixture(scope="module")
 def glass() -> Glass:

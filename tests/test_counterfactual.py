@@ -20,6 +20,7 @@ from latentplay.evaluation.counterfactual.branches import (
     replay,
     start_state,
 )
+from latentplay.evaluation.counterfactual.predict import EnvDrive, predict
 from latentplay.evaluation.counterfactual.queries import (
     Intervention,
     Query,
@@ -227,7 +228,9 @@ def test_the_true_simulator_as_the_model_scores_zero_error() -> None:
         sim = SimulatorModel(lambda q=q: make_env(q))
         results += [
             o.scores
-            for o in run_queries(sim, [q], locate, to_metres, identity, "grounded", progress=False)
+            for o in run_queries(
+                sim, [q], locate, to_metres, EnvDrive(sim, identity), "grounded", progress=False
+            )
         ]
     for r in results:
         for key in ("object_err_px", "effect_err_px"):  # NaN would fail these too
@@ -286,3 +289,37 @@ def test_two_query_files_of_one_name_are_refused_by_path(tmp_path: Path) -> None
     files = [tmp_path / "a" / "q.yaml", tmp_path / "b" / "q.yaml"]
     with pytest.raises(ValueError, match=r"query name 'q' comes from both .*a/q\.yaml and .*b"):
         run(checkpoint="oracle", query_files=files, out=tmp_path / "o", progress=False)
+
+
+class _Recorder:
+    """A stand-in model that renders a constant frame and records the actions it was given."""
+
+    def __init__(self, shade: int) -> None:
+        self.shade = shade
+        self.given: list[torch.Tensor] = []
+
+    def infer_actions(self, frames: torch.Tensor) -> Actions:
+        return Actions(torch.full((1, frames.shape[1] - 1, 2), 7.0), None)
+
+    def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
+        self.given.append(actions.continuous)
+        h, w = context.shape[-2:]
+        return torch.full((1, actions.continuous.shape[1], 3, h, w), self.shade / 255)
+
+
+def test_an_action_query_parses_its_factual_branch_and_drives_the_changed_one() -> None:
+    q = Query("away", Intervention("actions", toward=0, speed=-0.8), seed=2)
+    b = build_branches(q)
+    model, driven = _Recorder(10), _Recorder(200)
+    drive = EnvDrive(driven, lambda a: Actions(torch.as_tensor(a, dtype=torch.float32)[None], None))
+    cf, f = predict(model, b, drive, parse=True)
+    # the changed branch from its env actions through the drive, the factual one parsed
+    assert (cf == 200).all() and (f == 10).all()
+    np.testing.assert_allclose(driven.given[0][0].numpy(), b.counterfactual.actions, atol=1e-6)
+    assert (model.given[0] == 7.0).all()
+    # grounded: both branches from their env actions
+    cf, f = predict(model, b, drive, parse=False)
+    assert (cf == 200).all() and (f == 200).all()
+    np.testing.assert_allclose(driven.given[-1][0].numpy(), b.factual.actions, atol=1e-6)
+    with pytest.raises(ValueError, match="needs a grounding"):
+        predict(model, b, None, parse=True)

@@ -42,3 +42,14 @@ def test_reports_say_whether_a_model_is_shipped_or_a_short_run() -> None:
         "short run (1.5 min, 1,200 steps): a demonstration of training, not a trained model"
     )
     assert training_summary({"elapsed_seconds": 1800.0, "step": 9}) == "trained 30.0 min, 9 steps"
+
+
+def test_a_shipped_grounding_belongs_to_its_shipped_model() -> None:
+    from latentplay.agents.state_grounding import SHIPPED_FILE, load_state_grounding
+
+    with_grounding = [n for n, w in shipped_models().items() if w.with_name(SHIPPED_FILE).is_file()]
+    assert with_grounding, "no shipped model ships a state grounding"
+    for name in with_grounding:
+        model, _ = load_model(name)
+        g = load_state_grounding(name, model)  # refused if fit through other weights
+        assert g.labels == card(name)["grounding"]["labels"], name

@@ -16,6 +16,8 @@ from latentplay.agents.planners import CEM
 from latentplay.agents.state_grounding import (
     EnvActionView,
     fit_state_grounding,
+    load_state_grounding,
+    save_state_grounding,
     state_grounding_from_data,
 )
 from latentplay.world_models.checkpoint import save_checkpoint
@@ -183,7 +185,48 @@ def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> 
 
     with pytest.raises(ValueError, match="grounding_kind='fancy'"):
         run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_kind="fancy")
+    with pytest.raises(ValueError, match=r"grounding\.file='g\.pt' with grounding\.kind=linear"):
+        run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_file="g.pt")
+    # a saved grounding of another model is refused before any episode
+    with pytest.raises(ValueError, match="fit a grounding for it"):
+        run_planning(
+            "keypoints_pushmulti",
+            "latentplay/Push-v0",
+            CEM,
+            grounding_kind="rollout",
+            grounding_file="keypoints_mixed",
+            view="full",
+            cost="push",
+            out=tmp_path / "plan",
+        )
     # a model without keypoints is refused before any episode, naming the kind that serves it
     ckpt = save_checkpoint(tmp_path / "glass.pt", model=Glass(size="xs"), step=0, config={})
     with pytest.raises(ValueError, match=r"grounding\.kind=linear"):
         run_planning(str(ckpt), "latentplay/Reach-v0", CEM, grounding_kind="rollout", labels=[0])
+
+
+def test_a_saved_grounding_loads_back_exactly_and_only_for_its_model(tmp_path: Path) -> None:
+    model = PointModel()
+    states, embeds, cmds = episodes(16, 8, seed=0)
+    g = fit_state_grounding(model, states, embeds, cmds, horizon=3, steps=50, seed=0)
+    path = save_state_grounding(g, model, tmp_path / "run" / "grounding.pt")
+    back = load_state_grounding(path, model)
+    a, f = torch.rand(5, 2) * 2 - 1, torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.equal(back(a, f), g(a, f))
+    assert back.labels == g.labels == 16 * 7 and back.hidden == g.hidden
+    # fit through one model's dynamics, it is refused for another's, naming both
+    other = PointModel()
+    with torch.no_grad():
+        other.gain.fill_(0.2)
+    with pytest.raises(ValueError, match="fit a grounding for it"):
+        load_state_grounding(path, other)
+    with pytest.raises(FileNotFoundError, match="no shipped model of that name"):
+        load_state_grounding(tmp_path / "missing.pt", model)
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": 1}, junk)
+    with pytest.raises(ValueError, match="not a state grounding"):
+        load_state_grounding(junk, model)
+    junk.write_text("not torch")
+    with pytest.raises(ValueError, match="not a readable state grounding"):
+        load_state_grounding(junk, model)

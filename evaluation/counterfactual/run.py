@@ -11,12 +11,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentplay.agents.grounding import Grounding, ground
+from latentplay.agents.grounding import KINDS, Grounding, ground
 from latentplay.agents.simulator import SimulatorModel
+from latentplay.agents.state_grounding import (
+    EnvActionView,
+    load_state_grounding,
+    state_grounding_from_data,
+)
 from latentplay.agents.views import default_view, model_view
 from latentplay.envs.arm import OBJECT_HALF_HEIGHT, PushMultiEnv
 from latentplay.evaluation.counterfactual.branches import build_branches, make_env
-from latentplay.evaluation.counterfactual.predict import ToLearned, predict
+from latentplay.evaluation.counterfactual.predict import EnvDrive, ToLearned, predict
 from latentplay.evaluation.counterfactual.queries import ImpossibleQuery, Query, load_queries
 from latentplay.evaluation.counterfactual.report import write_suite_report
 from latentplay.evaluation.counterfactual.scoring import (
@@ -37,6 +42,7 @@ from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, 
 from latentplay.world_models.shipped import run_folder
 
 ACTION_SOURCES = ("latent", "grounded")
+GROUNDINGS = (*KINDS, "rollout")
 
 
 @dataclass
@@ -54,21 +60,22 @@ def run_queries(
     queries: list[Query],
     locate: Locate,
     to_metres: ToMetres,
-    to_learned: ToLearned | None = None,
+    drive: EnvDrive | None = None,
     action_source: str = "latent",
     device: str | torch.device = "cpu",
     progress: bool = True,
     skipped: list[dict[str, str]] | None = None,
 ) -> list[QueryOutcome]:
     """Build, predict and score every query (see :func:`~.scoring.score_query`).
-    ``action_source``: "latent" parses the factual video (queries that change the actions
-    still go through ``to_learned``); "grounded" maps every query's env actions with
-    ``to_learned``. A query whose intervention is impossible in its scene is named on the
-    console and in ``skipped`` (``{"query", "reason"}``), and the others are answered."""
+    ``action_source``: "latent" parses the factual video (a counterfactual branch whose
+    actions the query changes still goes through ``drive``); "grounded" drives every branch
+    with its env actions through ``drive``. A query whose intervention is impossible in its
+    scene is named on the console and in ``skipped`` (``{"query", "reason"}``), and the
+    others are answered."""
     if action_source not in ACTION_SOURCES:
         raise ValueError(f"action_source={action_source!r}; expected one of {ACTION_SOURCES}")
-    if action_source == "grounded" and to_learned is None:
-        raise ValueError("action_source='grounded' needs to_learned (a grounding)")
+    if action_source == "grounded" and drive is None:
+        raise ValueError("action_source='grounded' needs drive (a grounding)")
     out = []
     for q in progress_bar(queries, desc="queries", disable=not progress, leave=False):
         try:
@@ -79,8 +86,7 @@ def run_queries(
             else:
                 skipped.append({"query": q.name, "reason": str(e)})
             continue
-        grounded = action_source == "grounded" or q.intervention.kind == "actions"
-        pred_cf, pred_f = predict(model, b, to_learned if grounded else None, device)
+        pred_cf, pred_f = predict(model, b, drive, device, parse=action_source == "latent")
         scores = score_query(b, pred_cf, pred_f, locate, to_metres)
         start = b.counterfactual.frames[:1]
         out.append(
@@ -103,8 +109,12 @@ def _to_learned(grounding: Grounding, device: torch.device) -> ToLearned:
 
 
 def _identity(a: np.ndarray) -> Actions:
-    """The simulator's actions are the env's."""
+    """The simulator's (and an env-action view's) actions are the env's."""
     return Actions(torch.as_tensor(a, dtype=torch.float32)[None], None)
+
+
+def _env_actions(device: torch.device) -> ToLearned:
+    return lambda a: Actions(_identity(a).continuous.to(device), None)  # type: ignore[union-attr]
 
 
 @dataclass
@@ -113,7 +123,8 @@ class Answerer:
 
     model: WorldModel
     view: str
-    to_learned: ToLearned
+    drive: EnvDrive
+    grounding: str  # what maps env actions: linear, mlp, rollout (agents/state_grounding.py)
     run_name: str
     sample_steps: int | None
     trained: str  # how much training the model had (training_summary)
@@ -126,11 +137,17 @@ def answerer(
     labels: int = 1000,
     device: str | torch.device = "cpu",
     sample_steps: int | None = None,
+    grounding: str = "linear",
+    grounding_file: str | None = None,
 ) -> Answerer:
     """The model of ``checkpoint`` through ``view`` (``auto``: the end-effector view for a
     sparse-flow model, else the model itself) and its grounding: analytic for the end-effector
-    view (its actions are the end effector's motion), else fit on ``labels`` labelled
-    transitions of ``data`` (None: the model's training data; ``labels=0``: analytic)."""
+    view (its actions are the end effector's motion), else of kind ``grounding`` fit on
+    ``labels`` labelled transitions of ``data`` (None: the model's training data;
+    ``labels=0``: analytic), or, for "rollout" (a model with state features: keypoints), the
+    saved one of ``grounding_file``."""
+    if grounding not in GROUNDINGS:
+        raise ValueError(f"grounding={grounding!r}; expected one of {GROUNDINGS}")
     device = torch.device(device)
     model, ckpt = load_model(checkpoint, device)
     view = default_view(model) if view == "auto" else view
@@ -140,11 +157,28 @@ def answerer(
     size = model.image_size if isinstance(model, FixedFrameSize) else 64
     env = PushMultiEnv(width=size, height=size, time_limit=None)  # the arm and its camera
     wrapped = model_view(model, view, env, sample_steps)
-    n = 0 if view == "ee_poke" else labels
-    g = ground(wrapped, n, env, data or training_data(ckpt), device=device)
+    if grounding_file is not None and grounding != "rollout":
+        raise ValueError(
+            f"grounding_file={grounding_file!r} with grounding={grounding}: a saved grounding "
+            "is a state-conditioned one (grounding=rollout)"
+        )
+    data = data or training_data(ckpt)
+    drive: EnvDrive
+    if grounding == "rollout":
+        if grounding_file is not None:
+            sg = load_state_grounding(grounding_file, wrapped, device)
+        elif data is None:
+            raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
+        else:
+            sg = state_grounding_from_data(wrapped, data, labels, device=device)
+        drive = EnvDrive(EnvActionView(wrapped, sg), _env_actions(device))
+    else:
+        n = 0 if view == "ee_poke" else labels
+        g = ground(wrapped, n, env, data, kind=grounding, device=device)
+        drive = EnvDrive(wrapped, _to_learned(g, device))
     run_name = run_folder(checkpoint).name
     summary = training_summary(ckpt)
-    return Answerer(wrapped, view, _to_learned(g, device), run_name, steps, summary)
+    return Answerer(wrapped, view, drive, grounding, run_name, steps, summary)
 
 
 def run(
@@ -162,12 +196,15 @@ def run(
     plan_results: str | Path | None = None,
     include: list[str | Path] | None = None,
     sample_steps: int | None = None,
+    grounding: str = "linear",
+    grounding_file: str | None = None,
 ) -> Path:
     """Run the queries of ``query_files`` against ``checkpoint`` (``"oracle"``: MuJoCo itself,
     which scores exactly zero: the harness's check); returns report.html's path.
     ``plan_results`` (a scripts/plan.py results.json) and ``include`` (folders written by
     scripts/poke.py or by another run of this one, e.g. a second model's) add sections.
-    ``sample_steps``: ODE steps per frame of a sampling model (YODA); None: the model's."""
+    ``sample_steps``: ODE steps per frame of a sampling model (YODA); None: the model's.
+    ``grounding``, ``grounding_file``: how env actions reach the model (:func:`answerer`)."""
     started = provenance()  # the code that runs, not the one checked out at the end
     dev = resolve_device(device)
     files = list(dict.fromkeys(Path(f).resolve() for f in query_files))  # each file once
@@ -201,11 +238,21 @@ def run(
         for q in queries:  # one twin env per scene: scenes differ between queries
             sim = SimulatorModel(lambda q=q: make_env(q), device=dev)
             outcomes += run_queries(
-                sim, [q], locate, to_metres, _identity, "grounded", dev, False, skipped
+                sim,
+                [q],
+                locate,
+                to_metres,
+                EnvDrive(sim, _identity),
+                "grounded",
+                dev,
+                False,
+                skipped,
             )
-        run_name, steps, trained = "oracle", None, "MuJoCo itself"
+        run_name, steps, trained, grounding = "oracle", None, "MuJoCo itself", "none"
     else:
-        ans = answerer(checkpoint, model_view, data, labels, dev, sample_steps)
+        ans = answerer(
+            checkpoint, model_view, data, labels, dev, sample_steps, grounding, grounding_file
+        )
         if ans.view == "ee_poke" and action_source != "grounded":
             print("end-effector pokes: queries use grounded actions (action_source=grounded)")
             action_source = "grounded"
@@ -214,13 +261,14 @@ def run(
             queries,
             locate,
             to_metres,
-            ans.to_learned,
+            ans.drive,
             action_source,
             dev,
             progress,
             skipped,
         )
         run_name, steps, trained = ans.run_name, ans.sample_steps, ans.trained
+        grounding = ans.grounding
     if not outcomes:
         raise ValueError(
             f"every one of the {len(queries)} queries was skipped: "
@@ -235,6 +283,8 @@ def run(
         "checkpoint": str(checkpoint),
         "trained": trained,
         "action_source": action_source,
+        "grounding": grounding,
+        "grounding_file": grounding_file,
         "sample_steps": steps,
         "queries": len(results),
         "skipped": skipped,
