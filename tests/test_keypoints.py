@@ -119,12 +119,13 @@ def test_pixels_of_the_grid_are_the_pixel_indices() -> None:
 
 
 # ---------------------------------------------------------------------------- dynamics
-def test_nothing_moves_unless_driven_or_touched() -> None:
+@pytest.mark.parametrize("after_motion", [False, True])
+def test_nothing_moves_unless_driven_or_touched(after_motion: bool) -> None:
     """Known answer by construction: with the gates of keypoints 1-3 shut, no velocity and
     keypoint 0 (the agent) far from the others, only keypoint 0 moves, whatever the weights;
     once it is near keypoint 1 its push reaches keypoint 1, and still not the far ones."""
     torch.manual_seed(1)
-    dyn = InteractionDynamics(num_keypoints=4, action_dim=2, hidden=16)
+    dyn = InteractionDynamics(num_keypoints=4, action_dim=2, hidden=16, after_motion=after_motion)
     with torch.no_grad():
         dyn.gate_logit.copy_(torch.tensor([20.0, -40.0, -40.0, -40.0]))
     pos = torch.tensor([[[-0.8, -0.8], [0.8, 0.8], [-0.8, 0.8], [0.8, -0.8]]])
@@ -236,11 +237,13 @@ def test_model_recovers_the_true_positions_and_actions_of_a_toy(toy: Path, tmp_p
     assert r2_act >= 0.9, f"latent actions -> true actions R² {r2_act:.3f}"
 
 
-def test_split_message_layer_is_the_concatenated_layer() -> None:
+@pytest.mark.parametrize("after_motion", [False, True])
+def test_split_message_layer_is_the_concatenated_layer(after_motion: bool) -> None:
     """The dynamics evaluate the message net's first layer in parts (per node, once per step);
-    known answer: the textbook form, the net on the concatenated pair input."""
+    known answer: the textbook form, the net on the concatenated pair input (with
+    ``after_motion``, and how much the pair's distance changes under both ends' moves)."""
     torch.manual_seed(0)
-    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16)
+    d = InteractionDynamics(num_keypoints=5, action_dim=3, hidden=16, after_motion=after_motion)
     pos, vel, a = torch.rand(4, 5, 2) * 2 - 1, torch.randn(4, 5, 2) * 0.01, torch.randn(4, 3)
     b, k = 4, 5
     node = d.role.expand(b, -1, -1)
@@ -251,11 +254,16 @@ def test_split_message_layer_is_the_concatenated_layer() -> None:
     cut = torch.sigmoid((d.log_radius.exp() - dist) / d.log_softness.exp())
     cut = cut * (1 - torch.eye(k))[None, :, :, None]
     ends = [node[:, :, None].expand(-1, -1, k, -1), node[:, None].expand(-1, k, -1, -1)]
-    still = d.message(torch.cat([rel, dist, torch.zeros(b, k, k, 4), *ends], -1))
+    extra = int(after_motion)
+    still = d.message(
+        torch.cat([rel, dist, torch.zeros(b, k, k, 4), *ends, 0 * dist[..., :extra]], -1)
+    )
     disp = own
     for _ in range(d.rounds):
         motion = [disp[:, :, None].expand(-1, -1, k, -1), disp[:, None].expand(-1, k, -1, -1)]
-        pair = torch.cat([rel, dist, *motion, *ends], -1)
+        moved = rel + motion[0] - motion[1]
+        closer = moved.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt() - dist
+        pair = torch.cat([rel, dist, *motion, *ends, closer[..., :extra]], -1)
         disp = own + (cut * (d.message(pair) - still)).sum(2)
     ours, logit = d(pos, vel, a)
     assert logit is None

@@ -60,6 +60,11 @@ class InteractionDynamics(nn.Module):
     The message net is one hidden layer ``hidden // 2`` wide: its input layer is evaluated
     per node (below), so a message costs one activation and one ``(hidden // 2) x 2`` product
     per pair, which is what a planner's step time is made of.
+
+    ``after_motion``: a message also reads how much the pair's distance changes under both
+    ends' proposed moves (zero when both stay put). A push is an overlap *after* the pusher
+    moves, a norm of positions and motions that one ReLU layer on the separate inputs only
+    approximates piecewise.
     """
 
     def __init__(
@@ -70,17 +75,18 @@ class InteractionDynamics(nn.Module):
         role_dim: int = 8,
         rounds: int = 2,
         contact: bool = False,
+        after_motion: bool = False,
     ) -> None:
         super().__init__()
         if rounds < 1:
             raise ValueError(f"rounds={rounds}; expected >= 1")
         k = num_keypoints
-        self.rounds = rounds
+        self.rounds, self.after_motion = rounds, after_motion
         self.role = nn.Parameter(torch.randn(k, role_dim) * 0.1)
         self.gate_logit = nn.Parameter(torch.zeros(k))
         node = role_dim
         self.drive = _mlp(action_dim + node, hidden, 2)
-        self.message = _mlp(2 + 1 + 4 + 2 * node, hidden // 2, 2, layers=1)
+        self.message = _mlp(2 + 1 + 4 + 2 * node + int(after_motion), hidden // 2, 2, layers=1)
         self.carry = _mlp(2 + node, hidden, 2, layers=1)
         self.log_radius = nn.Parameter(torch.tensor(-1.2))  # exp(-1.2) ~ 0.3: 10 px at 64
         self.log_softness = nn.Parameter(torch.tensor(-3.0))
@@ -128,7 +134,7 @@ class InteractionDynamics(nn.Module):
         first, act, last = self.message[0], self.message[1], self.message[2]
         w, n = first.weight, node.shape[-1]
         w_geo, w_ui, w_uj = w[:, :3], w[:, 3:5], w[:, 5:7]
-        w_ei, w_ej = w[:, 7 : 7 + n], w[:, 7 + n :]
+        w_ei, w_ej, w_after = w[:, 7 : 7 + n], w[:, 7 + n : 7 + 2 * n], w[:, 7 + 2 * n :]
         base = (
             torch.cat([rel, dist], -1) @ w_geo.T
             + (node @ w_ei.T)[:, :, None]
@@ -139,6 +145,10 @@ class InteractionDynamics(nn.Module):
         disp = own
         for _ in range(self.rounds):
             motion = (disp @ w_ui.T)[:, :, None] + (disp @ w_uj.T)[:, None]
+            if self.after_motion:  # the change of the pair's distance under both moves
+                moved = rel + disp[:, :, None] - disp[:, None]
+                closer = moved.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt() - dist
+                motion = motion + closer @ w_after.T
             received = (cutoff * (act(base + motion) - still)).sum(dim=2)
             disp = own + received @ last.weight.T
         if self.move_head is None:

@@ -49,7 +49,9 @@ class Keypoints(nn.Module):
     ``contact``: a moves-or-not decision per keypoint gates its displacement (dynamics.py);
     ``presence``: each keypoint also reads whether its part is in the frame (perception.py),
     which scales its rendered blob and its interaction edges: for scenes whose object sets
-    vary (an object removed or added is a keypoint switched off or on).
+    vary (an object removed or added is a keypoint switched off or on);
+    ``after_motion``: interaction messages also read how far apart a pair will be after both
+    ends' proposed moves (dynamics.py).
     """
 
     name: ClassVar[str] = "keypoints"
@@ -65,6 +67,7 @@ class Keypoints(nn.Module):
         sigma: float = 0.06,
         contact: bool = False,
         presence: bool = False,
+        after_motion: bool = False,
     ) -> None:
         super().__init__()
         if image_size % 2:
@@ -82,12 +85,15 @@ class Keypoints(nn.Module):
             "sigma": sigma,
             **({"contact": True} if contact else {}),  # absent: the plain dynamics (older runs)
             **({"presence": True} if presence else {}),  # absent: every keypoint always present
+            **({"after_motion": True} if after_motion else {}),  # absent: before-motion geometry
         }
         self.image_size, self.num_keypoints = image_size, num_keypoints
         self.encoder = KeypointEncoder(num_keypoints, width, presence)
         self.renderer = KeypointRenderer(num_keypoints, width, sigma)
         self.inverse = InverseDynamics(num_keypoints, action_dim, hidden)
-        self.dynamics = InteractionDynamics(num_keypoints, action_dim, hidden, contact=contact)
+        self.dynamics = InteractionDynamics(
+            num_keypoints, action_dim, hidden, contact=contact, after_motion=after_motion
+        )
         # The reference frame: the per-pixel median of training frames (set_background).
         self.register_buffer("background", torch.zeros(3, image_size, image_size))
         # Spread of the latent actions seen in training (EMA), for planners' sampling range.
