@@ -269,7 +269,7 @@ def metric_bars(
         ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
     ax.set_xticks(x, groups, rotation=30 if sum(map(len, groups)) > 40 else 0, ha="center")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, loc="left")  # a narrow plot (few bars) must not clip it
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.12)  # room for the value labels
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
