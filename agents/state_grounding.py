@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentplay.agents.grounding import labelled_episodes
+from latentplay.agents.grounding import KINDS, labelled_episodes
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.utils.frames import to_tensor_frames
 from latentplay.utils.io import atomic_path
@@ -41,6 +41,8 @@ from latentplay.world_models.protocol import (
     rollout,
 )
 from latentplay.world_models.shipped import shipped_models
+
+GROUNDINGS = (*KINDS, "rollout")  # every grounding kind: the fixed maps, and this one
 
 
 def check_groundable(model: Any) -> None:

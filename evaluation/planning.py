@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from latentplay.agents.grounding import KINDS, Grounding, ground
+from latentplay.agents.grounding import Grounding, ground
 from latentplay.agents.mpc import (
     Controller,
     EpisodeResult,
@@ -24,6 +24,7 @@ from latentplay.agents.mpc import (
 from latentplay.agents.planners import SamplingPlanner
 from latentplay.agents.simulator import SimulatorModel
 from latentplay.agents.state_grounding import (
+    GROUNDINGS,
     EnvActionView,
     StateGrounding,
     check_groundable,
@@ -42,7 +43,6 @@ from latentplay.world_models.protocol import StatePositions, WorldModel
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
-GROUNDINGS = (*KINDS, "rollout")  # rollout: agents/state_grounding.py
 SUCCESS = {"reach": "end effector within 2 cm", "push": "object within 3 cm"}
 
 

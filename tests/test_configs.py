@@ -59,8 +59,8 @@ def test_the_schemas_view_choices_are_the_libraries() -> None:
 
 
 def test_the_schemas_grounding_kinds_are_the_planners() -> None:
+    from latentplay.agents.state_grounding import GROUNDINGS
     from latentplay.cli.schemas import GroundingKind
-    from latentplay.evaluation.planning import GROUNDINGS
 
     assert {v.value for v in GroundingKind} == set(GROUNDINGS)
 

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentplay.agents.grounding import KINDS, Grounding, ground
+from latentplay.agents.grounding import Grounding, ground
 from latentplay.agents.simulator import SimulatorModel
 from latentplay.agents.state_grounding import (
+    GROUNDINGS,
     EnvActionView,
     load_state_grounding,
     state_grounding_from_data,
@@ -42,7 +43,6 @@ from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, 
 from latentplay.world_models.shipped import run_folder
 
 ACTION_SOURCES = ("latent", "grounded")
-GROUNDINGS = (*KINDS, "rollout")
 
 
 @dataclass
@@ -108,13 +108,13 @@ def _to_learned(grounding: Grounding, device: torch.device) -> ToLearned:
     return to_learned
 
 
-def _identity(a: np.ndarray) -> Actions:
-    """The simulator's (and an env-action view's) actions are the env's."""
-    return Actions(torch.as_tensor(a, dtype=torch.float32)[None], None)
-
-
 def _env_actions(device: torch.device) -> ToLearned:
-    return lambda a: Actions(_identity(a).continuous.to(device), None)  # type: ignore[union-attr]
+    """The simulator's (and an env-action view's) actions are the env's, as they are."""
+
+    def to_actions(a: np.ndarray) -> Actions:
+        return Actions(torch.as_tensor(a, dtype=torch.float32, device=device)[None], None)
+
+    return to_actions
 
 
 @dataclass
@@ -148,6 +148,11 @@ def answerer(
     saved one of ``grounding_file``."""
     if grounding not in GROUNDINGS:
         raise ValueError(f"grounding={grounding!r}; expected one of {GROUNDINGS}")
+    if grounding_file is not None and grounding != "rollout":
+        raise ValueError(
+            f"grounding_file={grounding_file!r} with grounding={grounding}: a saved grounding "
+            "is a state-conditioned one (grounding=rollout)"
+        )
     device = torch.device(device)
     model, ckpt = load_model(checkpoint, device)
     view = default_view(model) if view == "auto" else view
@@ -157,11 +162,6 @@ def answerer(
     size = model.image_size if isinstance(model, FixedFrameSize) else 64
     env = PushMultiEnv(width=size, height=size, time_limit=None)  # the arm and its camera
     wrapped = model_view(model, view, env, sample_steps)
-    if grounding_file is not None and grounding != "rollout":
-        raise ValueError(
-            f"grounding_file={grounding_file!r} with grounding={grounding}: a saved grounding "
-            "is a state-conditioned one (grounding=rollout)"
-        )
     data = data or training_data(ckpt)
     drive: EnvDrive
     if grounding == "rollout":
@@ -242,7 +242,7 @@ def run(
                 [q],
                 locate,
                 to_metres,
-                EnvDrive(sim, _identity),
+                EnvDrive(sim, _env_actions(dev)),
                 "grounded",
                 dev,
                 False,
