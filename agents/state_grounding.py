@@ -45,6 +45,23 @@ from latentplay.world_models.shipped import shipped_models
 GROUNDINGS = (*KINDS, "rollout")  # every grounding kind: the fixed maps, and this one
 
 
+def check_grounding_choice(
+    kind: str,
+    file: str | Path | None,
+    kind_key: str = "grounding.kind",
+    file_key: str = "grounding.file",
+) -> None:
+    """Raise a ValueError, naming the settings as the caller's config spells them, unless
+    ``kind`` is a grounding kind and a saved ``file`` comes with the kind that saves one."""
+    if kind not in GROUNDINGS:
+        raise ValueError(f"{kind_key}={kind!r}; expected one of {GROUNDINGS}")
+    if file is not None and kind != "rollout":
+        raise ValueError(
+            f"{file_key}={str(file)!r} with {kind_key}={kind}: a saved grounding is a "
+            f"state-conditioned one ({kind_key}=rollout)"
+        )
+
+
 def check_groundable(model: Any) -> None:
     """Raise a ValueError naming what ``model`` lacks for a state-conditioned grounding."""
     missing = [c.__name__ for c in (StateFeatures, StateEmbedding) if not isinstance(model, c)]
@@ -83,7 +100,6 @@ class StateGrounding(nn.Module):
         self.register_buffer("feat_std", torch.ones(feature_dim))
         self.scale = spec.continuous_bound / 3
         self.labels = 0
-        self.hidden = hidden
 
     def forward(self, env_actions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         x = torch.cat([env_actions, (features - self.feat_mean) / self.feat_std], dim=-1)
@@ -121,7 +137,7 @@ def save_state_grounding(grounding: StateGrounding, model: nn.Module, path: str 
         "env_dim": grounding.env_dim,
         "feature_dim": first.in_features - grounding.env_dim,
         "action_dim": grounding.net[-1].out_features,
-        "hidden": grounding.hidden,
+        "hidden": first.out_features,
         "scale": grounding.scale,
         "labels": grounding.labels,
         "model": weights_digest(model),

@@ -24,10 +24,10 @@ from latentplay.agents.mpc import (
 from latentplay.agents.planners import SamplingPlanner
 from latentplay.agents.simulator import SimulatorModel
 from latentplay.agents.state_grounding import (
-    GROUNDINGS,
     EnvActionView,
     StateGrounding,
     check_groundable,
+    check_grounding_choice,
     load_state_grounding,
     save_state_grounding,
     state_grounding_from_data,
@@ -169,13 +169,7 @@ def run_planning(
     task's shaped cost on part positions: the model's own, the oracle's true ones). Writes
     ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
     (one row per controller) and its path."""
-    if grounding_kind not in GROUNDINGS:
-        raise ValueError(f"grounding_kind={grounding_kind!r}; expected one of {GROUNDINGS}")
-    if grounding_file is not None and grounding_kind != "rollout":
-        raise ValueError(
-            f"grounding.file={grounding_file!r} with grounding.kind={grounding_kind}: a saved "
-            "grounding is a state-conditioned one (grounding.kind=rollout)"
-        )
+    check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")

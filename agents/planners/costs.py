@@ -217,9 +217,9 @@ class PushCost(ModelRolloutCost):
                 return
             # parts a model reads as absent (keypoint presence) are neither object nor pusher
             absent = torch.zeros(len(now), dtype=torch.bool, device=now.device)
-            if isinstance(model, PartPresence) and model.present_parts(self.state) is not None:
-                both = model.present_parts(self.state)[0] * model.present_parts(goal_state)[0]
-                absent = both == 0
+            present = model.present_parts(self.state) if isinstance(model, PartPresence) else None
+            if present is not None:
+                absent = (present[0] * model.present_parts(goal_state)[0]) == 0
             self.object = int((there - now).norm(dim=-1).masked_fill(absent, -1.0).argmax())
             self.goal = there[self.object]
             spec = model.action_spec

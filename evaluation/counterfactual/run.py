@@ -14,8 +14,8 @@ import torch
 from latentplay.agents.grounding import Grounding, ground
 from latentplay.agents.simulator import SimulatorModel
 from latentplay.agents.state_grounding import (
-    GROUNDINGS,
     EnvActionView,
+    check_grounding_choice,
     load_state_grounding,
     state_grounding_from_data,
 )
@@ -146,13 +146,7 @@ def answerer(
     ``labels`` labelled transitions of ``data`` (None: the model's training data;
     ``labels=0``: analytic), or, for "rollout" (a model with state features: keypoints), the
     saved one of ``grounding_file``."""
-    if grounding not in GROUNDINGS:
-        raise ValueError(f"grounding={grounding!r}; expected one of {GROUNDINGS}")
-    if grounding_file is not None and grounding != "rollout":
-        raise ValueError(
-            f"grounding_file={grounding_file!r} with grounding={grounding}: a saved grounding "
-            "is a state-conditioned one (grounding=rollout)"
-        )
+    check_grounding_choice(grounding, grounding_file, "grounding", "grounding_file")
     device = torch.device(device)
     model, ckpt = load_model(checkpoint, device)
     view = default_view(model) if view == "auto" else view
