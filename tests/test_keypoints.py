@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.train_settings import quick_settings, straight_and_resumed
 
 from latentplay.evaluation import metrics as M
@@ -24,6 +25,7 @@ from latentplay.world_models.keypoints.perception import (
     to_pixels,
 )
 from latentplay.world_models.keypoints.train import (
+    KeypointLossWeights,
     KeypointObjective,
     KeypointSchedule,
     keypoints_training,
@@ -308,7 +310,7 @@ def test_contact_decisions_learn_who_moves_from_tracks_alone() -> None:
     untouched objects then do not move at all."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = Keypoints(num_keypoints=2, action_dim=2, hidden=32, contact=True)
+    model = Keypoints(num_keypoints=2, action_dim=2, hidden=64, contact=True)
     objective = KeypointObjective(KeypointSchedule(perception_steps=0, horizon_ramp_steps=0))
     params = [*model.inverse.parameters(), *model.dynamics.parameters()]
     opt = torch.optim.Adam(params, lr=1e-2)
@@ -429,3 +431,30 @@ def test_presence_tells_a_missing_object_from_frames_alone(tmp_path: Path) -> No
     there, missing, others = scores()
     assert there >= 0.95 and missing >= 0.95, (there, missing)
     assert others >= 0.95, others
+
+
+# ---------------------------------------------------------------------------- one-step term
+def test_one_step_term_steps_from_every_true_state_with_its_true_velocity() -> None:
+    """The one-step error is the mean of single steps from each frame of a clip, each started
+    from the true positions and the true last displacement (none at the first frame), and it
+    adds to the loss with its weight."""
+    model = _model()
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.cumsum(torch.randn(3, 5, 4, 2, generator=gen) * 0.05, dim=1)
+    actions = torch.randn(3, 4, 2, generator=gen)
+    moved = torch.ones(3, 4, 4)
+    objective = KeypointObjective(weights=KeypointLossWeights(one_step=2.0))
+    got = objective._one_step(model, pos, actions, moved, None)
+    errors = []
+    for t in range(4):
+        vel = pos[:, t] - pos[:, t - 1] if t else torch.zeros_like(pos[:, 0])
+        nxt, _ = model.transition(KeypointState(pos[:, t], vel), actions[:, t])
+        errors.append(F.smooth_l1_loss(nxt.pos * 16, pos[:, t + 1] * 16, reduction="none"))
+    torch.testing.assert_close(got, torch.stack(errors).mean())
+    plain = KeypointObjective()
+    torch.manual_seed(0)
+    with_term, terms = objective.dynamics(model, pos, horizon=4)
+    torch.manual_seed(0)
+    without, plain_terms = plain.dynamics(model, pos, horizon=4)
+    assert "one_step_px" not in plain_terms and terms["one_step_px"] > 0
+    torch.testing.assert_close(with_term - without, torch.tensor(2.0 * terms["one_step_px"]))

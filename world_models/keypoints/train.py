@@ -72,7 +72,10 @@ class KeypointLossWeights:
     the pushed objects' error); ``contact``: weight of the moves-or-not decisions' binary
     cross-entropy, whose targets are "the keypoint moved more than ``move_px`` pixels this
     step" in its track; ``presence``: L1 on the keypoints' presence (a model with presence):
-    a keypoint is present only where drawing it pays."""
+    a keypoint is present only where drawing it pays. ``one_step``: weight of a one-step
+    error from every true state of a clip (its true last displacement), beside the rollout's:
+    each step of a push is learned from where it truly starts, not only after the model's own
+    earlier steps."""
 
     foreground: float = 10.0
     foreground_scale: float = 0.15
@@ -86,6 +89,7 @@ class KeypointLossWeights:
     contact: float = 1.0
     move_px: float = 0.5
     presence: float = 0.003
+    one_step: float = 0.0
 
 
 def track_cache(model: Keypoints, dataset: ClipDataset, chunk: int = 256) -> EpisodeCache:
@@ -206,11 +210,38 @@ class KeypointObjective:
         act = actions.pow(2).mean()
         loss = err + w.gate * gate + w.action * act
         terms = {"rollout_px": err.item(), "gate": gate.item(), "action": act.item()}
+        if w.one_step > 0:
+            one = self._one_step(model, pos, noisy, moved, presence)
+            loss = loss + w.one_step * one
+            terms["one_step_px"] = one.item()
         if decisions:
             contact = torch.stack(decisions).mean()
             loss = loss + w.contact * contact
             terms["contact_bce"] = contact.item()
         return loss, terms
+
+    def _one_step(
+        self,
+        model: Keypoints,
+        pos: torch.Tensor,
+        actions: torch.Tensor,
+        moved: torch.Tensor,
+        presence: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The mean one-step error (px) from every true state of the clips (the first with no
+        last displacement, as a rollout starts), all in one batch."""
+        w, half = self.weights, model.image_size / 2
+        vel = torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
+        now = pos[:, :-1].flatten(0, 1)
+        p = None if presence is None else presence[:, :-1].flatten(0, 1)
+        state = KeypointState(now, vel.flatten(0, 1), p)
+        state, _ = model.transition(state, actions.flatten(0, 1), moved.flatten(0, 1))
+        target = pos[:, 1:].flatten(0, 1) * half
+        e = F.smooth_l1_loss(state.pos * half, target, beta=w.huber_px, reduction="none")
+        if presence is None:
+            return e.mean()
+        weight = model.present(presence[:, 1:].flatten(0, 1))
+        return (e.mean(-1) * weight).sum() / weight.sum().clamp(min=1e-6)
 
 
 def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
