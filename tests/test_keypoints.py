@@ -75,6 +75,24 @@ def test_contract_shapes_and_capabilities() -> None:
     assert r.continuous.shape == (3, 5, 2)
 
 
+def test_decoding_is_anchored_on_the_last_real_frame() -> None:
+    """Known answers: keypoints where they were decode to the real last frame itself; moved
+    ones change it by exactly the rendering's change; unanchored, a frame is the rendering."""
+    m = _model().eval()
+    x = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    real = x[:, -1].float() / 255
+    with torch.no_grad():
+        s = m.encode(x)
+        torch.testing.assert_close(m.decode(s), real, atol=1e-6, rtol=0)
+        moved = KeypointState(s.pos + 0.2, s.vel, s.presence, s.residual)
+        change = m.render(moved.pos) - m.render(s.pos)
+        torch.testing.assert_close(m.decode(moved), (real + change).clamp(0, 1), atol=1e-6, rtol=0)
+        m.anchored = False
+        plain = m.encode(x)
+        assert plain.residual is None
+        torch.testing.assert_close(m.decode(plain), m.render(plain.pos))
+
+
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="image_size=33"):
         Keypoints(image_size=33)

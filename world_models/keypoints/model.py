@@ -2,8 +2,13 @@
 keypoints only, interaction dynamics over keypoints, frames rendered from keypoints over the
 background.
 
-State: keypoint positions, their last displacement and (with ``presence``) whether each
-keypoint's part is in the scene.
+State: keypoint positions, their last displacement, (with ``presence``) whether each
+keypoint's part is in the scene, and the renderer's error on the last real frame.
+
+Decoding draws the keypoints over the background and adds that error (``anchored``, the
+default): where the keypoints are where they were, the decoded frame *is* the real frame, so
+objects that stay put keep their real pixels (a rendering is off by a few tenths of a pixel);
+where they moved, the rendering shows the change.
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
 """
@@ -37,6 +42,9 @@ class KeypointState:
     pos: torch.Tensor  # (B, K, 2) in [-1, 1]
     vel: torch.Tensor  # (B, K, 2) the last step's displacement
     presence: torch.Tensor | None = None  # (B, K) in [0, 1]; None: a model without presence
+    # (B, 3, H, W): the last real frame minus its rendering from its own keypoints (encode);
+    # decoding adds it, so what the keypoints leave where it was is drawn as it really was
+    residual: torch.Tensor | None = None
 
 
 class Keypoints(nn.Module):
@@ -55,6 +63,8 @@ class Keypoints(nn.Module):
     """
 
     name: ClassVar[str] = "keypoints"
+    # Decode relative to the last real frame (the module doc); False: from the keypoints alone.
+    anchored: bool = True
 
     def __init__(
         self,
@@ -171,7 +181,12 @@ class Keypoints(nn.Module):
     def encode(self, frames: torch.Tensor) -> KeypointState:
         pos, presence = self.perceive(frames)
         vel = pos[:, -1] - pos[:, -2] if pos.shape[1] > 1 else torch.zeros_like(pos[:, -1])
-        return KeypointState(pos[:, -1], vel, None if presence is None else presence[:, -1])
+        last = None if presence is None else presence[:, -1]
+        residual = None
+        if self.anchored:
+            real = to_float_frames(frames[:, -1])
+            residual = real - self.render(pos[:, -1], last).to(real.dtype)
+        return KeypointState(pos[:, -1], vel, last, residual)
 
     def actions_between(
         self, pos: torch.Tensor, presence: torch.Tensor | None = None
@@ -201,10 +216,13 @@ class Keypoints(nn.Module):
         ``moving (B, K)``: decisions to use instead of the head's (training's loop)."""
         present = self.present(state.presence)
         disp, logit = self.dynamics(state.pos, state.vel, action, moving, present)
-        return KeypointState(state.pos + disp, disp, state.presence), logit
+        return KeypointState(state.pos + disp, disp, state.presence, state.residual), logit
 
     def decode(self, state: KeypointState) -> torch.Tensor:
-        return self.render(state.pos, state.presence)
+        frames = self.render(state.pos, state.presence)
+        if state.residual is None:
+            return frames
+        return (frames + state.residual.to(frames.dtype)).clamp(0.0, 1.0)
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
         return protocol_rollout(self, context, actions)
@@ -220,7 +238,11 @@ class Keypoints(nn.Module):
         p = None if presence is None else presence[:, :-1].flatten(0, 1)
         acts = self.actions_between(pos, presence).flatten(0, 1)
         disp, _ = self.dynamics(now, vel.flatten(0, 1), acts, presence=self.present(p))
-        return self.render(now + disp, p).unflatten(0, (b, t - 1))
+        pred = self.render(now + disp, p)
+        if self.anchored:  # each from its real previous frame, as decode does from encode's
+            real = to_float_frames(frames[:, :-1]).flatten(0, 1)
+            pred = (pred + real - self.render(now, p).to(real.dtype)).clamp(0.0, 1.0)
+        return pred.unflatten(0, (b, t - 1))
 
     def state_positions_px(self, state: KeypointState) -> torch.Tensor:
         """Keypoint pixel coordinates of a state, ``(B, K, 2)``."""
