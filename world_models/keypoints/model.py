@@ -5,10 +5,11 @@ background.
 State: keypoint positions, their last displacement, (with ``presence``) whether each
 keypoint's part is in the scene, and the renderer's error on the last real frame.
 
-Decoding draws the keypoints over the background and adds that error (``anchored``, the
-default): where the keypoints are where they were, the decoded frame *is* the real frame, so
-objects that stay put keep their real pixels (a rendering is off by a few tenths of a pixel);
-where they moved, the rendering shows the change.
+Decoding draws the keypoints over the background and adds that error wherever the rendering
+has not changed since the real frame (``anchored``, the default): where the keypoints are
+where they were, the decoded frame *is* the real frame, so objects that stay put keep their
+real pixels (a rendering is off by a few tenths of a pixel); where the rendering changed (a
+part moved away or arrived), the rendering alone is drawn, with no trace of the real frame.
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from latentplay.utils.frames import to_float_frames
@@ -37,14 +39,28 @@ from latentplay.world_models.protocol import rollout as protocol_rollout
 PRESENT_FRACTION = 0.3
 
 
+# A pixel whose rendering changed by this much (colour differences summed; within a pixel of
+# it) is drawn from the rendering alone; less, and the real frame shows through in proportion.
+CHANGED = 0.5
+
+
+def anchored(frames: torch.Tensor, anchor: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Renderings ``frames (N, 3, H, W)`` with ``residual`` (a real frame minus its rendering
+    ``anchor``) added where they do not differ from ``anchor``."""
+    change = (frames - anchor).abs().sum(1, keepdim=True)
+    changed = (F.max_pool2d(change, 3, stride=1, padding=1) / CHANGED).clamp(max=1.0)
+    return (frames + residual * (1.0 - changed)).clamp(0.0, 1.0)
+
+
 @dataclass
 class KeypointState:
     pos: torch.Tensor  # (B, K, 2) in [-1, 1]
     vel: torch.Tensor  # (B, K, 2) the last step's displacement
     presence: torch.Tensor | None = None  # (B, K) in [0, 1]; None: a model without presence
-    # (B, 3, H, W): the last real frame minus its rendering from its own keypoints (encode);
-    # decoding adds it, so what the keypoints leave where it was is drawn as it really was
+    # (B, 3, H, W): the last real frame minus its rendering from its own keypoints (encode),
+    # and that rendering: decoding adds the residual where the rendering has not changed since
     residual: torch.Tensor | None = None
+    anchor: torch.Tensor | None = None
 
 
 class Keypoints(nn.Module):
@@ -182,11 +198,12 @@ class Keypoints(nn.Module):
         pos, presence = self.perceive(frames)
         vel = pos[:, -1] - pos[:, -2] if pos.shape[1] > 1 else torch.zeros_like(pos[:, -1])
         last = None if presence is None else presence[:, -1]
-        residual = None
+        residual = anchor = None
         if self.anchored:
             real = to_float_frames(frames[:, -1])
-            residual = real - self.render(pos[:, -1], last).to(real.dtype)
-        return KeypointState(pos[:, -1], vel, last, residual)
+            anchor = self.render(pos[:, -1], last).to(real.dtype)
+            residual = real - anchor
+        return KeypointState(pos[:, -1], vel, last, residual, anchor)
 
     def actions_between(
         self, pos: torch.Tensor, presence: torch.Tensor | None = None
@@ -216,13 +233,14 @@ class Keypoints(nn.Module):
         ``moving (B, K)``: decisions to use instead of the head's (training's loop)."""
         present = self.present(state.presence)
         disp, logit = self.dynamics(state.pos, state.vel, action, moving, present)
-        return KeypointState(state.pos + disp, disp, state.presence, state.residual), logit
+        nxt = KeypointState(state.pos + disp, disp, state.presence, state.residual, state.anchor)
+        return nxt, logit
 
     def decode(self, state: KeypointState) -> torch.Tensor:
         frames = self.render(state.pos, state.presence)
-        if state.residual is None:
+        if state.residual is None or state.anchor is None:
             return frames
-        return (frames + state.residual.to(frames.dtype)).clamp(0.0, 1.0)
+        return anchored(frames, state.anchor.to(frames.dtype), state.residual.to(frames.dtype))
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
         return protocol_rollout(self, context, actions)
@@ -241,7 +259,8 @@ class Keypoints(nn.Module):
         pred = self.render(now + disp, p)
         if self.anchored:  # each from its real previous frame, as decode does from encode's
             real = to_float_frames(frames[:, :-1]).flatten(0, 1)
-            pred = (pred + real - self.render(now, p).to(real.dtype)).clamp(0.0, 1.0)
+            anchor = self.render(now, p).to(real.dtype)
+            pred = anchored(pred, anchor, real - anchor)
         return pred.unflatten(0, (b, t - 1))
 
     def state_positions_px(self, state: KeypointState) -> torch.Tensor:
