@@ -85,7 +85,7 @@ def test_decoding_is_anchored_on_the_last_real_frame() -> None:
     with torch.no_grad():
         s = m.encode(x)
         torch.testing.assert_close(m.decode(s), real, atol=1e-6, rtol=0)
-        moved = KeypointState(s.pos + 0.2, s.vel, s.presence, s.residual, s.anchor)
+        moved = KeypointState(s.pos + 0.2, s.vel, s.presence, s.frame, s.anchor)
         rendering, out = m.render(moved.pos), m.decode(moved)
         change = (rendering - s.anchor).abs().sum(1)
         near = F.max_pool2d(change[:, None], 3, stride=1, padding=1)[:, 0]
@@ -96,10 +96,10 @@ def test_decoding_is_anchored_on_the_last_real_frame() -> None:
         )
         # elsewhere the real frame shows through in proportion to how little changed there
         share = (1 - near / CHANGED).clamp(min=0)[:, None]
-        torch.testing.assert_close(out, (rendering + share * s.residual).clamp(0, 1))
+        torch.testing.assert_close(out, (rendering + share * (real - s.anchor)).clamp(0, 1))
         m.anchored = False
         plain = m.encode(x)
-        assert plain.residual is None
+        assert plain.frame is None and plain.anchor is None
         torch.testing.assert_close(m.decode(plain), m.render(plain.pos))
 
 

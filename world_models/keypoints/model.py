@@ -3,13 +3,16 @@ keypoints only, interaction dynamics over keypoints, frames rendered from keypoi
 background.
 
 State: keypoint positions, their last displacement, (with ``presence``) whether each
-keypoint's part is in the scene, and the renderer's error on the last real frame.
+keypoint's part is in the scene, and the last real frame with its rendering from its own
+keypoints.
 
-Decoding draws the keypoints over the background and adds that error wherever the rendering
-has not changed since the real frame (``anchored``, the default): where the keypoints are
-where they were, the decoded frame *is* the real frame, so objects that stay put keep their
-real pixels (a rendering is off by a few tenths of a pixel); where the rendering changed (a
-part moved away or arrived), the rendering alone is drawn, with no trace of the real frame.
+Decoding draws the keypoints over the background and adds the renderer's error on that frame
+(the frame minus its rendering) wherever the rendering has not changed since (``anchored``,
+the default): where the keypoints are where they were, the decoded frame *is* the real frame,
+so objects that stay put keep their real pixels (a rendering is off by a few tenths of a
+pixel); where the rendering changed (a part moved away or arrived), the rendering alone is
+drawn, with no trace of the real frame.
+
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
 """
@@ -44,12 +47,18 @@ PRESENT_FRACTION = 0.3
 CHANGED = 0.5
 
 
-def anchored(frames: torch.Tensor, anchor: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """Renderings ``frames (N, 3, H, W)`` with ``residual`` (a real frame minus its rendering
-    ``anchor``) added where they do not differ from ``anchor``."""
+def anchored(frames: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Renderings ``frames (N, 3, H, W)`` plus the renderer's error on a ``real`` frame (it
+    minus its rendering ``anchor``) where they do not differ from ``anchor``."""
     change = (frames - anchor).abs().sum(1, keepdim=True)
     changed = (F.max_pool2d(change, 3, stride=1, padding=1) / CHANGED).clamp(max=1.0)
-    return (frames + residual * (1.0 - changed)).clamp(0.0, 1.0)
+    return (frames + (real - anchor) * (1.0 - changed)).clamp(0.0, 1.0)
+
+
+def last_displacements(pos: torch.Tensor) -> torch.Tensor:
+    """Tracks ``(B, T, K, 2)`` -> each of the first T-1 frames' last displacement, zero for
+    the first (nothing before it): ``(B, T-1, K, 2)``."""
+    return torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
 
 
 @dataclass
@@ -57,9 +66,9 @@ class KeypointState:
     pos: torch.Tensor  # (B, K, 2) in [-1, 1]
     vel: torch.Tensor  # (B, K, 2) the last step's displacement
     presence: torch.Tensor | None = None  # (B, K) in [0, 1]; None: a model without presence
-    # (B, 3, H, W): the last real frame minus its rendering from its own keypoints (encode),
-    # and that rendering: decoding adds the residual where the rendering has not changed since
-    residual: torch.Tensor | None = None
+    # (B, 3, H, W): the last real frame (float) and its rendering from its own keypoints
+    # (encode); None: decode from the keypoints alone
+    frame: torch.Tensor | None = None
     anchor: torch.Tensor | None = None
 
 
@@ -198,12 +207,11 @@ class Keypoints(nn.Module):
         pos, presence = self.perceive(frames)
         vel = pos[:, -1] - pos[:, -2] if pos.shape[1] > 1 else torch.zeros_like(pos[:, -1])
         last = None if presence is None else presence[:, -1]
-        residual = anchor = None
+        real = anchor = None
         if self.anchored:
             real = to_float_frames(frames[:, -1])
             anchor = self.render(pos[:, -1], last).to(real.dtype)
-            residual = real - anchor
-        return KeypointState(pos[:, -1], vel, last, residual, anchor)
+        return KeypointState(pos[:, -1], vel, last, real, anchor)
 
     def actions_between(
         self, pos: torch.Tensor, presence: torch.Tensor | None = None
@@ -233,14 +241,14 @@ class Keypoints(nn.Module):
         ``moving (B, K)``: decisions to use instead of the head's (training's loop)."""
         present = self.present(state.presence)
         disp, logit = self.dynamics(state.pos, state.vel, action, moving, present)
-        nxt = KeypointState(state.pos + disp, disp, state.presence, state.residual, state.anchor)
+        nxt = KeypointState(state.pos + disp, disp, state.presence, state.frame, state.anchor)
         return nxt, logit
 
     def decode(self, state: KeypointState) -> torch.Tensor:
         frames = self.render(state.pos, state.presence)
-        if state.residual is None or state.anchor is None:
+        if state.frame is None or state.anchor is None:
             return frames
-        return anchored(frames, state.anchor.to(frames.dtype), state.residual.to(frames.dtype))
+        return anchored(frames, state.anchor.to(frames.dtype), state.frame.to(frames.dtype))
 
     def rollout(self, context: torch.Tensor, actions: Actions) -> torch.Tensor:
         return protocol_rollout(self, context, actions)
@@ -251,7 +259,7 @@ class Keypoints(nn.Module):
         action parsed between it and the next: ``(B, T, 3, H, W) -> (B, T-1, 3, H, W)``."""
         pos, presence = self.perceive(frames)
         b, t = pos.shape[:2]
-        vel = torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
+        vel = last_displacements(pos)
         now = pos[:, :-1].flatten(0, 1)
         p = None if presence is None else presence[:, :-1].flatten(0, 1)
         acts = self.actions_between(pos, presence).flatten(0, 1)
@@ -259,8 +267,7 @@ class Keypoints(nn.Module):
         pred = self.render(now + disp, p)
         if self.anchored:  # each from its real previous frame, as decode does from encode's
             real = to_float_frames(frames[:, :-1]).flatten(0, 1)
-            anchor = self.render(now, p).to(real.dtype)
-            pred = anchored(pred, anchor, real - anchor)
+            pred = anchored(pred, self.render(now, p).to(real.dtype), real)
         return pred.unflatten(0, (b, t - 1))
 
     def state_positions_px(self, state: KeypointState) -> torch.Tensor:

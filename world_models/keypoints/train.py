@@ -16,7 +16,7 @@ from latentplay.rollouts.dataset import ClipDataset, EpisodeCache
 from latentplay.rollouts.video import draw_keypoints, tile, upscale, write_video
 from latentplay.utils.frames import to_float_frames, to_numpy_frames
 from latentplay.world_models import distributed
-from latentplay.world_models.keypoints.model import Keypoints, KeypointState
+from latentplay.world_models.keypoints.model import Keypoints, KeypointState, last_displacements
 from latentplay.world_models.keypoints.perception import (
     coverage_loss,
     foreground,
@@ -194,15 +194,8 @@ class KeypointObjective:
             state = KeypointState(pos[:, s], torch.zeros_like(pos[:, s]), p0)
             for t in range(horizon):
                 state, logit = model.transition(state, noisy[:, s + t], moved[:, s + t])
-                target = pos[:, s + t + 1] * half
-                if presence is None:
-                    errors.append(F.smooth_l1_loss(state.pos * half, target, beta=w.huber_px))
-                else:
-                    e = F.smooth_l1_loss(
-                        state.pos * half, target, beta=w.huber_px, reduction="none"
-                    )
-                    p = model.present(presence[:, s + t + 1])
-                    errors.append((e.mean(-1) * p).sum() / p.sum().clamp(min=1e-6))
+                p = None if presence is None else presence[:, s + t + 1]
+                errors.append(self._error_px(model, state.pos, pos[:, s + t + 1], p))
                 if logit is not None:
                     decisions.append(F.binary_cross_entropy_with_logits(logit, moved[:, s + t]))
         err = torch.stack(errors).mean()
@@ -230,18 +223,30 @@ class KeypointObjective:
     ) -> torch.Tensor:
         """The mean one-step error (px) from every true state of the clips (the first with no
         last displacement, as a rollout starts), all in one batch."""
-        w, half = self.weights, model.image_size / 2
-        vel = torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
         now = pos[:, :-1].flatten(0, 1)
         p = None if presence is None else presence[:, :-1].flatten(0, 1)
-        state = KeypointState(now, vel.flatten(0, 1), p)
+        state = KeypointState(now, last_displacements(pos).flatten(0, 1), p)
         state, _ = model.transition(state, actions.flatten(0, 1), moved.flatten(0, 1))
-        target = pos[:, 1:].flatten(0, 1) * half
-        e = F.smooth_l1_loss(state.pos * half, target, beta=w.huber_px, reduction="none")
+        p = None if presence is None else presence[:, 1:].flatten(0, 1)
+        return self._error_px(model, state.pos, pos[:, 1:].flatten(0, 1), p)
+
+    def _error_px(
+        self,
+        model: Keypoints,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        presence: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Huber error in pixels of predicted positions ``(N, K, 2)`` against ``target``, each
+        keypoint counted by whether it is present in the target frame (``presence (N, K)``)."""
+        half = model.image_size / 2
         if presence is None:
-            return e.mean()
-        weight = model.present(presence[:, 1:].flatten(0, 1))
-        return (e.mean(-1) * weight).sum() / weight.sum().clamp(min=1e-6)
+            return F.smooth_l1_loss(pred * half, target * half, beta=self.weights.huber_px)
+        e = F.smooth_l1_loss(
+            pred * half, target * half, beta=self.weights.huber_px, reduction="none"
+        )
+        p = model.present(presence)
+        return (e.mean(-1) * p).sum() / p.sum().clamp(min=1e-6)
 
 
 def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
