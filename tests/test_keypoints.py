@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from helpers.train_settings import quick_settings, straight_and_resumed
 
 from latentplay.evaluation import metrics as M
+from latentplay.rollouts.dataset import ClipDataset
 from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import draw_keypoints
 from latentplay.utils.frames import to_tensor_frames
+from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.keypoints import Keypoints
 from latentplay.world_models.keypoints.dynamics import InteractionDynamics
 from latentplay.world_models.keypoints.model import CHANGED, KeypointState
@@ -28,7 +30,11 @@ from latentplay.world_models.keypoints.train import (
     KeypointLossWeights,
     KeypointObjective,
     KeypointSchedule,
+    calibrate_rest,
     keypoints_training,
+    recalibrate_rest,
+    spread_tracks,
+    still_drift_px,
     track_cache,
 )
 from latentplay.world_models.protocol import (
@@ -486,3 +492,112 @@ def test_one_step_term_steps_from_every_true_state_with_its_true_velocity() -> N
     without, plain_terms = plain.dynamics(model, pos, horizon=4)
     assert "one_step_px" not in plain_terms and terms["one_step_px"] > 0
     torch.testing.assert_close(with_term - without, torch.tensor(2.0 * terms["one_step_px"]))
+
+
+# ---------------------------------------------------------------------------- rest
+def test_rest_drops_short_imagined_steps_of_undriven_keypoints_only() -> None:
+    """Known answers by construction: keypoint 0 is the one driven (its gate open); with
+    ``rest_px`` = 1, an imagined step of an undriven keypoint shorter than 1 px is dropped,
+    a longer one kept, and the driven keypoint's short step kept."""
+    m = _model()
+    with torch.no_grad():
+        m.dynamics.gate_logit.copy_(torch.tensor([2.0, -3.0, -4.0, 1.5]))
+    assert m.dynamics.driven().tolist() == [True, False, False, True]
+    px = 2 / 32  # one pixel in [-1, 1] units at 32x32
+    disp = torch.tensor([[[0.5, 0.0], [0.6, 0.0], [0.0, 1.2], [0.3, 0.3]]]) * px
+    torch.testing.assert_close(m.settle(disp), disp)  # rest_px = 0: off
+    m.rest_px.fill_(1.0)
+    want = disp.clone()
+    want[0, 1] = 0.0
+    torch.testing.assert_close(m.settle(disp), want, rtol=0, atol=0)
+    # a step drops what the dynamics propose the same way, and keeps the state consistent
+    pos = torch.tensor([[[-0.5, -0.5], [-0.42, -0.5], [0.6, 0.6], [0.6, -0.6]]])
+    state, a = KeypointState(pos, torch.zeros_like(pos)), torch.randn(1, 2)
+    with torch.no_grad():
+        raw, _ = m.transition(state, a)
+        nxt = m.advance(state, a)
+    torch.testing.assert_close(nxt.vel, m.settle(raw.vel))
+    torch.testing.assert_close(nxt.pos, pos + nxt.vel)
+
+
+def test_rest_is_the_quantile_of_the_drift_of_what_stays_put() -> None:
+    """Calibrated on tracks where the undriven keypoint stays exactly put unless touched, an
+    imagined step of it survives ``rest_px`` in 5% of its still steps (``quantile`` 0.95),
+    and every step of it where it is pushed far is kept."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = Keypoints(num_keypoints=2, action_dim=2, hidden=32)
+    with torch.no_grad():
+        model.dynamics.gate_logit.copy_(torch.tensor([3.0, -3.0]))
+        model.dynamics.log_radius.fill_(0.0)  # every pair within reach: every step drifts
+    tracks = _touch_tracks(2000, 2, gen)
+    drift = still_drift_px(model, tracks)
+    assert len(drift) > 1000 and float(drift.min()) > 0
+    rest = calibrate_rest(model, (tracks, None), quantile=0.95)
+    assert float(model.rest_px) == pytest.approx(rest) and rest > 0
+    kept = (drift >= rest).float().mean()
+    assert abs(float(kept) - 0.05) < 0.01, kept
+    with pytest.raises(ValueError, match=r"quantile=1\.5"):
+        calibrate_rest(model, (tracks, None), quantile=1.5)
+
+
+def test_training_calibrates_rest_on_held_out_tracks_and_resumes_exactly(
+    toy: Path, tmp_path: Path
+) -> None:
+    """Before each checkpoint of the dynamics phase ``rest_px`` is calibrated (the perception
+    phase leaves it off); runs stopped and resumed end with the same value and weights; a
+    checkpoint from before ``rest_px`` existed loads with it off, and ``recalibrate_rest``
+    sets it in the file."""
+
+    def build(steps: int):
+        torch.manual_seed(0)
+        schedule = KeypointSchedule(perception_steps=3, horizon_start=2, horizon_end=3)
+        run = keypoints_training(
+            str(toy), num_keypoints=4, action_dim=2, clip_length=4, schedule=schedule
+        )
+        with torch.no_grad():  # the agent's keypoint driven, the others not, from the start
+            run.model.dynamics.gate_logit.copy_(torch.tensor([3.0, -3.0, -3.0, -3.0]))
+        return run
+
+    run = build(0)
+    train(
+        run.model,
+        run.objective,
+        run.dataset,
+        tmp_path / "p",
+        quick_settings(max_steps=3),
+        before_checkpoint=run.before_checkpoint,
+    )
+    first, _ = load_model(tmp_path / "p" / "checkpoints" / "last.pt")
+    assert float(first.rest_px) == 0.0  # perception only: nothing calibrated
+    for out, stops in (("a", [6]), ("b", [4, 6])):
+        for i, steps in enumerate(stops):
+            run = build(steps)
+            train(
+                run.model,
+                run.objective,
+                run.dataset,
+                tmp_path / out,
+                quick_settings(max_steps=steps),
+                resume=i > 0,
+                before_checkpoint=run.before_checkpoint,
+            )
+    a, _ = load_model(tmp_path / "a" / "checkpoints" / "last.pt")
+    b, _ = load_model(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert float(a.rest_px) > 0
+    for (k, v), v2 in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, v2, msg=k, rtol=0, atol=0)
+    held_out = ClipDataset(str(toy), split="val", clip_length=4, stride=4)  # the toy has one
+    again = calibrate_rest(b, spread_tracks(b, held_out))
+    assert again == pytest.approx(float(a.rest_px), rel=1e-4)
+
+    path = tmp_path / "a" / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["model"]["rest_px"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    old, _ = load_model(tmp_path / "old.pt")
+    assert float(old.rest_px) == 0.0
+    rest = recalibrate_rest(tmp_path / "old.pt", str(toy), split="train")
+    again, saved = load_model(tmp_path / "old.pt")
+    assert rest > 0 and float(again.rest_px) == pytest.approx(rest)
+    assert saved["rest_calibration"]["data"] == str(toy)

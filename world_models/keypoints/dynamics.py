@@ -96,6 +96,13 @@ class InteractionDynamics(nn.Module):
     def gates(self) -> torch.Tensor:
         return torch.sigmoid(self.gate_logit)
 
+    def driven(self) -> torch.Tensor:
+        """``(K,)`` bool: the keypoints the action drives, those whose gate is at least half
+        the largest (the sparsity term pulls the others' towards 0; a gate's scale is
+        learned, so only gates relative to each other tell the arm from objects)."""
+        g = self.gates().detach()
+        return g >= 0.5 * g.max()
+
     def _moved(self, f: nn.Module, x: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
         """``f(x) - f(x with its motion part zeroed)``: zero for what does not move."""
         return f(x) - f(still)

@@ -13,6 +13,12 @@ so objects that stay put keep their real pixels (a rendering is off by a few ten
 pixel); where the rendering changed (a part moved away or arrived), the rendering alone is
 drawn, with no trace of the real frame.
 
+In imagination a keypoint the action does not drive (an object) stays where it is unless a
+step moves it at least ``rest_px`` pixels (static friction): interaction messages from an arm
+passing near would otherwise nudge it by a fraction of a pixel a step, the mean of "pushed" and
+"not pushed", and over a rollout still objects drift. ``rest_px`` is calibrated on held-out
+keypoint tracks (``calibrate_rest``: the value whose rollouts follow them best); 0: off.
+
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
 """
@@ -138,6 +144,13 @@ class Keypoints(nn.Module):
             # the training frames, set by calibrate_presence): the renderer can rescale a
             # keypoint's blob by any constant, so only presence relative to it means "there".
             self.register_buffer("presence_ref", torch.ones(num_keypoints))
+        # The least displacement (px) an undriven keypoint makes in one imagined step; shorter
+        # ones are dropped (the module doc). 0: off, as in checkpoints from before it existed.
+        self.register_buffer("rest_px", torch.zeros(()))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        state_dict.setdefault(prefix + "rest_px", torch.zeros(()))  # older checkpoints: off
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def model_args(self) -> dict[str, Any]:
         return dict(self._args)
@@ -232,7 +245,21 @@ class Keypoints(nn.Module):
 
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One step under a latent action tensor ``(B, A)``, unchecked."""
-        return self.transition(state, action)[0]
+        nxt = self.transition(state, action)[0]
+        if not float(self.rest_px):
+            return nxt
+        disp = self.settle(nxt.vel)
+        return KeypointState(state.pos + disp, disp, nxt.presence, nxt.frame, nxt.anchor)
+
+    def settle(self, disp: torch.Tensor, rest_px: float | None = None) -> torch.Tensor:
+        """Imagined displacements ``(B, K, 2)`` with those of undriven keypoints shorter than
+        ``rest_px`` (default: the model's) set to zero."""
+        rest = float(self.rest_px) if rest_px is None else rest_px
+        if rest <= 0:
+            return disp
+        short = disp.norm(dim=-1, keepdim=True) * (self.image_size / 2) < rest
+        undriven = ~self.dynamics.driven()[None, :, None]
+        return torch.where(short & undriven, torch.zeros_like(disp), disp)
 
     def transition(
         self, state: KeypointState, action: torch.Tensor, moving: torch.Tensor | None = None
@@ -264,7 +291,7 @@ class Keypoints(nn.Module):
         p = None if presence is None else presence[:, :-1].flatten(0, 1)
         acts = self.actions_between(pos, presence).flatten(0, 1)
         disp, _ = self.dynamics(now, vel.flatten(0, 1), acts, presence=self.present(p))
-        pred = self.render(now + disp, p)
+        pred = self.render(now + self.settle(disp), p)
         if self.anchored:  # each from its real previous frame, as decode does from encode's
             real = to_float_frames(frames[:, :-1]).flatten(0, 1)
             pred = anchored(pred, self.render(now, p).to(real.dtype), real)

@@ -123,6 +123,7 @@ class KeypointObjective:
         self.weights = weights or KeypointLossWeights()
         self.dataset = dataset
         self._tracks: EpisodeCache | None = None
+        self.dynamics_started = False
 
     def __call__(
         self, model: Keypoints, clip: torch.Tensor, step: int
@@ -130,6 +131,7 @@ class KeypointObjective:
         self.transitions_per_clip: float = clip.shape[1] - 1
         if step < self.schedule.perception_steps:
             return self.perception(model, clip)
+        self.dynamics_started = True
         if self.dataset is None:
             with torch.no_grad():
                 pos, presence = model.perceive(clip)
@@ -249,6 +251,99 @@ class KeypointObjective:
         return (e.mean(-1) * p).sum() / p.sum().clamp(min=1e-6)
 
 
+@torch.no_grad()
+def still_drift_px(
+    model: Keypoints, pos: torch.Tensor, presence: torch.Tensor | None = None, move_px: float = 0.5
+) -> torch.Tensor:
+    """The imagined one-step displacements (px, before ``rest_px``) of undriven keypoints at
+    the steps of real keypoint tracks ``pos (B, T, K, 2)`` where their track did not move
+    (under ``move_px``; present at both ends), each step from its true state under the action
+    parsed from the tracks: how far the dynamics nudge what stays put. 1-D."""
+    half = model.image_size / 2
+    now = pos[:, :-1].flatten(0, 1)
+    p = None if presence is None else model.present(presence[:, :-1].flatten(0, 1))
+    actions = model.actions_between(pos, presence).flatten(0, 1)
+    disp, _ = model.dynamics(now, last_displacements(pos).flatten(0, 1), actions, presence=p)
+    true = (pos[:, 1:] - pos[:, :-1]).flatten(0, 1).norm(dim=-1) * half
+    keep = (true < move_px) & ~model.dynamics.driven()[None]
+    if presence is not None:
+        keep &= (p > 0) & (model.present(presence[:, 1:].flatten(0, 1)) > 0)
+    return disp.norm(dim=-1)[keep] * half
+
+
+def spread_tracks(
+    model: Keypoints, dataset: ClipDataset, clips: int = 512, chunk: int = 64
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Keypoint tracks ``(N, T, K, 2)`` (and presence ``(N, T, K)``) of ``clips`` clips spread
+    evenly over ``dataset`` (no random draws)."""
+    n = min(len(dataset), clips)
+    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
+    device = model.background.device
+    with torch.no_grad():
+        parts = [
+            model.perceive(torch.stack([dataset[i] for i in picks[j : j + chunk]]).to(device))
+            for j in range(0, n, chunk)
+        ]
+    pos = torch.cat([q for q, _ in parts])
+    return pos, None if parts[0][1] is None else torch.cat([q for _, q in parts])
+
+
+def calibrate_rest(
+    model: Keypoints,
+    tracks: tuple[torch.Tensor, torch.Tensor | None],
+    quantile: float = 0.95,
+    move_px: float = 0.5,
+) -> float:
+    """Set ``model.rest_px`` to the ``quantile`` of :func:`still_drift_px` on held-out
+    ``tracks`` (:func:`spread_tracks`): an undriven keypoint whose track truly stays put then
+    makes an imagined step at all in ``1 - quantile`` of steps. Returns the value."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile={quantile}; expected within (0, 1)")
+    drift = still_drift_px(model, *tracks, move_px=move_px)
+    rest = float(torch.quantile(drift.float(), quantile)) if len(drift) else 0.0
+    model.rest_px.fill_(rest)
+    return rest
+
+
+class RestCalibration:
+    """Before every checkpoint of the dynamics phase: :func:`calibrate_rest` on the keypoint
+    tracks of clips spread over ``dataset`` (held-out episodes: the validation split),
+    encoded once when the phase has started (the encoder is frozen then). No random draws, so
+    resumed runs stay exact, and training never reads ``rest_px``."""
+
+    def __init__(self, objective: KeypointObjective, dataset: ClipDataset) -> None:
+        self.objective, self.dataset = objective, dataset
+        self._tracks: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def __call__(self, model: Keypoints) -> None:
+        if not self.objective.dynamics_started:
+            return
+        if self._tracks is None:
+            self._tracks = spread_tracks(model, self.dataset)
+        calibrate_rest(model, self._tracks, move_px=self.objective.weights.move_px)
+
+
+def recalibrate_rest(checkpoint: str | Path, data: str, split: str = "val") -> float:
+    """:func:`calibrate_rest` for a keypoint checkpoint or shipped weights file written before
+    ``rest_px`` existed (or on other data): the file is rewritten atomically with the value
+    set and the data it came from recorded (``rest_calibration``). Returns the value."""
+    from latentplay.utils.io import atomic_path
+    from latentplay.world_models.checkpoint import load_model
+    from latentplay.world_models.shipped import resolve_checkpoint
+
+    model, payload = load_model(checkpoint)
+    path = resolve_checkpoint(checkpoint)
+    if not isinstance(model, Keypoints):
+        raise ValueError(f"{path} holds a {type(model).name} model; expected a keypoint model")
+    clips = ClipDataset(data, split=split, clip_length=9, stride=4)
+    rest = calibrate_rest(model, spread_tracks(model, clips))
+    payload["model"]["rest_px"] = model.rest_px.detach().cpu().clone()
+    payload["rest_calibration"] = {"data": str(data), "split": split, "rest_px": rest}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return rest
+
+
 def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
     """Video, one row per clip: real | rollout from the first frame under the inferred actions
     | real frames with their keypoints | the rollout with its predicted keypoints."""
@@ -295,12 +390,22 @@ def keypoints_training(
     """The keypoint model on ``clip_length``-frame clips of ``data``'s ``split``:
     ``model_args`` go to :class:`Keypoints` (the frame size comes from the data); its
     reference frame is the per-pixel median of ``background_frames`` training frames spread
-    evenly over the split."""
+    evenly over the split. ``rest_px`` is calibrated before each checkpoint of the dynamics
+    phase (:class:`RestCalibration`) on the validation split (the training split for data
+    without one)."""
     model = Keypoints(image_size=frame_size(data), **model_args)
     dataset = ClipDataset(data, split=split, clip_length=clip_length, cache=True)
     n = min(len(dataset), background_frames)
     picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     model.set_background(torch.stack([dataset[int(i)][0] for i in picks]))
+    held_out = dataset
+    if split != "val" and dataset.reader.indices("val"):
+        held_out = ClipDataset(data, split="val", clip_length=clip_length, stride=4)
+    objective = KeypointObjective(schedule, loss, dataset)
     return TrainingRun(
-        model, KeypointObjective(schedule, loss, dataset), dataset, sample_fn=keypoint_samples
+        model,
+        objective,
+        dataset,
+        sample_fn=keypoint_samples,
+        before_checkpoint=RestCalibration(objective, held_out),
     )
