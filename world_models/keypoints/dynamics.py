@@ -135,28 +135,28 @@ class InteractionDynamics(nn.Module):
         if presence is not None:
             cutoff = cutoff * (presence[:, :, None] * presence[:, None])[..., None]
         # The message net's first layer, split by input: the geometry and both ends' roles
-        # are the same every round (computed once, per node where they can be); the motion
-        # part is added per round. Its last layer is linear and a message is its output minus
-        # the still pair's, so it applies after the sum over senders: once per node.
+        # are the same every round (computed once; the roles' part once for all samples);
+        # the motion part is added per round. Its last layer is linear and a message is its
+        # output minus the still pair's, so it applies after the sum over senders: once per
+        # node.
         first, act, last = self.message[0], self.message[1], self.message[2]
         w, n = first.weight, node.shape[-1]
         w_geo, w_ui, w_uj = w[:, :3], w[:, 3:5], w[:, 5:7]
         w_ei, w_ej, w_after = w[:, 7 : 7 + n], w[:, 7 + n : 7 + 2 * n], w[:, 7 + 2 * n :]
-        base = (
-            torch.cat([rel, dist], -1) @ w_geo.T
-            + (node @ w_ei.T)[:, :, None]
-            + (node @ w_ej.T)[:, None]
-            + first.bias
-        )
-        still = act(base)
+        roles = (self.role @ w_ei.T + first.bias)[:, None] + (self.role @ w_ej.T)[None]
+        base = torch.cat([rel, dist], -1) @ w_geo.T + roles  # roles (K, K, H): per pair, any B
+        # A message is act(pair) - act(still pair); the still pairs' part of the cut-off's
+        # weighted sum is the same every round, so it is summed once.
+        still = (cutoff * act(base)).sum(dim=2)
         disp = own
         for _ in range(self.rounds):
-            motion = (disp @ w_ui.T)[:, :, None] + (disp @ w_uj.T)[:, None]
+            x = base + (disp @ w_ui.T)[:, :, None]
+            x += (disp @ w_uj.T)[:, None]  # in place: a sum's gradient needs no operand
             if self.after_motion:  # the change of the pair's distance under both moves
                 moved = rel + disp[:, :, None] - disp[:, None]
                 closer = moved.pow(2).sum(-1, keepdim=True).add(1e-8).sqrt() - dist
-                motion = motion + closer @ w_after.T
-            received = (cutoff * (act(base + motion) - still)).sum(dim=2)
+                x += closer @ w_after.T
+            received = (cutoff * act(x)).sum(dim=2) - still
             disp = own + received @ last.weight.T
         if self.move_head is None:
             return disp, None
