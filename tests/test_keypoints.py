@@ -506,7 +506,10 @@ def test_rest_drops_short_imagined_steps_of_undriven_keypoints_only() -> None:
     px = 2 / 32  # one pixel in [-1, 1] units at 32x32
     disp = torch.tensor([[[0.5, 0.0], [0.6, 0.0], [0.0, 1.2], [0.3, 0.3]]]) * px
     torch.testing.assert_close(m.settle(disp), disp)  # rest_px = 0: off
+    # off, it is not stored: the weights (and a grounding's digest of them) are as before it
+    assert "rest_px" not in m.state_dict()
     m.rest_px.fill_(1.0)
+    assert float(m.state_dict()["rest_px"]) == 1.0
     want = disp.clone()
     want[0, 1] = 0.0
     torch.testing.assert_close(m.settle(disp), want, rtol=0, atol=0)
@@ -593,7 +596,7 @@ def test_training_calibrates_rest_on_held_out_tracks_and_resumes_exactly(
 
     path = tmp_path / "a" / "checkpoints" / "last.pt"
     ckpt = torch.load(path, weights_only=False)
-    del ckpt["model"]["rest_px"]
+    del ckpt["model"]["rest_px"]  # as a checkpoint from before it existed
     torch.save(ckpt, tmp_path / "old.pt")
     old, _ = load_model(tmp_path / "old.pt")
     assert float(old.rest_px) == 0.0

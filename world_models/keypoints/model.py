@@ -148,8 +148,17 @@ class Keypoints(nn.Module):
         # ones are dropped (the module doc). 0: off, as in checkpoints from before it existed.
         self.register_buffer("rest_px", torch.zeros(()))
 
+    # rest_px is stored only when set: a model with it off has the weights (and the digest a
+    # saved grounding names) of one from before it existed, and loads from them.
+    def _save_to_state_dict(
+        self, destination: dict[str, Any], prefix: str, keep_vars: bool
+    ) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if not float(self.rest_px):
+            destination.pop(prefix + "rest_px", None)
+
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        state_dict.setdefault(prefix + "rest_px", torch.zeros(()))  # older checkpoints: off
+        state_dict.setdefault(prefix + "rest_px", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def model_args(self) -> dict[str, Any]:
