@@ -17,7 +17,8 @@ In imagination a keypoint the action does not drive (an object) stays where it i
 step moves it at least ``rest_px`` pixels (static friction): interaction messages from an arm
 passing near would otherwise nudge it by a fraction of a pixel a step, the mean of "pushed" and
 "not pushed", and over a rollout still objects drift. ``rest_px`` is calibrated on held-out
-keypoint tracks (``calibrate_rest``: the value whose rollouts follow them best); 0: off.
+keypoint tracks (``calibrate_rest``: a high percentile of the steps the dynamics imagine for
+undriven keypoints that truly stay put); 0: off.
 
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
@@ -158,7 +159,7 @@ class Keypoints(nn.Module):
             destination.pop(prefix + "rest_px", None)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        state_dict.setdefault(prefix + "rest_px", torch.zeros(()))
+        state_dict.setdefault(prefix + "rest_px", self.rest_px.new_zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def model_args(self) -> dict[str, Any]:
@@ -255,17 +256,14 @@ class Keypoints(nn.Module):
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One step under a latent action tensor ``(B, A)``, unchecked."""
         nxt = self.transition(state, action)[0]
-        if not float(self.rest_px):
-            return nxt
         disp = self.settle(nxt.vel)
         return KeypointState(state.pos + disp, disp, nxt.presence, nxt.frame, nxt.anchor)
 
     def settle(self, disp: torch.Tensor, rest_px: float | None = None) -> torch.Tensor:
         """Imagined displacements ``(B, K, 2)`` with those of undriven keypoints shorter than
-        ``rest_px`` (default: the model's) set to zero."""
-        rest = float(self.rest_px) if rest_px is None else rest_px
-        if rest <= 0:
-            return disp
+        ``rest_px`` (default: the model's) set to zero. No branch on the value: on a GPU a
+        planner's steps do not wait for it."""
+        rest = self.rest_px if rest_px is None else rest_px
         short = disp.norm(dim=-1, keepdim=True) * (self.image_size / 2) < rest
         undriven = ~self.dynamics.driven()[None, :, None]
         return torch.where(short & undriven, torch.zeros_like(disp), disp)

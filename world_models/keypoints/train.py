@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from latentplay.rollouts.dataset import ClipDataset, EpisodeCache
+from latentplay.rollouts.format import EpisodeReader
 from latentplay.rollouts.video import draw_keypoints, tile, upscale, write_video
 from latentplay.utils.frames import to_float_frames, to_numpy_frames
 from latentplay.world_models import distributed
@@ -323,25 +324,57 @@ class RestCalibration:
         calibrate_rest(model, self._tracks, move_px=self.objective.weights.move_px)
 
 
-def recalibrate_rest(checkpoint: str | Path, data: str, split: str = "val") -> float:
-    """:func:`calibrate_rest` for a keypoint checkpoint or shipped weights file written before
-    ``rest_px`` existed (or on other data): the file is rewritten atomically with the value
-    set and the data it came from recorded (``rest_calibration``). Returns the value."""
+def recalibrate_rest(
+    checkpoint: str | Path, data: str, out: str | Path | None = None, split: str = "val"
+) -> float:
+    """:func:`calibrate_rest` for a keypoint checkpoint (or shipped model) written before
+    ``rest_px`` existed, or on other data: written to ``out`` (default: the checkpoint file
+    itself, rewritten atomically; a shipped model needs an ``out``, so that its files, and
+    the grounding whose digest names its weights, stay as shipped), with the data it came
+    from recorded (``rest_calibration``). Clip length and ``move_px`` are the run's; the
+    training split stands in for a missing ``split``. Returns the value."""
     from latentplay.utils.io import atomic_path
     from latentplay.world_models.checkpoint import load_model
-    from latentplay.world_models.shipped import resolve_checkpoint
+    from latentplay.world_models.shipped import resolve_checkpoint, shipped_models
 
+    if out is None and str(checkpoint) in shipped_models() and not Path(checkpoint).is_file():
+        raise ValueError(
+            f"recalibrate_rest({str(checkpoint)!r}): a shipped model is not rewritten in place; "
+            "pass out=<a new checkpoint file>"
+        )
     model, payload = load_model(checkpoint)
-    path = resolve_checkpoint(checkpoint)
     if not isinstance(model, Keypoints):
-        raise ValueError(f"{path} holds a {type(model).name} model; expected a keypoint model")
-    clips = ClipDataset(data, split=split, clip_length=9, stride=4)
-    rest = calibrate_rest(model, spread_tracks(model, clips))
-    payload["model"]["rest_px"] = model.rest_px.detach().cpu().clone()
-    payload["rest_calibration"] = {"data": str(data), "split": split, "rest_px": rest}
-    with atomic_path(path) as tmp:
+        raise ValueError(
+            f"{checkpoint} holds a {type(model).name} model; expected a keypoint model"
+        )
+    run = (payload.get("config") or {}).get("model") or {}
+    clip_length = int(run.get("clip_length", 9))
+    move_px = float((run.get("loss") or {}).get("move_px", KeypointLossWeights.move_px))
+    clips = held_out_clips(data, split, clip_length)
+    rest = calibrate_rest(model, spread_tracks(model, clips), move_px=move_px)
+    if rest > 0:
+        payload["model"]["rest_px"] = model.rest_px.detach().cpu().clone()
+    else:
+        payload["model"].pop("rest_px", None)
+    payload["rest_calibration"] = {"data": str(data), "split": clips.split, "rest_px": rest}
+    target = resolve_checkpoint(checkpoint) if out is None else Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
         torch.save(payload, tmp)
     return rest
+
+
+def held_out_clips(data: str, split: str, clip_length: int) -> ClipDataset:
+    """Clips of ``data``'s ``split`` (every 4th start) for calibrations; its training split
+    where ``split`` has no episode or none long enough."""
+    for name in (split, "train"):
+        if not EpisodeReader(data, verify=False).indices(name):
+            continue
+        try:
+            return ClipDataset(data, split=name, clip_length=clip_length, stride=4, verify=False)
+        except ValueError:  # no clip of that length fits in its episodes
+            continue
+    raise ValueError(f"{data}: no clip of {clip_length} frames in split {split!r} or 'train'")
 
 
 def keypoint_samples(model: Keypoints, clip: torch.Tensor, path: Path, fps: float = 5) -> None:
@@ -385,27 +418,27 @@ def keypoints_training(
     schedule: KeypointSchedule | None = None,
     loss: KeypointLossWeights | None = None,
     background_frames: int = 512,
+    rest_calibration: bool = True,
     **model_args: Any,
 ) -> TrainingRun:
     """The keypoint model on ``clip_length``-frame clips of ``data``'s ``split``:
     ``model_args`` go to :class:`Keypoints` (the frame size comes from the data); its
     reference frame is the per-pixel median of ``background_frames`` training frames spread
-    evenly over the split. ``rest_px`` is calibrated before each checkpoint of the dynamics
-    phase (:class:`RestCalibration`) on the validation split (the training split for data
-    without one)."""
+    evenly over the split. ``rest_calibration``: ``rest_px`` is calibrated before each
+    checkpoint of the dynamics phase (:class:`RestCalibration`) on the validation split (the
+    training split for data without one); off, it stays 0 (and a moving average of the
+    weights, ``trainer.ema_decay``, is allowed: :func:`recalibrate_rest` calibrates the
+    averaged weights afterwards)."""
     model = Keypoints(image_size=frame_size(data), **model_args)
     dataset = ClipDataset(data, split=split, clip_length=clip_length, cache=True)
     n = min(len(dataset), background_frames)
     picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     model.set_background(torch.stack([dataset[int(i)][0] for i in picks]))
-    held_out = dataset
-    if split != "val" and dataset.reader.indices("val"):
-        held_out = ClipDataset(data, split="val", clip_length=clip_length, stride=4)
     objective = KeypointObjective(schedule, loss, dataset)
+    hook = None
+    if rest_calibration:
+        held_out = dataset if split in (None, "val") else held_out_clips(data, "val", clip_length)
+        hook = RestCalibration(objective, held_out)
     return TrainingRun(
-        model,
-        objective,
-        dataset,
-        sample_fn=keypoint_samples,
-        before_checkpoint=RestCalibration(objective, held_out),
+        model, objective, dataset, sample_fn=keypoint_samples, before_checkpoint=hook
     )
