@@ -70,6 +70,13 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def spread(self, n: int) -> list[int]:
+        """Indices of ``n`` clips (at most all) spread evenly over the dataset, the first and
+        the last included: the same every time (calibrations and statistics of resumable
+        runs draw nothing at random)."""
+        count = min(len(self), n)
+        return np.linspace(0, len(self) - 1, count).round().astype(int).tolist()
+
     def episode_frames(self, ep: int) -> np.ndarray:
         """Every frame of episode ``ep`` ``(T, H, W, 3)`` uint8 (from the cache when kept)."""
         return self._cache[ep] if ep in self._cache else self.reader.frames(ep)

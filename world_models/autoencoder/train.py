@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from latentplay.rollouts.dataset import ClipDataset
@@ -83,9 +82,9 @@ def autoencoder_training(
     over the split; the median of those frames is the background the loss weights against."""
     model = FrameAutoencoder(image_size=frame_size(data), **model_args)
     dataset = ClipDataset(data, split=split, clip_length=1, cache=True)
-    n = min(len(dataset), statistics_frames)
-    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
-    frames = torch.stack([dataset[int(i)][0] for i in picks])  # (n, 3, S, S) uint8
+    frames = torch.stack(
+        [dataset[i][0] for i in dataset.spread(statistics_frames)]
+    )  # (n, 3, S, S) uint8
     background = to_float_frames(frames).median(dim=0).values
 
     def statistics(m: torch.nn.Module) -> None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from latentplay.rollouts.dataset import ClipDataset
@@ -92,9 +91,8 @@ class GlassCalibration:
     the training set (the same clips every time, no random draws: resumed runs stay exact)."""
 
     def __init__(self, dataset: ClipDataset, clips: int = 256, batch_size: int = 16) -> None:
-        n = min(len(dataset), clips)
         self.dataset, self.batch_size = dataset, batch_size
-        self.indices = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
+        self.indices = dataset.spread(clips)
 
     def __call__(self, model: Glass) -> None:
         device = next(model.parameters()).device

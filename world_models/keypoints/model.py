@@ -293,16 +293,24 @@ class Keypoints(nn.Module):
         action parsed between it and the next: ``(B, T, 3, H, W) -> (B, T-1, 3, H, W)``."""
         pos, presence = self.perceive(frames)
         b, t = pos.shape[:2]
-        vel = last_displacements(pos)
         now = pos[:, :-1].flatten(0, 1)
         p = None if presence is None else presence[:, :-1].flatten(0, 1)
-        acts = self.actions_between(pos, presence).flatten(0, 1)
-        disp, _ = self.dynamics(now, vel.flatten(0, 1), acts, presence=self.present(p))
-        pred = self.render(now + self.settle(disp), p)
+        pred = self.render(now + self.settle(self.steps_from_tracks(pos, presence)), p)
         if self.anchored:  # each from its real previous frame, as decode does from encode's
             real = to_float_frames(frames[:, :-1]).flatten(0, 1)
             pred = anchored(pred, self.render(now, p).to(real.dtype), real)
         return pred.unflatten(0, (b, t - 1))
+
+    def steps_from_tracks(
+        self, pos: torch.Tensor, presence: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One imagined step from every true state of keypoint tracks ``pos (B, T, K, 2)``
+        (with its true last displacement) under the action parsed between it and the next:
+        displacements ``(B * (T-1), K, 2)``, before ``rest_px``."""
+        now = pos[:, :-1].flatten(0, 1)
+        p = None if presence is None else self.present(presence[:, :-1].flatten(0, 1))
+        acts = self.actions_between(pos, presence).flatten(0, 1)
+        return self.dynamics(now, last_displacements(pos).flatten(0, 1), acts, presence=p)[0]
 
     def state_positions_px(self, state: KeypointState) -> torch.Tensor:
         """Keypoint pixel coordinates of a state, ``(B, K, 2)``."""

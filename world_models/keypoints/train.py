@@ -261,14 +261,12 @@ def still_drift_px(
     (under ``move_px``; present at both ends), each step from its true state under the action
     parsed from the tracks: how far the dynamics nudge what stays put. 1-D."""
     half = model.image_size / 2
-    now = pos[:, :-1].flatten(0, 1)
-    p = None if presence is None else model.present(presence[:, :-1].flatten(0, 1))
-    actions = model.actions_between(pos, presence).flatten(0, 1)
-    disp, _ = model.dynamics(now, last_displacements(pos).flatten(0, 1), actions, presence=p)
+    disp = model.steps_from_tracks(pos, presence)
     true = (pos[:, 1:] - pos[:, :-1]).flatten(0, 1).norm(dim=-1) * half
     keep = (true < move_px) & ~model.dynamics.driven()[None]
     if presence is not None:
-        keep &= (p > 0) & (model.present(presence[:, 1:].flatten(0, 1)) > 0)
+        both = model.present(presence[:, :-1]) * model.present(presence[:, 1:])
+        keep &= both.flatten(0, 1) > 0
     return disp.norm(dim=-1)[keep] * half
 
 
@@ -277,13 +275,12 @@ def spread_tracks(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Keypoint tracks ``(N, T, K, 2)`` (and presence ``(N, T, K)``) of ``clips`` clips spread
     evenly over ``dataset`` (no random draws)."""
-    n = min(len(dataset), clips)
-    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
+    picks = dataset.spread(clips)
     device = model.background.device
     with torch.no_grad():
         parts = [
             model.perceive(torch.stack([dataset[i] for i in picks[j : j + chunk]]).to(device))
-            for j in range(0, n, chunk)
+            for j in range(0, len(picks), chunk)
         ]
     pos = torch.cat([q for q, _ in parts])
     return pos, None if parts[0][1] is None else torch.cat([q for _, q in parts])
@@ -431,9 +428,7 @@ def keypoints_training(
     averaged weights afterwards)."""
     model = Keypoints(image_size=frame_size(data), **model_args)
     dataset = ClipDataset(data, split=split, clip_length=clip_length, cache=True)
-    n = min(len(dataset), background_frames)
-    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
-    model.set_background(torch.stack([dataset[int(i)][0] for i in picks]))
+    model.set_background(torch.stack([dataset[i][0] for i in dataset.spread(background_frames)]))
     objective = KeypointObjective(schedule, loss, dataset)
     hook = None
     if rest_calibration:
