@@ -566,6 +566,15 @@ def test_rest_is_the_quantile_of_the_drift_of_what_stays_put() -> None:
     assert abs(float(kept) - 0.05) < 0.01, kept
     with pytest.raises(ValueError, match=r"quantile=1\.5"):
         calibrate_rest(model, (tracks, None), quantile=1.5)
+    # steps where the keypoint is absent at either end are not counted
+    torch.manual_seed(0)
+    seen = Keypoints(num_keypoints=2, action_dim=2, hidden=32, presence=True)
+    seen.load_state_dict(model.state_dict(), strict=False)
+    presence = torch.ones(tracks.shape[:3])
+    presence[:100, 2, 1] = 0.0  # gone in the last frame of the first 100 tracks
+    absent_still = int((moved_px[:100, 1] < 0.5).sum())
+    drift = still_drift_px(seen, tracks, presence)
+    assert len(drift) == int((moved_px < 0.5).sum()) - absent_still and absent_still > 10
 
 
 def test_training_calibrates_rest_on_held_out_tracks_and_resumes_exactly(
