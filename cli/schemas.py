@@ -60,6 +60,7 @@ PlanCost = _choices("PlanCost", "goal", "push")
 # agents.state_grounding.GROUNDINGS (tests/test_configs.py checks they agree)
 GroundingKind = _choices("GroundingKind", "linear", "mlp", "rollout")
 ActionSource = _choices("ActionSource", "latent", "grounded")
+Answer = _choices("Answer", "auto", "abduction", "forward")
 ExportFormat = _choices("ExportFormat", "minari")
 ImportFormat = _choices("ImportFormat", "videos", "minari")
 Crop = _choices("Crop", "center", "pad", "stretch")
@@ -162,6 +163,7 @@ class CounterfactualConfig:
     labels: int = 1000
     grounding: GroundingKind = GroundingKind["linear"]
     grounding_file: str | None = None
+    answer: Answer = Answer["auto"]
     out: str | None = None
     videos: int = 6
     plan_results: str | None = None

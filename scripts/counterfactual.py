@@ -38,6 +38,7 @@ def main(cfg: DictConfig) -> None:
         labels=c["labels"],
         grounding=c["grounding"],
         grounding_file=c["grounding_file"],
+        answer=c["answer"],
         out=c["out"],
         videos=c["videos"],
         device=c["device"],

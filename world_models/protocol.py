@@ -152,6 +152,18 @@ class KeypointTracks(Protocol):
 
 
 @runtime_checkable
+class Abduces(Protocol):
+    def counterfactual(
+        self, factual: torch.Tensor, start: torch.Tensor, actions: Actions | None = None
+    ) -> torch.Tensor:
+        """A counterfactual branch given the factual one observed: ``factual (B, T+1, 3, H,
+        W)`` the factual video, ``start (B, 1, 3, H, W)`` the counterfactual first frame,
+        ``actions`` the counterfactual branch's (None: the factual video's, parsed) ->
+        frames ``(B, T, 3, H, W)``. What the intervention does not reach follows the factual
+        video (abduction: the observed outcome carries what frames alone do not show)."""
+
+
+@runtime_checkable
 class StartState(Protocol):
     def set_start(self, state: Any) -> None:
         """The true (env) state that the next ``encode`` starts from, for models that cannot

@@ -80,7 +80,14 @@ def write_suite_report(
             "Object positions are read by the colour detector from every video (truth, model, "
             "baselines). copy: the counterfactual start frame held; factual: the true factual "
             "video standing in for the counterfactual one. "
-            f"Model: {payload.get('trained', 'not recorded')}.",
+            f"Model: {payload.get('trained', 'not recorded')}. "
+            f"Answers: {payload.get('answer', 'forward')}"
+            + (
+                " (the factual video observed; what the intervention does not reach follows it)"
+                if payload.get("answer") == "abduction"
+                else ""
+            )
+            + ".",
             images=plots,
         ),
         ReportSection("Videos: truth | model | copy | factual | difference", videos=vids),

@@ -22,7 +22,12 @@ from latentplay.agents.state_grounding import (
 from latentplay.agents.views import default_view, model_view
 from latentplay.envs.arm import OBJECT_HALF_HEIGHT, PushMultiEnv
 from latentplay.evaluation.counterfactual.branches import build_branches, make_env
-from latentplay.evaluation.counterfactual.predict import EnvDrive, ToLearned, predict
+from latentplay.evaluation.counterfactual.predict import (
+    EnvDrive,
+    ToLearned,
+    answer_mode,
+    predict,
+)
 from latentplay.evaluation.counterfactual.queries import ImpossibleQuery, Query, load_queries
 from latentplay.evaluation.counterfactual.report import write_suite_report
 from latentplay.evaluation.counterfactual.scoring import (
@@ -43,6 +48,10 @@ from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, 
 from latentplay.world_models.shipped import run_folder
 
 ACTION_SOURCES = ("latent", "grounded")
+ABDUCTION_NOTE = (
+    " (the factual video is observed: what the intervention does not reach follows it, the"
+    " model imagines the rest)"
+)
 
 
 @dataclass
@@ -65,13 +74,14 @@ def run_queries(
     device: str | torch.device = "cpu",
     progress: bool = True,
     skipped: list[dict[str, str]] | None = None,
+    answer: str = "forward",
 ) -> list[QueryOutcome]:
     """Build, predict and score every query (see :func:`~.scoring.score_query`).
     ``action_source``: "latent" parses the factual video (a counterfactual branch whose
     actions the query changes still goes through ``drive``); "grounded" drives every branch
     with its env actions through ``drive``. A query whose intervention is impossible in its
     scene is named on the console and in ``skipped`` (``{"query", "reason"}``), and the
-    others are answered."""
+    others are answered. ``answer``: "forward" or "abduction" (:func:`~.predict.answer_mode`)."""
     if action_source not in ACTION_SOURCES:
         raise ValueError(f"action_source={action_source!r}; expected one of {ACTION_SOURCES}")
     if action_source == "grounded" and drive is None:
@@ -86,7 +96,9 @@ def run_queries(
             else:
                 skipped.append({"query": q.name, "reason": str(e)})
             continue
-        pred_cf, pred_f = predict(model, b, drive, device, parse=action_source == "latent")
+        pred_cf, pred_f = predict(
+            model, b, drive, device, parse=action_source == "latent", answer=answer
+        )
         scores = score_query(b, pred_cf, pred_f, locate, to_metres)
         start = b.counterfactual.frames[:1]
         out.append(
@@ -192,13 +204,15 @@ def run(
     sample_steps: int | None = None,
     grounding: str = "linear",
     grounding_file: str | None = None,
+    answer: str = "auto",
 ) -> Path:
     """Run the queries of ``query_files`` against ``checkpoint`` (``"oracle"``: MuJoCo itself,
     which scores exactly zero: the harness's check); returns report.html's path.
     ``plan_results`` (a scripts/plan.py results.json) and ``include`` (folders written by
     scripts/poke.py or by another run of this one, e.g. a second model's) add sections.
     ``sample_steps``: ODE steps per frame of a sampling model (YODA); None: the model's.
-    ``grounding``, ``grounding_file``: how env actions reach the model (:func:`answerer`)."""
+    ``grounding``, ``grounding_file``: how env actions reach the model (:func:`answerer`).
+    ``answer``: auto, abduction or forward (:mod:`~.predict`; the oracle always simulates)."""
     started = provenance()  # the code that runs, not the one checked out at the end
     dev = resolve_device(device)
     files = list(dict.fromkeys(Path(f).resolve() for f in query_files))  # each file once
@@ -243,6 +257,7 @@ def run(
                 skipped,
             )
         run_name, steps, trained, grounding = "oracle", None, "MuJoCo itself", "none"
+        mode = "simulated"
     else:
         ans = answerer(
             checkpoint, model_view, data, labels, dev, sample_steps, grounding, grounding_file
@@ -250,6 +265,8 @@ def run(
         if ans.view == "ee_poke" and action_source != "grounded":
             print("end-effector pokes: queries use grounded actions (action_source=grounded)")
             action_source = "grounded"
+        mode = answer_mode(ans.model, ans.drive, answer, parse=action_source == "latent")
+        print(f"answers: {mode}" + (ABDUCTION_NOTE if mode == "abduction" else ""))
         outcomes = run_queries(
             ans.model,
             queries,
@@ -260,6 +277,7 @@ def run(
             dev,
             progress,
             skipped,
+            mode,
         )
         run_name, steps, trained = ans.run_name, ans.sample_steps, ans.trained
         grounding = ans.grounding
@@ -277,6 +295,7 @@ def run(
         "checkpoint": str(checkpoint),
         "trained": trained,
         "action_source": action_source,
+        "answer": mode,
         "grounding": grounding,
         "grounding_file": grounding_file,
         "sample_steps": steps,

@@ -54,12 +54,17 @@ PRESENT_FRACTION = 0.3
 CHANGED = 0.5
 
 
+def unchanged(frames: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` in [0, 1]: 1 where renderings ``frames (N, 3, H, W)`` equal ``anchor``
+    within a pixel, 0 where they differ by ``CHANGED`` or more."""
+    change = (frames - anchor).abs().sum(1, keepdim=True)
+    return 1.0 - (F.max_pool2d(change, 3, stride=1, padding=1) / CHANGED).clamp(max=1.0)
+
+
 def anchored(frames: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Renderings ``frames (N, 3, H, W)`` plus the renderer's error on a ``real`` frame (it
     minus its rendering ``anchor``) where they do not differ from ``anchor``."""
-    change = (frames - anchor).abs().sum(1, keepdim=True)
-    changed = (F.max_pool2d(change, 3, stride=1, padding=1) / CHANGED).clamp(max=1.0)
-    return (frames + (real - anchor) * (1.0 - changed)).clamp(0.0, 1.0)
+    return (frames + (real - anchor) * unchanged(frames, anchor)).clamp(0.0, 1.0)
 
 
 def last_displacements(pos: torch.Tensor) -> torch.Tensor:
@@ -311,6 +316,19 @@ class Keypoints(nn.Module):
         p = None if presence is None else self.present(presence[:, :-1].flatten(0, 1))
         acts = self.actions_between(pos, presence).flatten(0, 1)
         return self.dynamics(now, last_displacements(pos).flatten(0, 1), acts, presence=p)[0]
+
+    def counterfactual(
+        self, factual: torch.Tensor, start: torch.Tensor, actions: Actions | None = None
+    ) -> torch.Tensor:
+        """The counterfactual branch by abduction (abduction.py): keypoints the intervention
+        does not reach follow the observed ``factual`` video, the rest the dynamics from
+        ``start`` under ``actions`` (None: the factual video's, parsed)."""
+        from latentplay.world_models.keypoints.abduction import abduce
+
+        acts = None if actions is None else actions.continuous
+        if actions is not None and acts is None:
+            raise ValueError("counterfactual: a keypoint model's actions are continuous")
+        return abduce(self, factual, start, acts).frames
 
     def state_positions_px(self, state: KeypointState) -> torch.Tensor:
         """Keypoint pixel coordinates of a state, ``(B, K, 2)``."""

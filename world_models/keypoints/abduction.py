@@ -1,0 +1,211 @@
+"""Counterfactual answers by abduction: the factual video is observed, so the counterfactual
+branch follows it wherever the intervention has not (yet) changed anything, and the model
+imagines only the rest.
+
+A keypoint starts *tied* when both branches' first frames put it in the same place (within
+``START_PX``) with the same presence: the intervention did not touch it. While tied it takes
+its observed factual position and motion at every step, the real outcome, with what the model
+cannot know (an object's mass or friction, a push longer than the model predicts). It is
+untied for good when
+
+- one imagined step moves it differently in the two branches (by more than ``STEP_PX``): the
+  change reaches it through the dynamics (the arm under other actions, an object near
+  something that differs), or
+- an untied keypoint comes within the dynamics' interaction radius of it, in either branch
+  (undriven keypoints only: the arm goes where the actions send it). A push the model does
+  not see coming must not reach the answer from the factual video: an object the factual arm
+  pushes while the counterfactual arm is elsewhere is untied as the factual arm nears it.
+
+Untied keypoints move by the model's dynamics under the counterfactual actions, from where
+the observation left them.
+
+Frames: the counterfactual keypoints rendered, showing the real factual frame wherever that
+rendering equals the factual keypoints' rendering, else the counterfactual first frame
+wherever it equals that frame's rendering, else the rendering alone (the anchored decoding of
+model.py, with two real frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from latentplay.utils.frames import to_float_frames
+from latentplay.world_models.keypoints.model import (
+    Keypoints,
+    KeypointState,
+    unchanged,
+)
+
+# A keypoint is the same in both first frames within this (px): perceiving two frames that
+# differ elsewhere moves a keypoint by a few tenths of a pixel.
+START_PX = 1.0
+# One imagined step that differs between the branches by more than this (px) unties a
+# keypoint; a far-off change alters a step by hundredths of a pixel through the soft edges.
+STEP_PX = 0.25
+
+Step = Callable[[KeypointState, torch.Tensor], KeypointState]
+Present = Callable[[torch.Tensor | None], torch.Tensor]  # presence (B, K) or None -> bool
+
+
+@dataclass
+class Followed:
+    """The counterfactual keypoints at steps 1..T: ``pos``, ``vel (B, T, K, 2)``, ``presence
+    (B, T, K)`` (None: a model without presence) and ``tied (B, T, K)``: which followed the
+    observation at that step."""
+
+    pos: torch.Tensor
+    vel: torch.Tensor
+    presence: torch.Tensor | None
+    tied: torch.Tensor
+
+
+def _near_untied(pos: torch.Tensor, present: torch.Tensor, untied: torch.Tensor, radius: float):
+    """``(B, K)``: keypoints within ``radius`` of an untied keypoint, both present."""
+    dist = (pos[:, :, None] - pos[:, None]).norm(dim=-1)
+    return ((dist < radius) & (untied & present)[:, None] & present[:, :, None]).any(-1)
+
+
+def follow(
+    step: Step,
+    observed: KeypointState,
+    obs_pos: torch.Tensor,
+    obs_presence: torch.Tensor | None,
+    start: KeypointState,
+    actions: torch.Tensor,
+    factual_actions: torch.Tensor,
+    present: Present,
+    driven: torch.Tensor,
+    radius: float,
+    start_tol: float,
+    step_tol: float,
+) -> Followed:
+    """The tie rule of the module doc over keypoint tracks, in the dynamics' units.
+
+    ``obs_pos (B, T+1, K, 2)``, ``obs_presence (B, T+1, K)``: the factual branch as perceived
+    (``observed``: its first state); ``start``: the counterfactual first state; ``actions``,
+    ``factual_actions (B, T, A)``; ``step(state, action)``: one imagined step; ``present``:
+    presence -> bool; ``driven (K,)``: the keypoints the action drives; ``radius``,
+    ``start_tol``, ``step_tol``: distances in the units of positions."""
+    obs_vel = torch.cat([torch.zeros_like(obs_pos[:, :1]), obs_pos[:, 1:] - obs_pos[:, :-1]], 1)
+    tied = (start.pos - obs_pos[:, 0]).norm(dim=-1) < start_tol
+    tied &= present(start.presence) == present(observed.presence)
+    state, o = start, observed
+    pos, vel, ties, presences = [], [], [], []
+    for t in range(actions.shape[1]):
+        o = KeypointState(obs_pos[:, t], obs_vel[:, t], _at(obs_presence, t), o.frame, o.anchor)
+        imagined, factual = step(state, actions[:, t]), step(o, factual_actions[:, t])
+        differs = ((imagined.pos - state.pos) - (factual.pos - o.pos)).norm(dim=-1) > step_tol
+        untied = ~tied
+        near = _near_untied(state.pos, present(state.presence), untied, radius)
+        near |= _near_untied(o.pos, present(o.presence), untied, radius)
+        tied = tied & ~differs & ~(near & ~driven[None])
+        pres = imagined.presence
+        if obs_presence is not None and pres is not None:
+            pres = torch.where(tied, obs_presence[:, t + 1], pres)
+        state = KeypointState(
+            torch.where(tied[..., None], obs_pos[:, t + 1], imagined.pos),
+            torch.where(tied[..., None], obs_vel[:, t + 1], imagined.vel),
+            pres,
+            imagined.frame,
+            imagined.anchor,
+        )
+        pos.append(state.pos)
+        vel.append(state.vel)
+        ties.append(tied)
+        presences.append(state.presence)
+    presence = None if presences[0] is None else torch.stack(presences, 1)
+    return Followed(torch.stack(pos, 1), torch.stack(vel, 1), presence, torch.stack(ties, 1))
+
+
+def _at(presence: torch.Tensor | None, t: int) -> torch.Tensor | None:
+    return None if presence is None else presence[:, t]
+
+
+@dataclass
+class Abduction:
+    """``frames (B, T, 3, H, W)``: the counterfactual answer; ``tied (B, T, K)``: the
+    keypoints that followed the observation at each step."""
+
+    frames: torch.Tensor
+    tied: torch.Tensor
+
+
+@torch.no_grad()
+def abduce(
+    model: Keypoints,
+    factual: torch.Tensor,
+    start: torch.Tensor,
+    actions: torch.Tensor | None = None,
+    start_px: float = START_PX,
+    step_px: float = STEP_PX,
+) -> Abduction:
+    """``factual (B, T+1, 3, H, W)``: the observed factual video; ``start (B, 1, 3, H, W)``:
+    the counterfactual first frame; ``actions (B, T, A)``: the counterfactual branch's latent
+    actions (None: the factual video's, parsed)."""
+    if factual.dim() != 5 or start.dim() != 5 or start.shape[1] != 1:
+        raise ValueError(
+            f"factual of shape {tuple(factual.shape)} and start of shape "
+            f"{tuple(start.shape)}; expected (B, T+1, 3, H, W) and (B, 1, 3, H, W)"
+        )
+    pos, presence = model.perceive(factual)
+    parsed = model.actions_between(pos, presence)
+    if actions is None:
+        actions = parsed
+    if actions.shape != parsed.shape:
+        raise ValueError(
+            f"actions of shape {tuple(actions.shape)}; expected {tuple(parsed.shape)} (one per "
+            "step of the factual video)"
+        )
+    to_units = 2.0 / model.image_size  # pixels -> the [-1, 1] units of positions
+
+    def present(p: torch.Tensor | None) -> torch.Tensor:
+        if p is None:
+            return torch.ones(pos.shape[0], pos.shape[2], dtype=torch.bool, device=pos.device)
+        return model.present(p) > 0
+
+    observed = KeypointState(pos[:, 0], torch.zeros_like(pos[:, 0]), _at(presence, 0))
+    first = model.encode(start)
+    track = follow(
+        model.advance,
+        observed,
+        pos,
+        presence,
+        first,
+        actions.to(pos.device, pos.dtype),
+        parsed,
+        present,
+        model.dynamics.driven(),
+        float(model.dynamics.log_radius.exp()),
+        start_px * to_units,
+        step_px * to_units,
+    )
+    return Abduction(_frames(model, factual, first, pos, presence, track), track.tied)
+
+
+def _frames(
+    model: Keypoints,
+    factual: torch.Tensor,
+    first: KeypointState,
+    obs_pos: torch.Tensor,
+    obs_presence: torch.Tensor | None,
+    track: Followed,
+) -> torch.Tensor:
+    """The answer's frames ``(B, T, 3, H, W)`` (the module doc): the real factual frame where
+    the answer's rendering equals the factual keypoints' rendering, else the counterfactual
+    first frame where it equals that frame's rendering, else the rendering."""
+    b, t = track.pos.shape[:2]
+    real = to_float_frames(factual[:, 1:]).flatten(0, 1)
+    obs_presence = None if obs_presence is None else obs_presence[:, 1:].flatten(0, 1)
+    track_presence = None if track.presence is None else track.presence.flatten(0, 1)
+    seen = model.render(obs_pos[:, 1:].flatten(0, 1), obs_presence).to(real.dtype)
+    render = model.render(track.pos.flatten(0, 1), track_presence).to(real.dtype)
+    as_factual = unchanged(render, seen)
+    out = render + as_factual * (real - seen)
+    if first.frame is not None and first.anchor is not None:  # None: decoded unanchored
+        first_real = first.frame.to(real.dtype).repeat_interleave(t, 0)
+        first_seen = first.anchor.to(real.dtype).repeat_interleave(t, 0)
+        out += (1.0 - as_factual) * unchanged(render, first_seen) * (first_real - first_seen)
+    return out.clamp(0.0, 1.0).unflatten(0, (b, t))
