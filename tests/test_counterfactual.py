@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -323,3 +324,64 @@ def test_an_action_query_parses_its_factual_branch_and_drives_the_changed_one() 
     np.testing.assert_allclose(driven.given[-1][0].numpy(), b.factual.actions, atol=1e-6)
     with pytest.raises(ValueError, match="needs a grounding"):
         predict(model, b, None, parse=True)
+
+
+def _small_keypoints() -> Any:
+    from latentplay.world_models.keypoints import Keypoints
+
+    torch.manual_seed(0)
+    return Keypoints(image_size=64, num_keypoints=4, action_dim=3).eval()
+
+
+def test_abduction_answers_an_unseen_change_with_the_observed_branch() -> None:
+    """A heavier object changes nothing a frame shows, and the start and actions are the
+    factual ones: abduction answers the factual video itself, so the model scores exactly what
+    the factual baseline does (an untrained model: nothing here is learned)."""
+    from latentplay.evaluation.counterfactual.predict import answer_mode
+
+    q = Query("heavier", Intervention("set_mass", object=0, factor=10.0), seed=0)
+    env = make_env(q)
+    detector, cam = ObjectDetector.from_env(env), env.camera
+    env.close()
+    model = _small_keypoints()
+    model.set_background(torch.from_numpy(build_branches(q).factual.frames).permute(0, 3, 1, 2))
+    assert answer_mode(model, None, "auto") == "abduction"
+    [out] = run_queries(
+        model,
+        [q],
+        lambda f: detector.locate(f)[0],
+        lambda px: cam.pixel_to_world(px, z=0.02)[..., :2],
+        progress=False,
+        answer="auto",
+    )
+    s = out.scores
+    for key in ("object_err_px", "effect_err_px"):  # the effect: none, the truth's is missed
+        np.testing.assert_array_equal(s["model"][key], s["factual"][key])
+    assert max(s["model"]["effect_err_px"]) > 0.5  # mass changes what happens
+    forward = run_queries(
+        model,
+        [q],
+        lambda f: detector.locate(f)[0],
+        lambda px: cam.pixel_to_world(px, z=0.02)[..., :2],
+        progress=False,
+        answer="forward",
+    )[0].scores
+    assert forward["model"]["object_err_px"] != s["model"]["object_err_px"]
+
+
+def test_abduction_is_refused_by_name_where_it_cannot_answer() -> None:
+    from latentplay.agents.simulator import SimulatorModel
+    from latentplay.evaluation.counterfactual.predict import answer_mode
+
+    q = Query("heavier", Intervention("set_mass", object=0, factor=10.0), seed=0)
+    sim = SimulatorModel(lambda: make_env(q))
+    assert answer_mode(sim, None, "auto") == "forward"
+    with pytest.raises(ValueError, match="SimulatorModel model does not abduce"):
+        answer_mode(sim, None, "abduction")
+    model = _small_keypoints()
+    with pytest.raises(ValueError, match="action_source=grounded"):
+        answer_mode(model, None, "abduction", parse=False)
+    view = EnvDrive(sim, lambda a: Actions(torch.as_tensor(a)[None], None))
+    assert answer_mode(model, view, "auto") == "forward"  # a grounding through a view
+    with pytest.raises(ValueError, match=r"answer='guess'; expected one of"):
+        answer_mode(model, None, "guess")

@@ -1,0 +1,147 @@
+"""Counterfactual answers by abduction (world_models/keypoints/abduction.py): what the
+intervention does not reach follows the observed factual branch, exactly; what it reaches
+follows the model. Known answers from a toy world whose true and modelled physics differ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentplay.world_models.keypoints import Keypoints
+from latentplay.world_models.keypoints.abduction import abduce, follow
+from latentplay.world_models.keypoints.model import KeypointState
+from latentplay.world_models.protocol import Abduces, Actions
+
+# Toy world in the dynamics' units: keypoint 0 is an arm moved by the action; keypoints 1 and
+# 2 are objects, pushed along with the arm's step when it ends within REACH of them.
+REACH, RADIUS = 0.15, 0.3
+
+
+def _toy_step(gain: float, drift: torch.Tensor | None = None):
+    """One step of the toy world: pushes carry ``gain`` times the arm's step (the truth pushes
+    harder than the model believes), plus ``drift (K, 2)`` per step that no model knows of."""
+
+    def step(s: KeypointState, a: torch.Tensor) -> KeypointState:
+        disp = torch.zeros_like(s.pos)
+        disp[:, 0] = a
+        arm = s.pos[:, 0] + a
+        touched = (s.pos[:, 1:] - arm[:, None]).norm(dim=-1) < REACH
+        disp[:, 1:] = gain * a[:, None] * touched[..., None]
+        if drift is not None:
+            disp = disp + drift
+        return KeypointState(s.pos + disp, disp, s.presence)
+
+    return step
+
+
+def _rollout(step, start: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``(1, T+1, K, 2)`` positions from ``start (1, K, 2)``."""
+    s = KeypointState(start, torch.zeros_like(start))
+    out = [start]
+    for t in range(actions.shape[1]):
+        s = step(s, actions[:, t])
+        out.append(s.pos)
+    return torch.stack(out, 1)
+
+
+def _follow(model_step, obs: torch.Tensor, start: torch.Tensor, acts, f_acts, radius=RADIUS):
+    never = lambda p: torch.ones(1, obs.shape[2], dtype=torch.bool)  # noqa: E731
+    return follow(
+        model_step,
+        KeypointState(obs[:, 0], torch.zeros_like(obs[:, 0])),
+        obs,
+        None,
+        KeypointState(start, torch.zeros_like(start)),
+        acts,
+        f_acts,
+        never,
+        torch.tensor([True, False, False]),
+        radius,
+        start_tol=0.01,
+        step_tol=0.005,
+    )
+
+
+# The arm moves right along y = 0 and meets object 1 at x = 0.4; object 2 is far away.
+START = torch.tensor([[[0.0, 0.0], [0.4, 0.0], [-0.8, 0.8]]])
+RIGHT = torch.tensor([0.1, 0.0]).expand(1, 8, 2).clone()
+
+
+def test_unchanged_branches_reproduce_the_observation_where_the_model_is_wrong() -> None:
+    drift = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.02, -0.01]])
+    truth = _toy_step(gain=1.5, drift=drift)
+    obs = _rollout(truth, START, RIGHT)  # pushes 1.5x, object 2 drifts: the model knows neither
+    got = _follow(_toy_step(gain=1.0), obs, START.clone(), RIGHT, RIGHT)
+    assert bool(got.tied.all())
+    torch.testing.assert_close(got.pos, obs[:, 1:])
+
+
+def test_an_object_pushed_only_in_the_factual_branch_stays_put_far_ones_follow() -> None:
+    drift = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.02, -0.01]])
+    truth = _toy_step(gain=1.5, drift=drift)
+    obs = _rollout(truth, START, RIGHT)
+    assert float((obs[0, -1, 1] - obs[0, 0, 1]).norm()) > 0.3  # the factual push happened
+    away = -RIGHT  # the counterfactual arm goes left instead
+    # A model that misses pushes altogether: its steps never tell the branches apart for
+    # object 1, so only the factual arm nearing it can untie it.
+    got = _follow(_toy_step(gain=0.0), obs, START.clone(), away, RIGHT)
+    # The arm follows the model under its own actions, from the first step.
+    assert not bool(got.tied[0, :, 0].any())
+    torch.testing.assert_close(got.pos[0, :, 0], START[0, 0] + away[0].cumsum(0))
+    # Object 1 is untied as the factual arm nears it and stays where it was: no ghost push.
+    torch.testing.assert_close(got.pos[0, :, 1], START[0, 1].expand(8, 2))
+    assert not bool(got.tied[0, -1, 1])
+    # Object 2, which nothing nears in either branch, follows its observed drift exactly.
+    assert bool(got.tied[0, :, 2].all())
+    torch.testing.assert_close(got.pos[0, :, 2], obs[0, 1:, 2])
+    # Without the reach rule the factual push would show in the answer.
+    blind = _follow(_toy_step(gain=0.0), obs, START.clone(), away, RIGHT, radius=0.0)
+    assert float((blind.pos[0, -1, 1] - START[0, 1]).norm()) > 0.3
+
+
+def test_a_moved_object_is_imagined_from_its_new_place() -> None:
+    truth = _toy_step(gain=1.5)
+    obs = _rollout(truth, START, RIGHT)
+    start = START.clone()
+    start[0, 1] = torch.tensor([0.4, 0.5])  # moved out of the arm's path
+    got = _follow(_toy_step(gain=1.0), obs, start, RIGHT, RIGHT)
+    assert not bool(got.tied[0, :, 1].any())
+    torch.testing.assert_close(got.pos[0, :, 1], start[0, 1].expand(8, 2))
+    torch.testing.assert_close(got.pos[0, :, 0], obs[0, 1:, 0])  # the arm: as observed
+
+
+def _frames(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = np.random.default_rng(seed)
+    x = np.full((1, n, 3, size, size), 60, np.uint8)
+    for t in range(n):  # a bright square moving right over a still dark one
+        x[0, t, :, 12:18, 4 + t : 10 + t] = 230
+        x[0, t, 0, 22:28, 20:26] = 10
+    x[..., :2, :] = g.integers(0, 255, (1, n, 3, 2, size), dtype=np.uint8)
+    return torch.from_numpy(x)
+
+
+def test_the_model_reproduces_an_unchanged_branch_as_observed() -> None:
+    torch.manual_seed(0)
+    model = Keypoints(image_size=32, num_keypoints=4, action_dim=2).eval()
+    model.set_background(_frames(6)[0])
+    assert isinstance(model, Abduces)
+    video = _frames(6)
+    got = abduce(model, video, video[:, :1])
+    assert bool(got.tied.all())
+    torch.testing.assert_close(got.frames, video[:, 1:].float() / 255, atol=1e-5, rtol=0)
+    answer = model.counterfactual(video, video[:, :1], None)
+    torch.testing.assert_close(answer, got.frames)
+
+
+def test_bad_shapes_are_named() -> None:
+    model = Keypoints(image_size=32, num_keypoints=4, action_dim=2).eval()
+    video = _frames(6)
+    with pytest.raises(ValueError, match=r"expected \(B, T\+1, 3, H, W\) and \(B, 1, 3, H, W\)"):
+        abduce(model, video, video[:, :2])
+    with pytest.raises(ValueError, match=r"actions of shape \(1, 3, 2\); expected \(1, 5, 2\)"):
+        abduce(model, video, video[:, :1], torch.zeros(1, 3, 2))
+    with pytest.raises(ValueError, match="continuous"):
+        model.counterfactual(
+            video, video[:, :1], Actions(None, torch.zeros(1, 5, dtype=torch.long))
+        )
