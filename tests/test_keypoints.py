@@ -19,8 +19,9 @@ from latentplay.utils.frames import to_tensor_frames
 from latentplay.world_models.checkpoint import load_model
 from latentplay.world_models.keypoints import Keypoints
 from latentplay.world_models.keypoints.dynamics import InteractionDynamics
-from latentplay.world_models.keypoints.model import CHANGED, KeypointState, last_displacements
+from latentplay.world_models.keypoints.model import KeypointState, last_displacements
 from latentplay.world_models.keypoints.perception import (
+    CHANGED,
     coverage_loss,
     pixel_grid,
     separation_loss,

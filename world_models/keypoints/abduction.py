@@ -29,15 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from latentplay.utils.frames import to_float_frames
-from latentplay.world_models.keypoints.model import (
-    Keypoints,
-    KeypointState,
-    unchanged,
-)
+from latentplay.world_models.keypoints.perception import unchanged
+from latentplay.world_models.keypoints.state import KeypointState
 
 # A keypoint is the same in both first frames within this (px): perceiving two frames that
 # differ elsewhere moves a keypoint by a few tenths of a pixel.
@@ -135,16 +133,17 @@ class Abduction:
 
 @torch.no_grad()
 def abduce(
-    model: Keypoints,
+    model: Any,
     factual: torch.Tensor,
     start: torch.Tensor,
     actions: torch.Tensor | None = None,
     start_px: float = START_PX,
     step_px: float = STEP_PX,
 ) -> Abduction:
-    """``factual (B, T+1, 3, H, W)``: the observed factual video; ``start (B, 1, 3, H, W)``:
-    the counterfactual first frame; ``actions (B, T, A)``: the counterfactual branch's latent
-    actions (None: the factual video's, parsed)."""
+    """The answer of ``model`` (a keypoint model, model.py) by abduction. ``factual (B, T+1,
+    3, H, W)``: the observed factual video; ``start (B, 1, 3, H, W)``: the counterfactual
+    first frame; ``actions (B, T, A)``: the counterfactual branch's latent actions (None: the
+    factual video's, parsed)."""
     if factual.dim() != 5 or start.dim() != 5 or start.shape[1] != 1:
         raise ValueError(
             f"factual of shape {tuple(factual.shape)} and start of shape "
@@ -186,7 +185,7 @@ def abduce(
 
 
 def _frames(
-    model: Keypoints,
+    model: Any,
     factual: torch.Tensor,
     first: KeypointState,
     obs_pos: torch.Tensor,

@@ -26,20 +26,21 @@ an intervention is an edit of a node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from latentplay.utils.frames import to_float_frames
+from latentplay.world_models.keypoints.abduction import abduce
 from latentplay.world_models.keypoints.dynamics import InteractionDynamics, InverseDynamics
 from latentplay.world_models.keypoints.perception import (
     KeypointEncoder,
     KeypointRenderer,
     to_pixels,
+    unchanged,
 )
+from latentplay.world_models.keypoints.state import KeypointState
 from latentplay.world_models.protocol import Actions, ActionSpec, check_actions
 from latentplay.world_models.protocol import rollout as protocol_rollout
 
@@ -47,18 +48,6 @@ from latentplay.world_models.protocol import rollout as protocol_rollout
 # PushMulti scenes of 1-3 objects, a missing object's keypoint read under 0.26 of it in 99% of
 # frames, and a present part under 0.3 in at most 2% (the least steady arm keypoint).
 PRESENT_FRACTION = 0.3
-
-
-# A pixel whose rendering changed by this much (colour differences summed; within a pixel of
-# it) is drawn from the rendering alone; less, and the real frame shows through in proportion.
-CHANGED = 0.5
-
-
-def unchanged(frames: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-    """``(N, 1, H, W)`` in [0, 1]: 1 where renderings ``frames (N, 3, H, W)`` equal ``anchor``
-    within a pixel, 0 where they differ by ``CHANGED`` or more."""
-    change = (frames - anchor).abs().sum(1, keepdim=True)
-    return 1.0 - (F.max_pool2d(change, 3, stride=1, padding=1) / CHANGED).clamp(max=1.0)
 
 
 def anchored(frames: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -71,17 +60,6 @@ def last_displacements(pos: torch.Tensor) -> torch.Tensor:
     """Tracks ``(B, T, K, 2)`` -> each of the first T-1 frames' last displacement, zero for
     the first (nothing before it): ``(B, T-1, K, 2)``."""
     return torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
-
-
-@dataclass
-class KeypointState:
-    pos: torch.Tensor  # (B, K, 2) in [-1, 1]
-    vel: torch.Tensor  # (B, K, 2) the last step's displacement
-    presence: torch.Tensor | None = None  # (B, K) in [0, 1]; None: a model without presence
-    # (B, 3, H, W): the last real frame (float) and its rendering from its own keypoints
-    # (encode); None: decode from the keypoints alone
-    frame: torch.Tensor | None = None
-    anchor: torch.Tensor | None = None
 
 
 class Keypoints(nn.Module):
@@ -323,8 +301,6 @@ class Keypoints(nn.Module):
         """The counterfactual branch by abduction (abduction.py): keypoints the intervention
         does not reach follow the observed ``factual`` video, the rest the dynamics from
         ``start`` under ``actions`` (None: the factual video's, parsed)."""
-        from latentplay.world_models.keypoints.abduction import abduce
-
         acts = None if actions is None else actions.continuous
         if actions is not None and acts is None:
             raise ValueError("counterfactual: a keypoint model's actions are continuous")

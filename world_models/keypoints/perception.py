@@ -19,6 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# A pixel whose rendering changed by this much (colour differences summed; within a pixel of
+# it) is drawn from the rendering alone; less, and the real frame shows through in proportion.
+CHANGED = 0.5
+
+
+def unchanged(frames: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` in [0, 1]: 1 where renderings ``frames (N, 3, H, W)`` equal ``anchor``
+    within a pixel, 0 where they differ by ``CHANGED`` or more."""
+    change = (frames - anchor).abs().sum(1, keepdim=True)
+    return 1.0 - (F.max_pool2d(change, 3, stride=1, padding=1) / CHANGED).clamp(max=1.0)
+
 
 def pixel_grid(size: int, device: torch.device | None = None) -> torch.Tensor:
     """``(size * size, 2)`` centres ``(x, y)`` in [-1, 1] of a ``size`` x ``size`` grid,
