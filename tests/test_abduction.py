@@ -49,7 +49,6 @@ def _follow(model_step, obs: torch.Tensor, start: torch.Tensor, acts, f_acts, ra
     never = lambda p: torch.ones(1, obs.shape[2], dtype=torch.bool)  # noqa: E731
     return follow(
         model_step,
-        KeypointState(obs[:, 0], torch.zeros_like(obs[:, 0])),
         obs,
         None,
         KeypointState(start, torch.zeros_like(start)),

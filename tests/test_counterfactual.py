@@ -346,27 +346,23 @@ def test_abduction_answers_an_unseen_change_with_the_observed_branch() -> None:
     model = _small_keypoints()
     model.set_background(torch.from_numpy(build_branches(q).factual.frames).permute(0, 3, 1, 2))
     assert answer_mode(model, None, "auto") == "abduction"
-    [out] = run_queries(
-        model,
-        [q],
-        lambda f: detector.locate(f)[0],
-        lambda px: cam.pixel_to_world(px, z=0.02)[..., :2],
-        progress=False,
-        answer="auto",
-    )
-    s = out.scores
+
+    def scores(answer: str) -> dict[str, Any]:
+        [out] = run_queries(
+            model,
+            [q],
+            lambda f: detector.locate(f)[0],
+            lambda px: cam.pixel_to_world(px, z=0.02)[..., :2],
+            progress=False,
+            answer=answer,
+        )
+        return out.scores
+
+    s = scores("auto")
     for key in ("object_err_px", "effect_err_px"):  # the effect: none, the truth's is missed
         np.testing.assert_array_equal(s["model"][key], s["factual"][key])
     assert max(s["model"]["effect_err_px"]) > 0.5  # mass changes what happens
-    forward = run_queries(
-        model,
-        [q],
-        lambda f: detector.locate(f)[0],
-        lambda px: cam.pixel_to_world(px, z=0.02)[..., :2],
-        progress=False,
-        answer="forward",
-    )[0].scores
-    assert forward["model"]["object_err_px"] != s["model"]["object_err_px"]
+    assert scores("forward")["model"]["object_err_px"] != s["model"]["object_err_px"]
 
 
 def test_abduction_is_refused_by_name_where_it_cannot_answer() -> None:

@@ -21,6 +21,7 @@ ToLearned = Callable[[np.ndarray], Actions]  # env actions (H, 3) -> the model's
 # reach; auto: abduction where the model can and its actions come from the factual video or a
 # fixed map (answer_mode).
 ANSWERS = ("auto", "abduction", "forward")
+ABDUCTION_NOTE = "the factual video is observed: what the intervention does not reach follows it"
 
 
 @dataclass

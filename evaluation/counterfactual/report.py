@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from latentplay.evaluation.counterfactual.predict import ABDUCTION_NOTE
 from latentplay.evaluation.counterfactual.scoring import OVERALL_KEYS, PREDICTORS, SuiteSummary
 from latentplay.evaluation.planning import planning_section
 from latentplay.evaluation.poke.report import poke_section
@@ -82,11 +83,7 @@ def write_suite_report(
             "video standing in for the counterfactual one. "
             f"Model: {payload.get('trained', 'not recorded')}. "
             f"Answers: {payload.get('answer', 'forward')}"
-            + (
-                " (the factual video observed; what the intervention does not reach follows it)"
-                if payload.get("answer") == "abduction"
-                else ""
-            )
+            + (f" ({ABDUCTION_NOTE})" if payload.get("answer") == "abduction" else "")
             + ".",
             images=plots,
         ),

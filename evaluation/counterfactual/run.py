@@ -23,6 +23,7 @@ from latentplay.agents.views import default_view, model_view
 from latentplay.envs.arm import OBJECT_HALF_HEIGHT, PushMultiEnv
 from latentplay.evaluation.counterfactual.branches import build_branches, make_env
 from latentplay.evaluation.counterfactual.predict import (
+    ABDUCTION_NOTE,
     EnvDrive,
     ToLearned,
     answer_mode,
@@ -48,10 +49,6 @@ from latentplay.world_models.protocol import Actions, FixedFrameSize, Sampling, 
 from latentplay.world_models.shipped import run_folder
 
 ACTION_SOURCES = ("latent", "grounded")
-ABDUCTION_NOTE = (
-    " (the factual video is observed: what the intervention does not reach follows it, the"
-    " model imagines the rest)"
-)
 
 
 @dataclass
@@ -266,7 +263,7 @@ def run(
             print("end-effector pokes: queries use grounded actions (action_source=grounded)")
             action_source = "grounded"
         mode = answer_mode(ans.model, ans.drive, answer, parse=action_source == "latent")
-        print(f"answers: {mode}" + (ABDUCTION_NOTE if mode == "abduction" else ""))
+        print(f"answers: {mode}" + (f" ({ABDUCTION_NOTE})" if mode == "abduction" else ""))
         outcomes = run_queries(
             ans.model,
             queries,

@@ -35,7 +35,7 @@ import torch
 
 from latentplay.utils.frames import to_float_frames
 from latentplay.world_models.keypoints.perception import unchanged
-from latentplay.world_models.keypoints.state import KeypointState
+from latentplay.world_models.keypoints.state import KeypointState, displacements
 
 # A keypoint is the same in both first frames within this (px): perceiving two frames that
 # differ elsewhere moves a keypoint by a few tenths of a pixel.
@@ -60,7 +60,9 @@ class Followed:
     tied: torch.Tensor
 
 
-def _near_untied(pos: torch.Tensor, present: torch.Tensor, untied: torch.Tensor, radius: float):
+def _near_untied(
+    pos: torch.Tensor, present: torch.Tensor, untied: torch.Tensor, radius: float
+) -> torch.Tensor:
     """``(B, K)``: keypoints within ``radius`` of an untied keypoint, both present."""
     dist = (pos[:, :, None] - pos[:, None]).norm(dim=-1)
     return ((dist < radius) & (untied & present)[:, None] & present[:, :, None]).any(-1)
@@ -68,7 +70,6 @@ def _near_untied(pos: torch.Tensor, present: torch.Tensor, untied: torch.Tensor,
 
 def follow(
     step: Step,
-    observed: KeypointState,
     obs_pos: torch.Tensor,
     obs_presence: torch.Tensor | None,
     start: KeypointState,
@@ -82,18 +83,18 @@ def follow(
 ) -> Followed:
     """The tie rule of the module doc over keypoint tracks, in the dynamics' units.
 
-    ``obs_pos (B, T+1, K, 2)``, ``obs_presence (B, T+1, K)``: the factual branch as perceived
-    (``observed``: its first state); ``start``: the counterfactual first state; ``actions``,
+    ``obs_pos (B, T+1, K, 2)``, ``obs_presence (B, T+1, K)``: the factual branch as perceived;
+    ``start``: the counterfactual first state; ``actions``,
     ``factual_actions (B, T, A)``; ``step(state, action)``: one imagined step; ``present``:
     presence -> bool; ``driven (K,)``: the keypoints the action drives; ``radius``,
     ``start_tol``, ``step_tol``: distances in the units of positions."""
-    obs_vel = torch.cat([torch.zeros_like(obs_pos[:, :1]), obs_pos[:, 1:] - obs_pos[:, :-1]], 1)
+    obs_vel = displacements(obs_pos)
     tied = (start.pos - obs_pos[:, 0]).norm(dim=-1) < start_tol
-    tied &= present(start.presence) == present(observed.presence)
-    state, o = start, observed
+    tied &= present(start.presence) == present(_at(obs_presence, 0))
+    state = start
     pos, vel, ties, presences = [], [], [], []
     for t in range(actions.shape[1]):
-        o = KeypointState(obs_pos[:, t], obs_vel[:, t], _at(obs_presence, t), o.frame, o.anchor)
+        o = KeypointState(obs_pos[:, t], obs_vel[:, t], _at(obs_presence, t))
         imagined, factual = step(state, actions[:, t]), step(o, factual_actions[:, t])
         differs = ((imagined.pos - state.pos) - (factual.pos - o.pos)).norm(dim=-1) > step_tol
         untied = ~tied
@@ -165,11 +166,9 @@ def abduce(
             return torch.ones(pos.shape[0], pos.shape[2], dtype=torch.bool, device=pos.device)
         return model.present(p) > 0
 
-    observed = KeypointState(pos[:, 0], torch.zeros_like(pos[:, 0]), _at(presence, 0))
     first = model.encode(start)
     track = follow(
         model.advance,
-        observed,
         pos,
         presence,
         first,

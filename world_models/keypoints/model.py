@@ -40,7 +40,7 @@ from latentplay.world_models.keypoints.perception import (
     to_pixels,
     unchanged,
 )
-from latentplay.world_models.keypoints.state import KeypointState
+from latentplay.world_models.keypoints.state import KeypointState, displacements
 from latentplay.world_models.protocol import Actions, ActionSpec, check_actions
 from latentplay.world_models.protocol import rollout as protocol_rollout
 
@@ -59,7 +59,7 @@ def anchored(frames: torch.Tensor, anchor: torch.Tensor, real: torch.Tensor) -> 
 def last_displacements(pos: torch.Tensor) -> torch.Tensor:
     """Tracks ``(B, T, K, 2)`` -> each of the first T-1 frames' last displacement, zero for
     the first (nothing before it): ``(B, T-1, K, 2)``."""
-    return torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:-1] - pos[:, :-2]], dim=1)
+    return displacements(pos)[:, :-1]
 
 
 class Keypoints(nn.Module):

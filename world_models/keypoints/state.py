@@ -7,6 +7,12 @@ from dataclasses import dataclass
 import torch
 
 
+def displacements(pos: torch.Tensor) -> torch.Tensor:
+    """Tracks ``(B, T, K, 2)`` -> each frame's displacement from the one before, zero for the
+    first (nothing before it): ``(B, T, K, 2)``."""
+    return torch.cat([torch.zeros_like(pos[:, :1]), pos[:, 1:] - pos[:, :-1]], dim=1)
+
+
 @dataclass
 class KeypointState:
     pos: torch.Tensor  # (B, K, 2) in [-1, 1]
