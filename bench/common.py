@@ -34,13 +34,17 @@ def machine() -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
-    """Markdown table: columns are (key, header, format spec)."""
+    """Markdown table: columns are (key, header, format spec); a row without a key shows a
+    dash there (a row that says why it was not measured)."""
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
     sep = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
-    body = [
-        "| " + " | ".join(format(r[k], f) if f else str(r[k]) for k, _, f in columns) + " |"
-        for r in rows
-    ]
+
+    def cell(r: dict[str, Any], k: str, f: str) -> str:
+        if k not in r:
+            return "-"
+        return format(r[k], f) if f else str(r[k])
+
+    body = ["| " + " | ".join(cell(r, k, f) for k, _, f in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 

@@ -23,7 +23,9 @@ def bench_plan(
     size s rolled out with its GMA alone (``GlassGlobal``; cost on decoded frames, and in its
     state, the mask centroid) and in full (GMA + LMA, unless ``full=False``), and the true
     simulator (Push-v0, env actions, true-position cost); the keypoint model with its state
-    cost (keypoint distances, no frame decoded) and with the goal-image cost. Without
+    cost (keypoint distances, no frame decoded) and with the goal-image cost, and with its
+    steps compiled (``torch.compile``; the first replan's seconds say what compiling takes;
+    a row says why where it cannot run). Without
     ``checkpoint`` (``keypoint_checkpoint``) an untrained size-s GLASS (keypoint model) is
     timed: speed does not depend on the weights."""
     import torch
@@ -35,6 +37,7 @@ def bench_plan(
     from latentplay.envs.arm import PushEnv
     from latentplay.utils.frames import to_tensor_frames
     from latentplay.world_models.checkpoint import load_model
+    from latentplay.world_models.compiling import compile_unavailable, use_imagination
     from latentplay.world_models.glass import Glass
     from latentplay.world_models.glass.global_model import GlassGlobal
     from latentplay.world_models.keypoints import Keypoints
@@ -50,14 +53,18 @@ def bench_plan(
     goal = to_tensor_frames(env.render_goal())
     settings = {"horizon": horizon, "samples": samples, "elites": 30, "iterations": iterations}
 
-    def timed(plan_once: Callable[[], Any]) -> list[float]:
-        plan_once()  # warm-up
+    def timed(plan_once: Callable[[], Any]) -> tuple[list[float], float]:
+        """Milliseconds per replan after a first one (warm-up, compiling where compiled),
+        and that first one's seconds."""
+        t0 = time.perf_counter()
+        plan_once()
+        first = time.perf_counter() - t0
         out = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             plan_once()
             out.append(1e3 * (time.perf_counter() - t0))
-        return out
+        return out, first
 
     rows = []
     runs = [
@@ -66,35 +73,46 @@ def bench_plan(
     ]
     if full:
         runs.append(("GLASS s, full rollout (GMA + LMA), goal-image cost", glass, "pixels"))
-    torch.manual_seed(0)
-    keypoints = (
-        load_model(keypoint_checkpoint)[0]
-        if keypoint_checkpoint
-        else Keypoints(image_size=image_size)
-    ).eval()
+
+    def keypoint_model() -> Keypoints:
+        torch.manual_seed(0)
+        if keypoint_checkpoint:
+            return load_model(keypoint_checkpoint)[0].eval()
+        return Keypoints(image_size=image_size).eval()
+
+    keypoints = keypoint_model()
     runs += [
         ("keypoint model, state cost (keypoint distances)", keypoints, "state"),
         ("keypoint model, goal-image cost", keypoints, "pixels"),
     ]
+    cpu = torch.device("cpu")
+    why = compile_unavailable(cpu)
+    if why is None:
+        compiled = keypoint_model()
+        use_imagination(compiled, "compiled", cpu)
+        runs.append(("keypoint model, state cost, compiled steps", compiled, "state"))
     for name, model, space in runs:
         planner = CEM(model.action_spec, **settings)
         with torch.inference_mode():
-            ms = timed(
+            ms, first = timed(
                 lambda m=model, p=planner, s=space: p.plan(
                     GoalImageCost(m, frame[None, None], goal, space=s)
                 )
             )
-        rows.append({"name": name, "ms": ms})
+        rows.append({"name": name, "ms": ms, "first_s": first})
+    if why is not None:
+        rows.append({"name": f"keypoint model, compiled steps: not run ({why})"})
     oracle = OracleController(
         lambda: PushEnv(width=image_size, height=image_size, time_limit=None),
         CEM(SimulatorModel.action_spec, **settings),
     )
     oracle.reset(env)
-    rows.append(
-        {"name": "true simulator (Push-v0)", "ms": timed(lambda: oracle.act([], env.get_state()))}
-    )
+    ms, first = timed(lambda: oracle.act([], env.get_state()))
+    rows.append({"name": "true simulator (Push-v0)", "ms": ms, "first_s": first})
     env.close()
     for r in rows:
+        if "ms" not in r:
+            continue
         ms = r.pop("ms")
         r.update(
             ms_per_replan=statistics.median(ms),

@@ -47,6 +47,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("max", "max", ".0f"),
         ("x_target_1s", "x the 1 s target", ".2f"),
         ("transitions", "imagined transitions / replan", ""),
+        ("first_s", "first replan (s; compiles)", ".1f"),
     ],
     "torchrun": [
         ("name", "run", ""),

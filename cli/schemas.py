@@ -61,6 +61,7 @@ PlanCost = _choices("PlanCost", "goal", "push")
 GroundingKind = _choices("GroundingKind", "linear", "mlp", "rollout")
 ActionSource = _choices("ActionSource", "latent", "grounded")
 Answer = _choices("Answer", "auto", "abduction", "forward")
+Imagination = _choices("Imagination", "auto", "compiled", "eager")
 ExportFormat = _choices("ExportFormat", "minari")
 ImportFormat = _choices("ImportFormat", "videos", "minari")
 Crop = _choices("Crop", "center", "pad", "stretch")
@@ -146,6 +147,7 @@ class PlanConfig:
     sample_steps: int | None = None
     space: CostSpace = CostSpace["pixels"]
     chunk: int | None = None
+    imagination: Imagination = Imagination["auto"]
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     baselines: list[str] = field(default_factory=lambda: ["random", "oracle"])
     out: str | None = None

@@ -39,6 +39,7 @@ from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
+from latentplay.world_models.compiling import use_imagination
 from latentplay.world_models.protocol import StatePositions, WorldModel
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
@@ -148,6 +149,7 @@ def run_planning(
     behind_px: float = 5.0,
     space: str = "pixels",
     chunk: int | None = None,
+    imagination: str = "eager",
     baselines: list[str] | tuple[str, ...] = BASELINES,
     out: str | Path | None = None,
     device: str = "auto",
@@ -166,7 +168,8 @@ def run_planning(
     is used instead of fitting). Each planned action is held ``repeat`` env
     steps, ``execute`` of them are carried out per replan, each replan reads the last
     ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
-    task's shaped cost on part positions: the model's own, the oracle's true ones). Writes
+    task's shaped cost on part positions: the model's own, the oracle's true ones);
+    ``imagination``: the model's steps compiled or eager (:func:`use_imagination`). Writes
     ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
     (one row per controller) and its path."""
     check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
@@ -177,6 +180,7 @@ def run_planning(
     dev = resolve_device(device)
     make_env = arm_env_factory(env_id, env_kwargs)
     model, ckpt = load_model(checkpoint, dev)
+    compiled = use_imagination(model, imagination, dev)
     data = data or training_data(ckpt)
     if data is None and grounding_file is None and any(n > 0 for n in labels):
         raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
@@ -266,6 +270,7 @@ def run_planning(
         "grounding": grounding_kind,
         "grounding_file": None if grounding_file is None else str(grounding_file),
         "cost": cost,
+        "imagination": "compiled" if compiled else "eager",
         "behind_px": behind_px,
         "success": SUCCESS[task],
         "rows": rows,

@@ -44,6 +44,7 @@ def main(cfg: DictConfig) -> None:
         behind_px=c["behind_px"],
         space=c["space"],
         chunk=c["chunk"],
+        imagination=c["imagination"],
         baselines=c["baselines"],
         out=c["out"],
         device=c["device"],

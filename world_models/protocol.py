@@ -164,6 +164,13 @@ class Abduces(Protocol):
 
 
 @runtime_checkable
+class CompilesSteps(Protocol):
+    def compile_steps(self) -> None:
+        """From here on, ``step`` without gradients (a planner's rollouts) runs through
+        ``torch.compile``; steps with gradients (training, fitting a map) stay eager."""
+
+
+@runtime_checkable
 class StartState(Protocol):
     def set_start(self, state: Any) -> None:
         """The true (env) state that the next ``encode`` starts from, for models that cannot

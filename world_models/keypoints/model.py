@@ -26,6 +26,8 @@ an intervention is an edit of a node.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -131,6 +133,7 @@ class Keypoints(nn.Module):
         # The least displacement (px) an undriven keypoint makes in one imagined step; shorter
         # ones are dropped (the module doc). 0: off, as in checkpoints from before it existed.
         self.register_buffer("rest_px", torch.zeros(()))
+        self._compiled: Callable[[KeypointState, torch.Tensor], KeypointState] | None = None
 
     # rest_px is stored only when set: a model with it off has the weights (and the digest a
     # saved grounding names) of one from before it existed, and loads from them.
@@ -237,7 +240,27 @@ class Keypoints(nn.Module):
         return self.advance(state, actions.continuous.to(state.pos.device, state.pos.dtype))
 
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
-        """One step under a latent action tensor ``(B, A)``, unchecked."""
+        """One step under a latent action tensor ``(B, A)``, unchecked; through the compiled
+        step where ``compile_steps`` set one up and no gradient is needed."""
+        if self._compiled is not None and not torch.is_grad_enabled():
+            try:
+                return self._compiled(state, action)
+            except Exception as e:  # the compiler's failure: the step itself is eager below
+                warnings.warn(
+                    f"torch.compile failed ({type(e).__name__}: {e}); imagined steps run eagerly",
+                    stacklevel=2,
+                )
+                self._compiled = None
+        return self._advance(state, action)
+
+    def compile_steps(self) -> None:
+        """Imagined steps without gradients (planners' rollouts) run through ``torch.compile``
+        from here on: on a CPU a step's many small tensor operations become a few fused
+        loops. Each new batch size compiles once, in seconds. Steps with gradients (training,
+        fitting a grounding) stay eager; the weights and their state dict are unchanged."""
+        self._compiled = torch.compile(self._advance)
+
+    def _advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         nxt = self.transition(state, action)[0]
         disp = self.settle(nxt.vel)
         return KeypointState(state.pos + disp, disp, nxt.presence, nxt.frame, nxt.anchor)
