@@ -110,6 +110,26 @@ def test_a_moved_object_is_imagined_from_its_new_place() -> None:
     torch.testing.assert_close(got.pos[0, :, 0], obs[0, 1:, 0])  # the arm: as observed
 
 
+def test_a_still_changed_object_does_not_untie_what_passes_near_it() -> None:
+    """Object 2 moved next to object 1's path, where nothing touches it: it stays put, so it
+    cannot push object 1, which follows its observed 1.5x push exactly all the way (a model
+    step would push it 1.0x) although it passes within the interaction radius."""
+    truth = _toy_step(gain=1.5)
+    obs = _rollout(truth, START, RIGHT)
+    start = START.clone()
+    start[0, 2] = torch.tensor([0.6, 0.2])
+    passes = (obs[0, 1:, 1] - start[0, 2]).norm(dim=-1)
+    assert (
+        float(passes.min()) < RADIUS
+        and float((obs[0, 1:, 0] - start[0, 2]).norm(dim=-1).min()) > REACH
+    )
+    got = _follow(_toy_step(gain=1.0), obs, start, RIGHT, RIGHT)
+    assert not bool(got.tied[0, :, 2].any())
+    torch.testing.assert_close(got.pos[0, :, 2], start[0, 2].expand(8, 2))
+    assert bool(got.tied[0, :, :2].all())
+    torch.testing.assert_close(got.pos[0, :, :2], obs[0, 1:, :2])
+
+
 def _frames(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     g = np.random.default_rng(seed)
     x = np.full((1, n, 3, size, size), 60, np.uint8)

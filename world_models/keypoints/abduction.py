@@ -11,10 +11,12 @@ untied for good when
 - one imagined step moves it differently in the two branches (by more than ``STEP_PX``): the
   change reaches it through the dynamics (the arm under other actions, an object near
   something that differs), or
-- an untied keypoint comes within the dynamics' interaction radius of it, in either branch
-  (undriven keypoints only: the arm goes where the actions send it). A push the model does
-  not see coming must not reach the answer from the factual video: an object the factual arm
-  pushes while the counterfactual arm is elsewhere is untied as the factual arm nears it.
+- an untied keypoint that moves in that step comes within the dynamics' interaction radius
+  of it, in either branch (undriven keypoints only: the arm goes where the actions send it).
+  A push the model does not see coming must not reach the answer from the factual video: an
+  object the factual arm pushes while the counterfactual arm is elsewhere is untied as the
+  factual arm nears it. What stays put pushes nothing: an object removed, or moved out of the
+  way, unties nothing it sits beside.
 
 Untied keypoints move by the model's dynamics under the counterfactual actions, from where
 the observation left them.
@@ -61,11 +63,11 @@ class Followed:
 
 
 def _near_untied(
-    pos: torch.Tensor, present: torch.Tensor, untied: torch.Tensor, radius: float
+    pos: torch.Tensor, present: torch.Tensor, pushers: torch.Tensor, radius: float
 ) -> torch.Tensor:
-    """``(B, K)``: keypoints within ``radius`` of an untied keypoint, both present."""
+    """``(B, K)``: keypoints within ``radius`` of one of ``pushers (B, K)``, both present."""
     dist = (pos[:, :, None] - pos[:, None]).norm(dim=-1)
-    return ((dist < radius) & (untied & present)[:, None] & present[:, :, None]).any(-1)
+    return ((dist < radius) & (pushers & present)[:, None] & present[:, :, None]).any(-1)
 
 
 def follow(
@@ -97,9 +99,11 @@ def follow(
         o = KeypointState(obs_pos[:, t], obs_vel[:, t], _at(obs_presence, t))
         imagined, factual = step(state, actions[:, t]), step(o, factual_actions[:, t])
         differs = ((imagined.pos - state.pos) - (factual.pos - o.pos)).norm(dim=-1) > step_tol
-        untied = ~tied
-        near = _near_untied(state.pos, present(state.presence), untied, radius)
-        near |= _near_untied(o.pos, present(o.presence), untied, radius)
+        # untied keypoints that move in this step, in each branch: only they can push
+        moving_cf = ~tied & ((imagined.pos - state.pos).norm(dim=-1) > step_tol)
+        moving_f = ~tied & (obs_vel[:, t + 1].norm(dim=-1) > step_tol)
+        near = _near_untied(state.pos, present(state.presence), moving_cf, radius)
+        near |= _near_untied(o.pos, present(o.presence), moving_f, radius)
         tied = tied & ~differs & ~(near & ~driven[None])
         pres = imagined.presence
         if obs_presence is not None and pres is not None:
