@@ -37,7 +37,7 @@ def bench_plan(
     from latentplay.envs.arm import PushEnv
     from latentplay.utils.frames import to_tensor_frames
     from latentplay.world_models.checkpoint import load_model
-    from latentplay.world_models.compiling import compile_unavailable, use_imagination
+    from latentplay.world_models.compiling import compile_unavailable
     from latentplay.world_models.glass import Glass
     from latentplay.world_models.glass.global_model import GlassGlobal
     from latentplay.world_models.keypoints import Keypoints
@@ -89,7 +89,7 @@ def bench_plan(
     why = compile_unavailable(cpu)
     if why is None:
         compiled = keypoint_model()
-        use_imagination(compiled, "compiled", cpu)
+        compiled.compile_steps()  # a failure at the first step: eager, and the row says so
         runs.append(("keypoint model, state cost, compiled steps", compiled, "state"))
     for name, model, space in runs:
         planner = CEM(model.action_spec, **settings)
@@ -99,6 +99,8 @@ def bench_plan(
                     GoalImageCost(m, frame[None, None], goal, space=s)
                 )
             )
+        if name.endswith("compiled steps") and not model.steps_compiled:
+            name += " (compiling failed: ran eagerly)"
         rows.append({"name": name, "ms": ms, "first_s": first})
     if why is not None:
         rows.append({"name": f"keypoint model, compiled steps: not run ({why})"})

@@ -169,7 +169,8 @@ def run_planning(
     steps, ``execute`` of them are carried out per replan, each replan reads the last
     ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
     task's shaped cost on part positions: the model's own, the oracle's true ones);
-    ``imagination``: the model's steps compiled or eager (:func:`use_imagination`). Writes
+    ``imagination``: the model's steps compiled or eager (:func:`use_imagination`; eager
+    unless asked, here: scripts/plan.py asks for ``auto``). Writes
     ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
     (one row per controller) and its path."""
     check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
@@ -270,7 +271,7 @@ def run_planning(
         "grounding": grounding_kind,
         "grounding_file": None if grounding_file is None else str(grounding_file),
         "cost": cost,
-        "imagination": "compiled" if compiled else "eager",
+        "imagination": "compiled" if compiled and model.steps_compiled else "eager",
         "behind_px": behind_px,
         "success": SUCCESS[task],
         "rows": rows,

@@ -59,6 +59,7 @@ def _follow(model_step, obs: torch.Tensor, start: torch.Tensor, acts, f_acts, ra
         radius,
         start_tol=0.01,
         step_tol=0.005,
+        move_tol=0.01,
     )
 
 
@@ -113,7 +114,8 @@ def test_a_moved_object_is_imagined_from_its_new_place() -> None:
 def test_a_still_changed_object_does_not_untie_what_passes_near_it() -> None:
     """Object 2 moved next to object 1's path, where nothing touches it: it stays put, so it
     cannot push object 1, which follows its observed 1.5x push exactly all the way (a model
-    step would push it 1.0x) although it passes within the interaction radius."""
+    step would push it 1.0x) although it passes within the interaction radius; and the same
+    with the branches' roles swapped."""
     truth = _toy_step(gain=1.5)
     obs = _rollout(truth, START, RIGHT)
     start = START.clone()
@@ -126,6 +128,16 @@ def test_a_still_changed_object_does_not_untie_what_passes_near_it() -> None:
     got = _follow(_toy_step(gain=1.0), obs, start, RIGHT, RIGHT)
     assert not bool(got.tied[0, :, 2].any())
     torch.testing.assert_close(got.pos[0, :, 2], start[0, 2].expand(8, 2))
+    assert bool(got.tied[0, :, :2].all())
+    torch.testing.assert_close(got.pos[0, :, :2], obs[0, 1:, :2])
+    # The mirror case: object 2 sits beside the path in the factual video, and the
+    # counterfactual moves it far away. Still in the observation, it unties nothing either.
+    beside = START.clone()
+    beside[0, 2] = torch.tensor([0.6, 0.2])
+    obs = _rollout(truth, beside, RIGHT)
+    assert float((obs[0, 1:, 1] - obs[0, 1:, 2]).norm(dim=-1).min()) < RADIUS
+    got = _follow(_toy_step(gain=1.0), obs, START.clone(), RIGHT, RIGHT)
+    assert not bool(got.tied[0, :, 2].any())
     assert bool(got.tied[0, :, :2].all())
     torch.testing.assert_close(got.pos[0, :, :2], obs[0, 1:, :2])
 

@@ -4,6 +4,8 @@ by name."""
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -59,16 +61,18 @@ def test_compiled_steps_run_only_where_no_gradient_is_needed(
     state, a = _state()
     with torch.no_grad():
         eager = m.advance(state, a)
-    assert fake.calls == 0  # not compiled until asked
+    assert fake.calls == 0 and not m.steps_compiled  # not compiled until asked
     m.compile_steps()
     with torch.no_grad():
         out = m.advance(state, a)
-    assert fake.calls == 1
+    with torch.inference_mode():  # planners' other way of asking for no gradient
+        m.advance(state, a)
+    assert fake.calls == 2 and m.steps_compiled
     torch.testing.assert_close(out.pos, eager.pos, rtol=0, atol=0)
     # with gradients (training, fitting a grounding) the step is the eager one
     pos = state.pos.clone().requires_grad_()
     m.advance(KeypointState(pos, state.vel, state.presence), a).pos.sum().backward()
-    assert fake.calls == 1 and pos.grad is not None and pos.grad.abs().sum() > 0
+    assert fake.calls == 2 and pos.grad is not None and pos.grad.abs().sum() > 0
     assert "_compiled" not in "".join(m.state_dict())  # the weights are unchanged
 
 
@@ -84,10 +88,23 @@ def test_a_compiler_failure_falls_back_to_eager_steps_with_a_warning(
         m.compile_steps()
         with pytest.warns(UserWarning, match="torch.compile failed .*backend failed to build"):
             out = m.advance(state, a)
-        again = m.advance(state, a)  # eager from now on: no second attempt, no warning
+        assert not m.steps_compiled
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # eager from now on: no second attempt, no warning
+            again = m.advance(state, a)
     assert fake.calls == 1
     torch.testing.assert_close(out.pos, eager.pos, rtol=0, atol=0)
     torch.testing.assert_close(again.pos, eager.pos, rtol=0, atol=0)
+    # strict (imagination=compiled): the failure raises
+    m.compile_steps(strict=True)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="backend failed to build"):
+        m.advance(state, a)
+    # an error of the step itself is raised as it is, and compiling stays on
+    fake.fail = False
+    m.compile_steps()
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        m.advance(state, a[:, :1])  # an action of the wrong size
+    assert m.steps_compiled
 
 
 def test_imagination_modes_refuse_what_cannot_run_by_name(
@@ -98,7 +115,7 @@ def test_imagination_modes_refuse_what_cannot_run_by_name(
     with pytest.raises(ValueError, match="imagination='fast'; expected one of"):
         use_imagination(_model(), "fast", CPU)
     m = _model()
-    assert use_imagination(m, "eager", CPU) is False and m._compiled is None
+    assert use_imagination(m, "eager", CPU) is False and not m.steps_compiled
 
     class Plain:  # a model that does not compile its steps
         pass
@@ -106,19 +123,22 @@ def test_imagination_modes_refuse_what_cannot_run_by_name(
     assert use_imagination(Plain(), "auto", CPU) is False
     with pytest.raises(ValueError, match="Plain does not compile its steps"):
         use_imagination(Plain(), "compiled", CPU)
+    if sys.platform in ("win32", "darwin"):
+        return  # the compiler checks below are Linux's
     # no C++ compiler: auto says why and stays eager, compiled is refused with the reason
-    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("CXX", "my-c++")
     monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
-    assert "no C++ compiler" in str(compile_unavailable(CPU))
+    assert "no C++ compiler 'my-c++'" in str(compile_unavailable("cpu"))
     m = _model()
-    assert use_imagination(m, "auto", CPU) is False and m._compiled is None
+    assert use_imagination(m, "auto", CPU) is False and not m.steps_compiled
     assert "imagined steps run eagerly: no C++ compiler" in capsys.readouterr().out
     with pytest.raises(ValueError, match="imagination=compiled: no C\\+\\+ compiler"):
         use_imagination(m, "compiled", CPU)
-    # a compiler on PATH: auto compiles
-    monkeypatch.setattr(compiling.shutil, "which", lambda name: f"/usr/bin/{name}")
+    # the compiler Inductor calls, $CXX or else g++, on PATH: auto compiles
+    monkeypatch.delenv("CXX")
+    monkeypatch.setattr(compiling.shutil, "which", lambda n: "/usr/bin/g++" if n == "g++" else None)
     assert compile_unavailable(CPU) is None
-    assert use_imagination(m, "auto", CPU) is True and m._compiled is not None
+    assert use_imagination(m, "auto", CPU) is True and m.steps_compiled
     assert compile_unavailable(torch.device("meta")) is not None
 
 
@@ -129,7 +149,7 @@ def test_compiled_steps_equal_eager_steps() -> None:
     sizes (each compiles once)."""
     m = _model()
     eager = _model()
-    use_imagination(m, "compiled", CPU)
+    use_imagination(m, "compiled", CPU)  # strict: a compiler failure raises
     for batch in (5, 9):
         state, a = _state(batch)
         ours, theirs = state, state
@@ -138,3 +158,4 @@ def test_compiled_steps_equal_eager_steps() -> None:
                 ours, theirs = m.advance(ours, a), eager.advance(theirs, a)
         torch.testing.assert_close(ours.pos, theirs.pos, rtol=0, atol=1e-5)
         torch.testing.assert_close(ours.presence, theirs.presence)
+    assert m.steps_compiled

@@ -165,9 +165,15 @@ class Abduces(Protocol):
 
 @runtime_checkable
 class CompilesSteps(Protocol):
-    def compile_steps(self) -> None:
+    def compile_steps(self, strict: bool = False) -> None:
         """From here on, ``step`` without gradients (a planner's rollouts) runs through
-        ``torch.compile``; steps with gradients (training, fitting a map) stay eager."""
+        ``torch.compile``; steps with gradients (training, fitting a map) stay eager. A
+        compiler failure at a first step falls back to eager steps with a warning (raises,
+        if ``strict``)."""
+
+    @property
+    def steps_compiled(self) -> bool:
+        """Whether steps without gradients run compiled (False once a fallback happened)."""
 
 
 @runtime_checkable

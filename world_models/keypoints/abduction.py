@@ -44,7 +44,11 @@ from latentplay.world_models.keypoints.state import KeypointState, displacements
 START_PX = 1.0
 # One imagined step that differs between the branches by more than this (px) unties a
 # keypoint; a far-off change alters a step by hundredths of a pixel through the soft edges.
+# An untied keypoint whose imagined step is longer than this moves (and so may push).
 STEP_PX = 0.25
+# An untied keypoint whose observed step is longer than this moves: perceived tracks of still
+# parts jitter by tenths of a pixel (the tracks' "still" threshold in training, too).
+OBSERVED_MOVE_PX = 0.5
 
 Step = Callable[[KeypointState, torch.Tensor], KeypointState]
 Present = Callable[[torch.Tensor | None], torch.Tensor]  # presence (B, K) or None -> bool
@@ -62,7 +66,7 @@ class Followed:
     tied: torch.Tensor
 
 
-def _near_untied(
+def _near_pushers(
     pos: torch.Tensor, present: torch.Tensor, pushers: torch.Tensor, radius: float
 ) -> torch.Tensor:
     """``(B, K)``: keypoints within ``radius`` of one of ``pushers (B, K)``, both present."""
@@ -82,6 +86,7 @@ def follow(
     radius: float,
     start_tol: float,
     step_tol: float,
+    move_tol: float,
 ) -> Followed:
     """The tie rule of the module doc over keypoint tracks, in the dynamics' units.
 
@@ -89,7 +94,8 @@ def follow(
     ``start``: the counterfactual first state; ``actions``,
     ``factual_actions (B, T, A)``; ``step(state, action)``: one imagined step; ``present``:
     presence -> bool; ``driven (K,)``: the keypoints the action drives; ``radius``,
-    ``start_tol``, ``step_tol``: distances in the units of positions."""
+    ``start_tol``, ``step_tol``, ``move_tol`` (an observed step that moves): distances in the
+    units of positions."""
     obs_vel = displacements(obs_pos)
     tied = (start.pos - obs_pos[:, 0]).norm(dim=-1) < start_tol
     tied &= present(start.presence) == present(_at(obs_presence, 0))
@@ -101,9 +107,9 @@ def follow(
         differs = ((imagined.pos - state.pos) - (factual.pos - o.pos)).norm(dim=-1) > step_tol
         # untied keypoints that move in this step, in each branch: only they can push
         moving_cf = ~tied & ((imagined.pos - state.pos).norm(dim=-1) > step_tol)
-        moving_f = ~tied & (obs_vel[:, t + 1].norm(dim=-1) > step_tol)
-        near = _near_untied(state.pos, present(state.presence), moving_cf, radius)
-        near |= _near_untied(o.pos, present(o.presence), moving_f, radius)
+        moving_f = ~tied & (obs_vel[:, t + 1].norm(dim=-1) > move_tol)
+        near = _near_pushers(state.pos, present(state.presence), moving_cf, radius)
+        near |= _near_pushers(o.pos, present(o.presence), moving_f, radius)
         tied = tied & ~differs & ~(near & ~driven[None])
         pres = imagined.presence
         if obs_presence is not None and pres is not None:
@@ -144,6 +150,7 @@ def abduce(
     actions: torch.Tensor | None = None,
     start_px: float = START_PX,
     step_px: float = STEP_PX,
+    move_px: float = OBSERVED_MOVE_PX,
 ) -> Abduction:
     """The answer of ``model`` (a keypoint model, model.py) by abduction. ``factual (B, T+1,
     3, H, W)``: the observed factual video; ``start (B, 1, 3, H, W)``: the counterfactual
@@ -183,6 +190,7 @@ def abduce(
         float(model.dynamics.log_radius.exp()),
         start_px * to_units,
         step_px * to_units,
+        move_px * to_units,
     )
     return Abduction(_frames(model, factual, first, pos, presence, track), track.tied)
 

@@ -133,7 +133,9 @@ class Keypoints(nn.Module):
         # The least displacement (px) an undriven keypoint makes in one imagined step; shorter
         # ones are dropped (the module doc). 0: off, as in checkpoints from before it existed.
         self.register_buffer("rest_px", torch.zeros(()))
+        # compile_steps's compiled step (bound to this model: not carried over by a copy)
         self._compiled: Callable[[KeypointState, torch.Tensor], KeypointState] | None = None
+        self._strict = False
 
     # rest_px is stored only when set: a model with it off has the weights (and the digest a
     # saved grounding names) of one from before it existed, and loads from them.
@@ -242,23 +244,35 @@ class Keypoints(nn.Module):
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One step under a latent action tensor ``(B, A)``, unchecked; through the compiled
         step where ``compile_steps`` set one up and no gradient is needed."""
-        if self._compiled is not None and not torch.is_grad_enabled():
-            try:
-                return self._compiled(state, action)
-            except Exception as e:  # the compiler's failure: the step itself is eager below
-                warnings.warn(
-                    f"torch.compile failed ({type(e).__name__}: {e}); imagined steps run eagerly",
-                    stacklevel=2,
-                )
-                self._compiled = None
-        return self._advance(state, action)
+        if self._compiled is None or torch.is_grad_enabled():
+            return self._advance(state, action)
+        try:
+            return self._compiled(state, action)
+        except Exception as e:
+            if self._strict:
+                raise
+            out = self._advance(state, action)  # an error of the step itself raises here
+            warnings.warn(
+                f"torch.compile failed ({type(e).__name__}: {e}); imagined steps run eagerly",
+                stacklevel=3,
+            )
+            self._compiled = None
+            return out
 
-    def compile_steps(self) -> None:
+    def compile_steps(self, strict: bool = False) -> None:
         """Imagined steps without gradients (planners' rollouts) run through ``torch.compile``
         from here on: on a CPU a step's many small tensor operations become a few fused
-        loops. Each new batch size compiles once, in seconds. Steps with gradients (training,
-        fitting a grounding) stay eager; the weights and their state dict are unchanged."""
+        loops. The first batch sizes each compile, in seconds (then one dynamic-shape
+        compilation serves the rest). Steps with gradients (training, fitting a grounding)
+        stay eager; the weights and their state dict are unchanged. Where compiling fails at
+        a first step, a warning says so and steps run eagerly, unless ``strict``."""
         self._compiled = torch.compile(self._advance)
+        self._strict = strict
+
+    @property
+    def steps_compiled(self) -> bool:
+        """Whether imagined steps without gradients run compiled (so far)."""
+        return self._compiled is not None
 
     def _advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         nxt = self.transition(state, action)[0]
