@@ -21,10 +21,12 @@ untied for good when
 Untied keypoints move by the model's dynamics under the counterfactual actions, from where
 the observation left them.
 
-Frames: the counterfactual keypoints rendered, showing the real factual frame wherever that
-rendering equals the factual keypoints' rendering, else the counterfactual first frame
-wherever it equals that frame's rendering, else the rendering alone (the anchored decoding of
-model.py, with two real frames).
+Frames: each pixel belongs to the part of its nearest present keypoint within ``OWN_PX``, or
+to none (the background). A pixel shows a real frame, the factual frame of that step or else
+the counterfactual first frame, where it belongs to the same part there as in the answer and
+that part is where the frame shows it (within ``SAME_PX``); elsewhere the answer's keypoints
+rendered. A part's real pixels are shown wherever any real frame has it where the answer does,
+even beside a part that moved away (the arm leaving an object's side).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import torch
 
 from latentplay.utils.frames import to_float_frames
-from latentplay.world_models.keypoints.perception import unchanged
+from latentplay.world_models.keypoints.perception import pixel_grid
 from latentplay.world_models.keypoints.state import KeypointState, displacements
 
 # A keypoint is the same in both first frames within this (px): perceiving two frames that
@@ -49,6 +51,13 @@ STEP_PX = 0.25
 # An untied keypoint whose observed step is longer than this moves: perceived tracks of still
 # parts jitter by tenths of a pixel (the tracks' "still" threshold in training, too).
 OBSERVED_MOVE_PX = 0.5
+
+# A pixel belongs to the nearest present keypoint within this (px at 64x64; scaled with the
+# frame), else to no part: a part's pixels lie within it of its keypoint (a box's
+# half-diagonal is ~4.7 px).
+OWN_PX = 6.0
+# A part is where a real frame shows it within this (px): that frame's pixels of it are shown.
+SAME_PX = 0.5
 
 Step = Callable[[KeypointState, torch.Tensor], KeypointState]
 Present = Callable[[torch.Tensor | None], torch.Tensor]  # presence (B, K) or None -> bool
@@ -192,30 +201,66 @@ def abduce(
         step_px * to_units,
         move_px * to_units,
     )
-    return Abduction(_frames(model, factual, first, pos, presence, track), track.tied)
+    frames = _frames(model, factual, start, first, pos, presence, track, present)
+    return Abduction(frames, track.tied)
+
+
+def _owners(pos: torch.Tensor, present: torch.Tensor, size: int, own: float) -> torch.Tensor:
+    """``(N, size * size)``: each pixel's nearest present keypoint of ``pos (N, K, 2)`` within
+    ``own`` (units of positions), K where there is none."""
+    dist = (pixel_grid(size, pos.device)[None, :, None] - pos[:, None]).norm(dim=-1)
+    dist = dist.masked_fill(~present[:, None], float("inf"))
+    nearest, index = dist.min(dim=-1)
+    return torch.where(nearest < own, index, torch.full_like(index, pos.shape[1]))
+
+
+def same_parts(
+    pos: torch.Tensor,
+    present: torch.Tensor,
+    seen_pos: torch.Tensor,
+    seen_present: torch.Tensor,
+    size: int,
+    own: float,
+    same: float,
+) -> torch.Tensor:
+    """``(N, 1, size, size)``, 1 where a real frame whose keypoints are ``seen_pos`` (``(N, K,
+    2)``, presence ``seen_present (N, K)`` bool) shows the part that keypoints ``pos`` (with
+    ``present``) put at that pixel: the pixel belongs to the same keypoint in both (or to none
+    in both), and that keypoint is within ``same`` of its place there, present in both."""
+    mine = _owners(pos, present, size, own)
+    theirs = _owners(seen_pos, seen_present, size, own)
+    there = ((pos - seen_pos).norm(dim=-1) < same) & present & seen_present
+    there = torch.cat([there, torch.ones_like(there[:, :1])], dim=1)  # no part: background
+    shown = (mine == theirs) & there.gather(1, mine)
+    return shown.view(-1, 1, size, size).to(pos.dtype)
 
 
 def _frames(
     model: Any,
     factual: torch.Tensor,
+    start: torch.Tensor,
     first: KeypointState,
     obs_pos: torch.Tensor,
     obs_presence: torch.Tensor | None,
     track: Followed,
+    present: Present,
 ) -> torch.Tensor:
-    """The answer's frames ``(B, T, 3, H, W)`` (the module doc): the real factual frame where
-    the answer's rendering equals the factual keypoints' rendering, else the counterfactual
-    first frame where it equals that frame's rendering, else the rendering."""
+    """The answer's frames ``(B, T, 3, H, W)`` (the module doc): where a pixel shows the same
+    part at the same place as the factual frame of its step, that frame; else, as the
+    counterfactual first frame (``start``), that frame; else the answer's rendering."""
     b, t = track.pos.shape[:2]
+    size = model.image_size
+    own, same = 2.0 * OWN_PX / 64, 2.0 * SAME_PX / size  # in the units of positions
     real = to_float_frames(factual[:, 1:]).flatten(0, 1)
-    obs_presence = None if obs_presence is None else obs_presence[:, 1:].flatten(0, 1)
-    track_presence = None if track.presence is None else track.presence.flatten(0, 1)
-    seen = model.render(obs_pos[:, 1:].flatten(0, 1), obs_presence).to(real.dtype)
-    render = model.render(track.pos.flatten(0, 1), track_presence).to(real.dtype)
-    as_factual = unchanged(render, seen)
-    out = render + as_factual * (real - seen)
-    if first.frame is not None and first.anchor is not None:  # None: decoded unanchored
-        first_real = first.frame.to(real.dtype).repeat_interleave(t, 0)
-        first_seen = first.anchor.to(real.dtype).repeat_interleave(t, 0)
-        out += (1.0 - as_factual) * unchanged(render, first_seen) * (first_real - first_seen)
-    return out.clamp(0.0, 1.0).unflatten(0, (b, t))
+    pos = track.pos.flatten(0, 1)
+    presence = None if track.presence is None else track.presence.flatten(0, 1)
+    mine = present(presence) if presence is not None else present(None).repeat_interleave(t, 0)
+    out = model.render(pos, presence).to(real.dtype)
+    first_real = to_float_frames(start[:, 0]).repeat_interleave(t, 0)
+    first_present = present(first.presence).repeat_interleave(t, 0)
+    shown = same_parts(pos, mine, first.pos.repeat_interleave(t, 0), first_present, size, own, same)
+    out = out + shown.to(real.dtype) * (first_real - out)
+    seen_presence = None if obs_presence is None else obs_presence[:, 1:].flatten(0, 1)
+    seen = present(seen_presence) if seen_presence is not None else mine
+    shown = same_parts(pos, mine, obs_pos[:, 1:].flatten(0, 1), seen, size, own, same)
+    return (out + shown.to(real.dtype) * (real - out)).clamp(0.0, 1.0).unflatten(0, (b, t))
