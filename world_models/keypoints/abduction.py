@@ -25,8 +25,9 @@ Frames: each pixel belongs to the part of its nearest present keypoint within ``
 to none (the background). A pixel shows a real frame, the factual frame of that step or else
 the counterfactual first frame, where it belongs to the same part there as in the answer and
 that part is where the frame shows it (within ``SAME_PX``); elsewhere the answer's keypoints
-rendered. A part's real pixels are shown wherever any real frame has it where the answer does,
-even beside a part that moved away (the arm leaving an object's side).
+rendered. So the pixels of a part that are its own in a real frame where it is where the answer
+has it are real, even beside a part that moved away (the arm leaving an object's side); the
+first frame's are used whether or not the model decodes anchored.
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ STEP_PX = 0.25
 OBSERVED_MOVE_PX = 0.5
 
 # A pixel belongs to the nearest present keypoint within this (px at 64x64; scaled with the
-# frame), else to no part: a part's pixels lie within it of its keypoint (a box's
-# half-diagonal is ~4.7 px).
+# frame), else to no part (the background): an object's pixels lie within it of its keypoint
+# (a box's half-diagonal is ~4.7 px; 5 px scored the same). Stretches of the arm's links
+# farther than this from every keypoint count as background: none were seen in answers.
 OWN_PX = 6.0
 # A part is where a real frame shows it within this (px): that frame's pixels of it are shown.
 SAME_PX = 0.5
 
 Step = Callable[[KeypointState, torch.Tensor], KeypointState]
-Present = Callable[[torch.Tensor | None], torch.Tensor]  # presence (B, K) or None -> bool
+# presence (..., K) -> bool; None -> all present, (B, K)
+Present = Callable[[torch.Tensor | None], torch.Tensor]
 
 
 @dataclass
@@ -245,9 +248,9 @@ def _frames(
     track: Followed,
     present: Present,
 ) -> torch.Tensor:
-    """The answer's frames ``(B, T, 3, H, W)`` (the module doc): where a pixel shows the same
-    part at the same place as the factual frame of its step, that frame; else, as the
-    counterfactual first frame (``start``), that frame; else the answer's rendering."""
+    """The answer's frames ``(B, T, 3, H, W)`` (the module doc): the factual frame of a step
+    where it shows a pixel's part at the answer's place, else the counterfactual first frame
+    (``start``) where it does, else the answer's rendering."""
     b, t = track.pos.shape[:2]
     size = model.image_size
     own, same = 2.0 * OWN_PX / 64, 2.0 * SAME_PX / size  # in the units of positions
@@ -261,6 +264,6 @@ def _frames(
     shown = same_parts(pos, mine, first.pos.repeat_interleave(t, 0), first_present, size, own, same)
     out = out + shown.to(real.dtype) * (first_real - out)
     seen_presence = None if obs_presence is None else obs_presence[:, 1:].flatten(0, 1)
-    seen = present(seen_presence) if seen_presence is not None else mine
+    seen = mine if seen_presence is None else present(seen_presence)
     shown = same_parts(pos, mine, obs_pos[:, 1:].flatten(0, 1), seen, size, own, same)
     return (out + shown.to(real.dtype) * (real - out)).clamp(0.0, 1.0).unflatten(0, (b, t))
