@@ -85,8 +85,8 @@ def bench_plan(
         ("keypoint model, state cost (keypoint distances)", keypoints, "state"),
         ("keypoint model, goal-image cost", keypoints, "pixels"),
     ]
-    cpu = torch.device("cpu")
-    why = compile_unavailable(cpu)
+    why = compile_unavailable(torch.device("cpu"))
+    compiled = None
     if why is None:
         compiled = keypoint_model()
         compiled.compile_steps()  # a failure at the first step: eager, and the row says so
@@ -99,7 +99,7 @@ def bench_plan(
                     GoalImageCost(m, frame[None, None], goal, space=s)
                 )
             )
-        if name.endswith("compiled steps") and not model.steps_compiled:
+        if model is compiled and not compiled.steps_compiled:
             name += " (compiling failed: ran eagerly)"
         rows.append({"name": name, "ms": ms, "first_s": first})
     if why is not None:

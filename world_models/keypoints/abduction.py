@@ -116,9 +116,10 @@ def follow(
     for t in range(actions.shape[1]):
         o = KeypointState(obs_pos[:, t], obs_vel[:, t], _at(obs_presence, t))
         imagined, factual = step(state, actions[:, t]), step(o, factual_actions[:, t])
-        differs = ((imagined.pos - state.pos) - (factual.pos - o.pos)).norm(dim=-1) > step_tol
+        moved = imagined.pos - state.pos
+        differs = (moved - (factual.pos - o.pos)).norm(dim=-1) > step_tol
         # untied keypoints that move in this step, in each branch: only they can push
-        moving_cf = ~tied & ((imagined.pos - state.pos).norm(dim=-1) > step_tol)
+        moving_cf = ~tied & (moved.norm(dim=-1) > step_tol)
         moving_f = ~tied & (obs_vel[:, t + 1].norm(dim=-1) > move_tol)
         near = _near_pushers(state.pos, present(state.presence), moving_cf, radius)
         near |= _near_pushers(o.pos, present(o.presence), moving_f, radius)
@@ -189,7 +190,10 @@ def abduce(
             return torch.ones(pos.shape[0], pos.shape[2], dtype=torch.bool, device=pos.device)
         return model.present(p) > 0
 
-    first = model.encode(start)
+    first_pos, first_presence = model.perceive(start)  # no frame is decoded from this state
+    first = KeypointState(
+        first_pos[:, 0], torch.zeros_like(first_pos[:, 0]), _at(first_presence, 0)
+    )
     track = follow(
         model.advance,
         pos,
@@ -254,16 +258,34 @@ def _frames(
     b, t = track.pos.shape[:2]
     size = model.image_size
     own, same = 2.0 * OWN_PX / 64, 2.0 * SAME_PX / size  # in the units of positions
-    real = to_float_frames(factual[:, 1:]).flatten(0, 1)
-    pos = track.pos.flatten(0, 1)
-    presence = None if track.presence is None else track.presence.flatten(0, 1)
-    mine = present(presence) if presence is not None else present(None).repeat_interleave(t, 0)
-    out = model.render(pos, presence).to(real.dtype)
-    first_real = to_float_frames(start[:, 0]).repeat_interleave(t, 0)
-    first_present = present(first.presence).repeat_interleave(t, 0)
-    shown = same_parts(pos, mine, first.pos.repeat_interleave(t, 0), first_present, size, own, same)
-    out = out + shown.to(real.dtype) * (first_real - out)
-    seen_presence = None if obs_presence is None else obs_presence[:, 1:].flatten(0, 1)
-    seen = mine if seen_presence is None else present(seen_presence)
-    shown = same_parts(pos, mine, obs_pos[:, 1:].flatten(0, 1), seen, size, own, same)
-    return (out + shown.to(real.dtype) * (real - out)).clamp(0.0, 1.0).unflatten(0, (b, t))
+
+    def steps(x: torch.Tensor | None) -> torch.Tensor | None:  # (B, T, ...) -> (B * T, ...)
+        return None if x is None else x.flatten(0, 1)
+
+    def each_step(x: torch.Tensor | None) -> torch.Tensor | None:  # (B, ...), once per step
+        return None if x is None else x.repeat_interleave(t, 0)
+
+    def parts(pos: torch.Tensor, presence: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """Positions and bool presence (all present for a model without presence)."""
+        if presence is None:
+            return pos, torch.ones(pos.shape[:2], dtype=torch.bool, device=pos.device)
+        return pos, present(presence)
+
+    answer = parts(steps(track.pos), steps(track.presence))
+    out = model.render(answer[0], steps(track.presence)).float()
+    sources = (  # the later wins where both show a pixel's part
+        (each_step(to_float_frames(start[:, 0])), each_step(first.pos), each_step(first.presence)),
+        (
+            steps(to_float_frames(factual[:, 1:])),
+            steps(obs_pos[:, 1:]),
+            steps(_after(obs_presence)),
+        ),
+    )
+    for real, pos, presence in sources:
+        shown = same_parts(*answer, *parts(pos, presence), size, own, same)
+        out = out + shown * (real - out)
+    return out.clamp(0.0, 1.0).unflatten(0, (b, t))
+
+
+def _after(presence: torch.Tensor | None) -> torch.Tensor | None:
+    return None if presence is None else presence[:, 1:]
