@@ -45,7 +45,9 @@ def _rollout(step, start: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
-def _follow(model_step, obs: torch.Tensor, start: torch.Tensor, acts, f_acts, radius=RADIUS):
+def _follow(
+    model_step, obs: torch.Tensor, start: torch.Tensor, acts, f_acts, radius=RADIUS, apart=None
+):
     never = lambda p: torch.ones(1, obs.shape[2], dtype=torch.bool)  # noqa: E731
     return follow(
         model_step,
@@ -60,6 +62,7 @@ def _follow(model_step, obs: torch.Tensor, start: torch.Tensor, acts, f_acts, ra
         start_tol=0.01,
         step_tol=0.005,
         move_tol=0.01,
+        keep_apart=apart,
     )
 
 
@@ -140,6 +143,29 @@ def test_a_still_changed_object_does_not_untie_what_passes_near_it() -> None:
     assert not bool(got.tied[0, :, 2].any())
     assert bool(got.tied[0, :, :2].all())
     torch.testing.assert_close(got.pos[0, :, :2], obs[0, 1:, :2])
+
+
+def test_an_added_object_in_the_way_is_shoved_on_by_the_observed_push() -> None:
+    """A chained push: object 2 is added 0.25 ahead of object 1 on its observed path, and
+    neither the toy model nor its steps push one object with another. Kept 0.15 apart (a
+    model's ``keep_apart``), object 1 follows its observed 1.5x push exactly (tied: object 2
+    moves only by being shoved) and shoves object 2 on, exactly 0.15 ahead of it once they
+    meet; without it object 1 runs into object 2 (0.1 apart)."""
+    truth = _toy_step(gain=1.5)
+    obs = _rollout(truth, START, RIGHT)
+    start = START.clone()
+    start[0, 2] = torch.tensor([0.65, 0.0])
+    model = Keypoints(image_size=64, num_keypoints=3, action_dim=2)
+    model.apart_px[1, 2] = model.apart_px[2, 1] = 0.15 * 32  # 0.15 units in px at 64x64
+    got = _follow(_toy_step(gain=1.0), obs, start, RIGHT, RIGHT, apart=model.keep_apart)
+    assert bool(got.tied[0, :, 1].all())
+    torch.testing.assert_close(got.pos[0, :, 1], obs[0, 1:, 1])
+    ahead = torch.maximum(obs[0, 1:, 1, 0] + 0.15, torch.tensor(0.65))
+    assert float(ahead[-1]) > 0.9  # it was shoved a long way
+    torch.testing.assert_close(got.pos[0, :, 2, 0], ahead, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.pos[0, :, 2, 1], torch.zeros(8))
+    through = _follow(_toy_step(gain=1.0), obs, start, RIGHT, RIGHT)
+    assert float((through.pos[0, :, 2] - through.pos[0, :, 1]).norm(dim=-1).min()) < 0.11
 
 
 def test_a_pixel_shows_a_real_frame_where_its_part_is_where_that_frame_has_it() -> None:

@@ -31,8 +31,11 @@ from latentplay.world_models.keypoints.train import (
     KeypointLossWeights,
     KeypointObjective,
     KeypointSchedule,
+    calibrate_apart,
     calibrate_rest,
+    held_out_clips,
     keypoints_training,
+    recalibrate_apart,
     recalibrate_rest,
     spread_tracks,
     still_drift_px,
@@ -542,6 +545,106 @@ def test_rest_drops_short_imagined_steps_of_undriven_keypoints_only() -> None:
     torch.testing.assert_close(nxt.pos, pos + nxt.vel)
 
 
+# ---------------------------------------------------------------------------- solid parts
+def test_keep_apart_shoves_what_a_moving_part_meets() -> None:
+    """Known answers at 32x32 (1 px = 1/16 unit), parts 1 and 2 kept 4 px apart: part 1 moves
+    2 px right into part 2, which stood still 5 px away: part 2 takes the whole overlap (1 px),
+    part 1 none; both moving 2 px at each other from 6 px share the 2 px overlap evenly; a
+    pair already closer than 4 px is not pushed apart, only kept from closing further; absent,
+    fixed and unkept pairs as documented."""
+    m = _model()
+    px = 2 / 32
+    m.apart_px[1, 2] = m.apart_px[2, 1] = 4.0
+    before = torch.tensor([[[-0.5, -0.5], [0.0, 0.0], [5 * px, 0.0], [0.5, 0.5]]])
+    after = before.clone()
+    after[0, 1, 0] += 2 * px
+    after[0, 0, 0] += 9 * px  # keypoint 0 has no apart_px with anyone: passes through
+    shift = m.keep_apart(before, after)
+    torch.testing.assert_close(shift[0, 2], torch.tensor([px, 0.0]))
+    torch.testing.assert_close(shift[0, [0, 1, 3]], torch.zeros(3, 2))
+    # both moving at each other
+    before[0, 2, 0] = 6 * px
+    after = before.clone()
+    after[0, 1, 0] += 2 * px
+    after[0, 2, 0] -= 2 * px
+    shift = m.keep_apart(before, after)
+    torch.testing.assert_close(shift[0, 1], torch.tensor([-px, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(shift[0, 2], torch.tensor([px, 0.0]), atol=1e-6, rtol=0)
+    # already 3 px apart, and part 1 stays there: nothing; coming 1 px closer: undone
+    before[0, 2, 0] = 3 * px
+    torch.testing.assert_close(m.keep_apart(before, before), torch.zeros(1, 4, 2))
+    after = before.clone()
+    after[0, 1, 0] += px
+    torch.testing.assert_close(m.keep_apart(before, after)[0, 2], torch.tensor([px, 0.0]))
+    # part 2 absent: meets nothing; part 2 fixed: part 1 takes it all
+    present = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    torch.testing.assert_close(m.keep_apart(before, after, present), torch.zeros(1, 4, 2))
+    fixed = torch.tensor([[False, False, True, False]])
+    shift = m.keep_apart(before, after, fixed=fixed)
+    torch.testing.assert_close(shift[0, 1], torch.tensor([-px, 0.0]))
+    torch.testing.assert_close(shift[0, 2], torch.zeros(2))
+
+
+def test_imagined_steps_keep_solid_parts_apart_and_off_it_is_not_stored() -> None:
+    """A step through the model moves the pair by the dynamics, then apart: parts 1 and 2
+    start 4 px apart and the dynamics alone bring them closer; kept 4 px apart they end 4 px
+    apart, displacement and position consistent. ``apart_px`` is stored only when set."""
+    m = _model()
+    assert "apart_px" not in m.state_dict()
+    pos = torch.tensor([[[-0.5, -0.5], [0.0, 0.0], [-0.25, 0.0], [0.6, -0.6]]])
+    state, a = KeypointState(pos, torch.zeros_like(pos)), torch.zeros(1, 2)
+    gap = lambda s: float((s.pos[0, 1] - s.pos[0, 2]).norm()) * 16  # noqa: E731  px at 32x32
+    with torch.no_grad():
+        plain = m.advance(state, a)
+        m.apart_px[1, 2] = m.apart_px[2, 1] = 4.0
+        nxt = m.advance(state, a)
+    assert gap(plain) < 3.99  # the dynamics alone (seeded weights)
+    assert gap(nxt) == pytest.approx(4.0, abs=1e-3)
+    torch.testing.assert_close(nxt.pos, pos + nxt.vel)
+    torch.testing.assert_close(
+        nxt.vel, plain.vel + m.keep_apart(pos, plain.pos, m.present(plain.presence))
+    )
+    assert "apart_px" in m.state_dict()
+    again = _model()
+    again.load_state_dict(m.state_dict())
+    torch.testing.assert_close(again.apart_px, m.apart_px)
+
+
+def test_apart_is_a_low_quantile_of_the_distance_between_objects_that_meet() -> None:
+    """Known answers: keypoint 0 is driven; objects 1 and 2 come as close as 6 px (their
+    distances uniform over 6-20 px), object 3 never nearer 1 or 2 than the interaction radius
+    (12 px), object 4 is seen with the others in 50 frames only, and at 1 px from object 1,
+    keypoint 5 is within one blob's width of it (4 px at 64x64: one part's two keypoints)."""
+    torch.manual_seed(0)
+    model = Keypoints(image_size=64, num_keypoints=6, action_dim=2, hidden=32, presence=True)
+    with torch.no_grad():
+        model.dynamics.gate_logit.copy_(torch.tensor([3.0, -3.0, -3.0, -3.0, -3.0, -3.0]))
+        model.dynamics.log_radius.fill_(float(np.log(12 / 32)))
+    gen = torch.Generator().manual_seed(0)
+    n, px = 5000, 1 / 32
+    pos = torch.zeros(n, 1, 6, 2)
+    dist = 6 + 14 * torch.rand(n, generator=gen)
+    pos[:, 0, 2, 0] = dist * px
+    pos[:, 0, 3] = torch.tensor([0.0, 15 * px])  # 15 px from 1, at least 15 from 2
+    pos[:, 0, 0] = torch.tensor([0.0, -3 * px])  # driven: never kept apart
+    pos[:, 0, 4] = torch.tensor([0.0, -7 * px])  # 7 px from 1, but seldom seen
+    pos[:, 0, 5] = torch.tensor([-px, 0.0])  # 1 px from object 1
+    presence = torch.ones(n, 1, 6)
+    presence[50:, 0, 4] = 0.0
+    apart = calibrate_apart(model, (pos, presence))
+    want = float(torch.quantile(dist, 0.01))
+    assert float(apart[1, 2]) == pytest.approx(want, rel=1e-4) and 6 <= want < 6.2
+    assert float(apart[2, 1]) == float(apart[1, 2])
+    assert not apart[0].any() and not apart[:, 0].any()  # the driven keypoint
+    assert not apart[3].any()  # never within reach of the others
+    assert not apart[4].any()  # seen in 50 frames: too few to tell
+    assert float(apart[1, 5]) == 0  # within two blob widths of object 1
+    assert float(apart[2, 5]) == pytest.approx(want + 1, rel=1e-3)  # 1 px further than 1 is
+    torch.testing.assert_close(model.apart_px, apart)
+    with pytest.raises(ValueError, match=r"quantile=0"):
+        calibrate_apart(model, (pos, presence), quantile=0)
+
+
 def test_rest_is_the_quantile_of_the_drift_of_what_stays_put() -> None:
     """Tracks where keypoint 1 (undriven) stays exactly put unless touched: its still steps,
     and only those, are what the drift is measured on; calibrated at the 95th percentile, the
@@ -644,6 +747,21 @@ def test_training_calibrates_rest_on_held_out_tracks_and_resumes_exactly(
     copy = tmp_path / "c" / "copy.pt"
     assert recalibrate_rest(tmp_path / "old.pt", str(toy), copy, split="train") == rest
     assert float(load_model(copy)[0].rest_px) == pytest.approx(rest)
-    # off: no hook, so a moving average of the weights is allowed
-    run = keypoints_training(str(toy), num_keypoints=4, clip_length=4, rest_calibration=False)
+    # apart_px: calibrated with rest_px on the same tracks, and recalibrated into a copy
+    torch.testing.assert_close(calibrate_apart(b, spread_tracks(b, held_out)), a.apart_px)
+    train_split = held_out_clips(str(toy), "train", 9)  # a run without a config: 9 frames
+    apart = recalibrate_apart(tmp_path / "old.pt", str(toy), copy, split="train")
+    assert apart.shape == (4, 4)
+    torch.testing.assert_close(apart, calibrate_apart(b, spread_tracks(b, train_split)))
+    again, saved = load_model(copy)
+    torch.testing.assert_close(again.apart_px, apart)
+    assert saved["apart_calibration"]["data"] == str(toy)
+    # both off: no hook, so a moving average of the weights is allowed
+    run = keypoints_training(
+        str(toy),
+        num_keypoints=4,
+        clip_length=4,
+        rest_calibration=False,
+        apart_calibration=False,
+    )
     assert run.before_checkpoint is None

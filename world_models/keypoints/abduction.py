@@ -19,7 +19,9 @@ untied for good when
   way, unties nothing it sits beside.
 
 Untied keypoints move by the model's dynamics under the counterfactual actions, from where
-the observation left them.
+the observation left them. Parts the model keeps apart (solid objects, ``apart_px``) stay
+apart in the composed answer too: a tied object keeps its observed place and an untied one it
+meets is shoved out of its way (a box following its observed push shoves an added object).
 
 Frames: each pixel belongs to the part of its nearest present keypoint within ``OWN_PX``, or
 to none (the background). A pixel shows a real frame, the factual frame of that step or else
@@ -62,6 +64,8 @@ OWN_PX = 6.0
 SAME_PX = 0.5
 
 Step = Callable[[KeypointState, torch.Tensor], KeypointState]
+# (before, after, present, fixed) -> shift, as Keypoints.keep_apart
+KeepApart = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # presence (..., K) -> bool; None -> all present, (B, K)
 Present = Callable[[torch.Tensor | None], torch.Tensor]
 
@@ -99,6 +103,7 @@ def follow(
     start_tol: float,
     step_tol: float,
     move_tol: float,
+    keep_apart: KeepApart | None = None,
 ) -> Followed:
     """The tie rule of the module doc over keypoint tracks, in the dynamics' units.
 
@@ -107,7 +112,9 @@ def follow(
     ``factual_actions (B, T, A)``; ``step(state, action)``: one imagined step; ``present``:
     presence -> bool; ``driven (K,)``: the keypoints the action drives; ``radius``,
     ``start_tol``, ``step_tol``, ``move_tol`` (an observed step that moves): distances in the
-    units of positions."""
+    units of positions; ``keep_apart(before, after, present, fixed)``: the shift that keeps
+    solid parts apart (the model's ``keep_apart``), applied to each composed step with the tied
+    keypoints fixed at their observed places."""
     obs_vel = displacements(obs_pos)
     tied = (start.pos - obs_pos[:, 0]).norm(dim=-1) < start_tol
     tied &= present(start.presence) == present(_at(obs_presence, 0))
@@ -127,13 +134,12 @@ def follow(
         pres = imagined.presence
         if obs_presence is not None and pres is not None:
             pres = torch.where(tied, obs_presence[:, t + 1], pres)
-        state = KeypointState(
-            torch.where(tied[..., None], obs_pos[:, t + 1], imagined.pos),
-            torch.where(tied[..., None], obs_vel[:, t + 1], imagined.vel),
-            pres,
-            imagined.frame,
-            imagined.anchor,
-        )
+        now = torch.where(tied[..., None], obs_pos[:, t + 1], imagined.pos)
+        now_vel = torch.where(tied[..., None], obs_vel[:, t + 1], imagined.vel)
+        if keep_apart is not None:
+            shift = keep_apart(state.pos, now, present(pres).to(now.dtype), tied)
+            now, now_vel = now + shift, now_vel + shift
+        state = KeypointState(now, now_vel, pres, imagined.frame, imagined.anchor)
         pos.append(state.pos)
         vel.append(state.vel)
         ties.append(tied)
@@ -207,6 +213,7 @@ def abduce(
         start_px * to_units,
         step_px * to_units,
         move_px * to_units,
+        model.keep_apart,
     )
     frames = _frames(model, factual, start, first, pos, presence, track, present)
     return Abduction(frames, track.tied)

@@ -20,6 +20,13 @@ passing near would otherwise nudge it by a fraction of a pixel a step, the mean 
 keypoint tracks (``calibrate_rest``: a high percentile of the steps the dynamics imagine for
 undriven keypoints that truly stay put); 0: off.
 
+Objects are solid: two undriven keypoints whose pair has an ``apart_px`` end no imagined step
+closer than that (or than they were), the overlap shared in inverse proportion to how far each
+moved, so a box the arm pushes into another shoves it on instead of passing through it (the
+messages alone carry a push on at about half its size). ``apart_px`` is calibrated on held-out
+tracks (``calibrate_apart``: a low percentile of each object pair's distance, where they
+touch); 0: none kept.
+
 Positions are explicit, so a planner's cost can be a distance between states (``embed``) and
 an intervention is an edit of a node.
 """
@@ -45,6 +52,9 @@ from latentplay.world_models.keypoints.perception import (
 from latentplay.world_models.keypoints.state import KeypointState, displacements
 from latentplay.world_models.protocol import Actions, ActionSpec, check_actions
 from latentplay.world_models.protocol import rollout as protocol_rollout
+
+# Calibrated buffers stored only when set (0 everywhere: off).
+OPTIONAL_BUFFERS = ("rest_px", "apart_px")
 
 # A keypoint is present above this fraction of its calibrated (95th-percentile) presence: on
 # PushMulti scenes of 1-3 objects, a missing object's keypoint read under 0.26 of it in 99% of
@@ -133,21 +143,28 @@ class Keypoints(nn.Module):
         # The least displacement (px) an undriven keypoint makes in one imagined step; shorter
         # ones are dropped (the module doc). 0: off, as in checkpoints from before it existed.
         self.register_buffer("rest_px", torch.zeros(()))
+        # The least distance (px) two undriven keypoints keep between them in imagination
+        # (solid parts, the module doc), per pair; 0: none kept (pairs never seen to meet, and
+        # checkpoints from before it existed).
+        self.register_buffer("apart_px", torch.zeros(num_keypoints, num_keypoints))
         # compile_steps's compiled step (bound to this model: not carried over by a copy)
         self._compiled: Callable[[KeypointState, torch.Tensor], KeypointState] | None = None
         self._strict = False
 
-    # rest_px is stored only when set: a model with it off has the weights (and the digest a
-    # saved grounding names) of one from before it existed, and loads from them.
+    # rest_px and apart_px are stored only when set: a model with them off has the weights
+    # (and the digest a saved grounding names) of one from before they existed, and loads
+    # from them.
     def _save_to_state_dict(
         self, destination: dict[str, Any], prefix: str, keep_vars: bool
     ) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        if not float(self.rest_px):
-            destination.pop(prefix + "rest_px", None)
+        for name in OPTIONAL_BUFFERS:
+            if not getattr(self, name).any():
+                destination.pop(prefix + name, None)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        state_dict.setdefault(prefix + "rest_px", self.rest_px.new_zeros(()))
+        for name in OPTIONAL_BUFFERS:
+            state_dict.setdefault(prefix + name, torch.zeros_like(getattr(self, name)))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def model_args(self) -> dict[str, Any]:
@@ -277,6 +294,7 @@ class Keypoints(nn.Module):
     def _advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         nxt = self.transition(state, action)[0]
         disp = self.settle(nxt.vel)
+        disp = disp + self.keep_apart(state.pos, state.pos + disp, self.present(nxt.presence))
         return KeypointState(state.pos + disp, disp, nxt.presence, nxt.frame, nxt.anchor)
 
     def settle(self, disp: torch.Tensor, rest_px: float | None = None) -> torch.Tensor:
@@ -287,6 +305,43 @@ class Keypoints(nn.Module):
         short = disp.norm(dim=-1, keepdim=True) * (self.image_size / 2) < rest
         undriven = ~self.dynamics.driven()[None, :, None]
         return torch.where(short & undriven, torch.zeros_like(disp), disp)
+
+    def keep_apart(
+        self,
+        before: torch.Tensor,
+        after: torch.Tensor,
+        present: torch.Tensor | None = None,
+        fixed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The shift ``(B, K, 2)`` that keeps every pair of keypoints ``apart_px`` holds apart
+        (undriven parts: objects) from ending a step ``before -> after`` (positions ``(B, K,
+        2)``) closer than that, or than they were if they were closer already: along the line
+        between them before the step. The overlap is shared in inverse proportion to how far
+        each moved in the step: a box the arm pushes shoves the one it meets, which takes it
+        all if it stood still. ``present (B, K)``:
+        absent keypoints meet nothing; ``fixed (B, K)`` bool: keypoints that keep their
+        place (the other end takes the whole overlap). Zero where ``apart_px`` is 0; no branch
+        on values (a planner's compiled step)."""
+        gap = self.apart_px.to(after.dtype) * (2.0 / self.image_size)
+        rel0 = before[:, :, None] - before[:, None]  # i minus j
+        was = rel0.norm(dim=-1)
+        # Pushed apart along the line they met on (before the step): a step that carries one
+        # onto or past the other's centre still shoves it forwards.
+        normal = rel0 / was.clamp_min(1e-6)[..., None]
+        rel = after[:, :, None] - after[:, None]
+        along = (rel * normal).sum(-1)
+        across = (rel.pow(2).sum(-1) - along.pow(2)).clamp_min(0)
+        want = torch.minimum(gap, was)
+        need = (want.pow(2) - across).clamp_min(0).sqrt()  # the along-line distance for `want`
+        overlap = (need - along).clamp_min(0) * (rel.pow(2).sum(-1) < want.pow(2))
+        if present is not None:
+            overlap = overlap * (present[:, :, None] * present[:, None])
+        moved = (after - before).norm(dim=-1)
+        share = moved[:, None] / (moved[:, :, None] + moved[:, None] + 1e-6)  # i's: j's motion
+        if fixed is not None:
+            share = torch.where(fixed[:, None], torch.ones_like(share), share)
+            share = share * ~fixed[:, :, None]
+        return ((share * overlap)[..., None] * normal).sum(dim=2)
 
     def transition(
         self, state: KeypointState, action: torch.Tensor, moving: torch.Tensor | None = None

@@ -303,14 +303,62 @@ def calibrate_rest(
     return rest
 
 
-class RestCalibration:
-    """Before every checkpoint of the dynamics phase: :func:`calibrate_rest` on the keypoint
-    tracks of clips spread over ``dataset`` (held-out episodes: the validation split),
-    encoded once when the phase has started (the encoder is frozen then). No random draws, so
-    resumed runs stay exact, and training never reads ``rest_px``."""
+@torch.no_grad()
+def calibrate_apart(
+    model: Keypoints,
+    tracks: tuple[torch.Tensor, torch.Tensor | None],
+    quantile: float = 0.01,
+    min_frames: int = 100,
+) -> torch.Tensor:
+    """Set ``model.apart_px`` from held-out ``tracks`` (:func:`spread_tracks`): for each pair
+    of undriven keypoints (objects), the ``quantile`` of their distance (px) over the frames
+    where both are present, how close two objects come, where they touch. Kept for pairs seen
+    together in at least ``min_frames`` frames whose value lies within the dynamics'
+    interaction radius (pairs seen to meet) and beyond two rendered blob widths (closer,
+    their blobs overlap: parts of one thing, or one drawn over the other); 0 for the others.
+    Returns it, ``(K, K)``."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile={quantile}; expected within (0, 1)")
+    pos, presence = tracks
+    half = model.image_size / 2
+    p = pos.flatten(0, 1)
+    dist = (p[:, :, None] - p[:, None]).norm(dim=-1) * half  # (N, K, K)
+    if presence is None:
+        both = torch.ones_like(dist, dtype=torch.bool)
+    else:
+        seen = model.present(presence.flatten(0, 1)) > 0
+        both = seen[:, :, None] & seen[:, None]
+    undriven = ~model.dynamics.driven().cpu()
+    radius = float(model.dynamics.log_radius.exp()) * half
+    floor = 2 * model.renderer.sigma * half
+    apart = torch.zeros(model.num_keypoints, model.num_keypoints)
+    for i, j in torch.combinations(torch.arange(model.num_keypoints)).tolist():
+        together = dist[:, i, j][both[:, i, j]]
+        if not (undriven[i] and undriven[j]) or len(together) < min_frames:
+            continue
+        q = float(torch.quantile(together.float().cpu(), quantile))
+        if floor < q < radius:
+            apart[i, j] = apart[j, i] = q
+    model.apart_px.copy_(apart)
+    return apart
 
-    def __init__(self, objective: KeypointObjective, dataset: ClipDataset) -> None:
+
+class Calibration:
+    """Before every checkpoint of the dynamics phase: :func:`calibrate_rest` (``rest``) and
+    :func:`calibrate_apart` (``apart``) on the keypoint tracks of clips spread over
+    ``dataset`` (held-out episodes: the validation split), encoded once when the phase has
+    started (the encoder is frozen then). No random draws, so resumed runs stay exact, and
+    training never reads what they set."""
+
+    def __init__(
+        self,
+        objective: KeypointObjective,
+        dataset: ClipDataset,
+        rest: bool = True,
+        apart: bool = True,
+    ) -> None:
         self.objective, self.dataset = objective, dataset
+        self.rest, self.apart = rest, apart
         self._tracks: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def __call__(self, model: Keypoints) -> None:
@@ -318,7 +366,10 @@ class RestCalibration:
             return
         if self._tracks is None:
             self._tracks = spread_tracks(model, self.dataset)
-        calibrate_rest(model, self._tracks, move_px=self.objective.weights.move_px)
+        if self.rest:
+            calibrate_rest(model, self._tracks, move_px=self.objective.weights.move_px)
+        if self.apart:
+            calibrate_apart(model, self._tracks)
 
 
 def recalibrate_rest(
@@ -330,14 +381,30 @@ def recalibrate_rest(
     the grounding whose digest names its weights, stay as shipped), with the data it came
     from recorded (``rest_calibration``). Clip length and ``move_px`` are the run's; the
     training split stands in for a missing ``split``. Returns the value."""
+    return float(_recalibrate("rest_px", checkpoint, data, out, split))
+
+
+def recalibrate_apart(
+    checkpoint: str | Path, data: str, out: str | Path | None = None, split: str = "val"
+) -> torch.Tensor:
+    """:func:`calibrate_apart` for a keypoint checkpoint (or shipped model) written before
+    ``apart_px`` existed, or on other data; written as :func:`recalibrate_rest` writes
+    (``apart_calibration``). Returns the ``(K, K)`` distances (px)."""
+    return _recalibrate("apart_px", checkpoint, data, out, split)
+
+
+def _recalibrate(
+    name: str, checkpoint: str | Path, data: str, out: str | Path | None, split: str
+) -> torch.Tensor:
     from latentplay.utils.io import atomic_path
     from latentplay.world_models.checkpoint import load_model
     from latentplay.world_models.shipped import resolve_checkpoint, shipped_models
 
+    what = name.removesuffix("_px")
     if out is None and str(checkpoint) in shipped_models() and not Path(checkpoint).is_file():
         raise ValueError(
-            f"recalibrate_rest({str(checkpoint)!r}): a shipped model is not rewritten in place; "
-            "pass out=<a new checkpoint file>"
+            f"recalibrate_{what}({str(checkpoint)!r}): a shipped model is not rewritten in "
+            "place; pass out=<a new checkpoint file>"
         )
     model, payload = load_model(checkpoint)
     if not isinstance(model, Keypoints):
@@ -345,20 +412,24 @@ def recalibrate_rest(
             f"{checkpoint} holds a {type(model).name} model; expected a keypoint model"
         )
     run = (payload.get("config") or {}).get("model") or {}
-    clip_length = int(run.get("clip_length", 9))
-    move_px = float((run.get("loss") or {}).get("move_px", KeypointLossWeights.move_px))
-    clips = held_out_clips(data, split, clip_length)
-    rest = calibrate_rest(model, spread_tracks(model, clips), move_px=move_px)
-    if rest > 0:
-        payload["model"]["rest_px"] = model.rest_px.detach().cpu().clone()
+    clips = held_out_clips(data, split, int(run.get("clip_length", 9)))
+    tracks = spread_tracks(model, clips)
+    if name == "rest_px":
+        move_px = float((run.get("loss") or {}).get("move_px", KeypointLossWeights.move_px))
+        calibrate_rest(model, tracks, move_px=move_px)
     else:
-        payload["model"].pop("rest_px", None)
-    payload["rest_calibration"] = {"data": str(data), "split": clips.split, "rest_px": rest}
+        calibrate_apart(model, tracks)
+    value = getattr(model, name).detach().cpu().clone()
+    if value.any():
+        payload["model"][name] = value
+    else:
+        payload["model"].pop(name, None)
+    payload[f"{what}_calibration"] = {"data": str(data), "split": clips.split, name: value.tolist()}
     target = resolve_checkpoint(checkpoint) if out is None else Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         torch.save(payload, tmp)
-    return rest
+    return value
 
 
 def held_out_clips(data: str, split: str, clip_length: int) -> ClipDataset:
@@ -416,24 +487,26 @@ def keypoints_training(
     loss: KeypointLossWeights | None = None,
     background_frames: int = 512,
     rest_calibration: bool = True,
+    apart_calibration: bool = True,
     **model_args: Any,
 ) -> TrainingRun:
     """The keypoint model on ``clip_length``-frame clips of ``data``'s ``split``:
     ``model_args`` go to :class:`Keypoints` (the frame size comes from the data); its
     reference frame is the per-pixel median of ``background_frames`` training frames spread
-    evenly over the split. ``rest_calibration``: ``rest_px`` is calibrated before each
-    checkpoint of the dynamics phase (:class:`RestCalibration`) on the validation split (the
-    training split for data without one); off, it stays 0 (and a moving average of the
-    weights, ``trainer.ema_decay``, is allowed: :func:`recalibrate_rest` calibrates the
-    averaged weights afterwards)."""
+    evenly over the split. ``rest_calibration``, ``apart_calibration``: ``rest_px`` and
+    ``apart_px`` are calibrated before each checkpoint of the dynamics phase
+    (:class:`Calibration`) on the validation split (the training split for data without one);
+    off, they stay 0 (and a moving average of the weights, ``trainer.ema_decay``, is allowed:
+    :func:`recalibrate_rest` and :func:`recalibrate_apart` calibrate the averaged weights
+    afterwards)."""
     model = Keypoints(image_size=frame_size(data), **model_args)
     dataset = ClipDataset(data, split=split, clip_length=clip_length, cache=True)
     model.set_background(torch.stack([dataset[i][0] for i in dataset.spread(background_frames)]))
     objective = KeypointObjective(schedule, loss, dataset)
     hook = None
-    if rest_calibration:
+    if rest_calibration or apart_calibration:
         held_out = dataset if split in (None, "val") else held_out_clips(data, "val", clip_length)
-        hook = RestCalibration(objective, held_out)
+        hook = Calibration(objective, held_out, rest_calibration, apart_calibration)
     return TrainingRun(
         model, objective, dataset, sample_fn=keypoint_samples, before_checkpoint=hook
     )
