@@ -604,6 +604,11 @@ def test_imagined_steps_keep_solid_parts_apart_and_off_it_is_not_stored() -> Non
     torch.testing.assert_close(
         nxt.vel, plain.vel + m.keep_apart(pos, plain.pos, m.present(plain.presence))
     )
+    # gradients through such a step (a grounding is fit through them) are finite
+    moving = pos.clone().requires_grad_(True)
+    out = m.advance(KeypointState(moving, torch.zeros_like(pos)), a.requires_grad_(True))
+    out.pos.sum().backward()
+    assert bool(torch.isfinite(moving.grad).all()) and bool(torch.isfinite(a.grad).all())
     assert "apart_px" in m.state_dict()
     again = _model()
     again.load_state_dict(m.state_dict())

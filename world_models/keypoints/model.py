@@ -323,16 +323,17 @@ class Keypoints(nn.Module):
         place (the other end takes the whole overlap). Zero where ``apart_px`` is 0; no branch
         on values (a planner's compiled step)."""
         gap = self.apart_px.to(after.dtype) * (2.0 / self.image_size)
+        # (square roots kept off 0: a pair with itself, or a zero overlap, has no gradient)
         rel0 = before[:, :, None] - before[:, None]  # i minus j
-        was = rel0.norm(dim=-1)
+        was = rel0.pow(2).sum(-1).add(1e-12).sqrt()
         # Pushed apart along the line they met on (before the step): a step that carries one
         # onto or past the other's centre still shoves it forwards.
-        normal = rel0 / was.clamp_min(1e-6)[..., None]
+        normal = rel0 / was[..., None]
         rel = after[:, :, None] - after[:, None]
         along = (rel * normal).sum(-1)
         across = (rel.pow(2).sum(-1) - along.pow(2)).clamp_min(0)
         want = torch.minimum(gap, was)
-        need = (want.pow(2) - across).clamp_min(0).sqrt()  # the along-line distance for `want`
+        need = (want.pow(2) - across).clamp_min(1e-12).sqrt()  # along the line, for `want`
         overlap = (need - along).clamp_min(0) * (rel.pow(2).sum(-1) < want.pow(2))
         if present is not None:
             overlap = overlap * (present[:, :, None] * present[:, None])
