@@ -117,9 +117,15 @@ SHIPPED_FILE = "grounding.pt"  # a shipped model's own, beside its weights.pt
 
 def weights_digest(model: nn.Module) -> str:
     """A digest of ``model``'s parameters and buffers (names, shapes, float32 values): a
-    grounding fit through one model's rollouts names the model it belongs to."""
+    grounding fit through one model's rollouts names the model it belongs to. Buffers the
+    model lists in ``calibrations`` (settings of its imagination calibrated after training,
+    which a user may turn on or off) are left out: a grounding maps commands to the learned
+    weights' actions and stays valid across them."""
     h = hashlib.sha256()
+    skip = set(getattr(model, "calibrations", ()))
     for name, t in sorted(model.state_dict().items()):
+        if name in skip:
+            continue
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

@@ -496,6 +496,7 @@ def evaluate_checkpoint(
         model=ckpt["model_name"], checkpoint=str(checkpoint), step=ckpt["step"], **provenance()
     )
     path = Path(out) if out else run_folder(checkpoint) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)  # runs/<name> for a shipped model
     write_json_atomic(path, results)
     made, note = None, None
     video = video and not isinstance(model, FrameAutoencoder)  # frames only: nothing moves

@@ -15,6 +15,7 @@ from torch import nn
 from latentplay.agents.planners import CEM
 from latentplay.agents.state_grounding import (
     EnvActionView,
+    StateGrounding,
     fit_state_grounding,
     load_state_grounding,
     save_state_grounding,
@@ -223,6 +224,19 @@ def test_a_saved_grounding_loads_back_exactly_and_only_for_its_model(tmp_path: P
         load_state_grounding(path, other)
     with pytest.raises(FileNotFoundError, match="no shipped model of that name"):
         load_state_grounding(tmp_path / "missing.pt", model)
+    # a keypoint model's calibrations (rest_px, apart_px) are settings, not weights: its
+    # grounding stays valid when they are set; a changed weight is refused
+    kp = Keypoints(image_size=32, num_keypoints=4, action_dim=2)
+    g = StateGrounding(2, 16, kp.action_spec, hidden=8)
+    path = save_state_grounding(g, kp, tmp_path / "kp.pt")
+    kp.rest_px.fill_(0.5)
+    kp.apart_px[1, 2] = kp.apart_px[2, 1] = 6.0
+    assert "apart_px" in kp.state_dict() and "rest_px" in kp.state_dict()
+    load_state_grounding(path, kp)
+    with torch.no_grad():
+        kp.dynamics.gate_logit.add_(0.1)
+    with pytest.raises(ValueError, match="fit a grounding for it"):
+        load_state_grounding(path, kp)
     junk = tmp_path / "junk.pt"
     torch.save({"weights": 1}, junk)
     with pytest.raises(ValueError, match="not a state grounding"):

@@ -90,6 +90,8 @@ class Keypoints(nn.Module):
     """
 
     name: ClassVar[str] = "keypoints"
+    # Settings of imagination calibrated after training (a grounding's digest leaves them out)
+    calibrations: ClassVar[tuple[str, ...]] = OPTIONAL_BUFFERS
     # Decode relative to the last real frame (the module doc); False: from the keypoints alone.
     anchored: bool = True
 
@@ -318,31 +320,37 @@ class Keypoints(nn.Module):
         2)``) closer than that, or than they were if they were closer already: along the line
         between them before the step. The overlap is shared in inverse proportion to how far
         each moved in the step: a box the arm pushes shoves the one it meets, which takes it
-        all if it stood still. ``present (B, K)``:
-        absent keypoints meet nothing; ``fixed (B, K)`` bool: keypoints that keep their
-        place (the other end takes the whole overlap). Zero where ``apart_px`` is 0; no branch
-        on values (a planner's compiled step)."""
+        all if it stood still. ``present (B, K)``: absent keypoints meet nothing; ``fixed
+        (B, K)`` bool: keypoints that keep their place (the other end takes the whole
+        overlap). Zero where ``apart_px`` is 0; no branch on values (a planner's compiled
+        step)."""
         gap = self.apart_px.to(after.dtype) * (2.0 / self.image_size)
-        # (square roots kept off 0: a pair with itself, or a zero overlap, has no gradient)
-        rel0 = before[:, :, None] - before[:, None]  # i minus j
-        was = rel0.pow(2).sum(-1).add(1e-12).sqrt()
+        # x and y apart: (B, K, K) tensors only, which Inductor fuses well (pairs' trailing
+        # dimension of 2 made its compiled step 25x slower than eager). Square roots are kept
+        # off 0: a pair with itself, or a zero overlap, has no gradient.
+        bx, by, ax, ay = before[..., 0], before[..., 1], after[..., 0], after[..., 1]
+        r0x, r0y = bx[:, :, None] - bx[:, None], by[:, :, None] - by[:, None]  # i minus j
+        was = (r0x * r0x + r0y * r0y + 1e-12).sqrt()
         # Pushed apart along the line they met on (before the step): a step that carries one
         # onto or past the other's centre still shoves it forwards.
-        normal = rel0 / was[..., None]
-        rel = after[:, :, None] - after[:, None]
-        along = (rel * normal).sum(-1)
-        across = (rel.pow(2).sum(-1) - along.pow(2)).clamp_min(0)
+        nx, ny = r0x / was, r0y / was
+        rx, ry = ax[:, :, None] - ax[:, None], ay[:, :, None] - ay[:, None]
+        dist2 = rx * rx + ry * ry
+        along = rx * nx + ry * ny
+        across = (dist2 - along * along).clamp_min(0)
         want = torch.minimum(gap, was)
-        need = (want.pow(2) - across).clamp_min(1e-12).sqrt()  # along the line, for `want`
-        overlap = (need - along).clamp_min(0) * (rel.pow(2).sum(-1) < want.pow(2))
+        need = (want * want - across).clamp_min(1e-12).sqrt()  # along the line, for `want`
+        overlap = (need - along).clamp_min(0) * (dist2 < want * want)
         if present is not None:
             overlap = overlap * (present[:, :, None] * present[:, None])
-        moved = (after - before).norm(dim=-1)
+        mx, my = ax - bx, ay - by
+        moved = (mx * mx + my * my + 1e-12).sqrt()
         share = moved[:, None] / (moved[:, :, None] + moved[:, None] + 1e-6)  # i's: j's motion
         if fixed is not None:
             share = torch.where(fixed[:, None], torch.ones_like(share), share)
             share = share * ~fixed[:, :, None]
-        return ((share * overlap)[..., None] * normal).sum(dim=2)
+        push = share * overlap
+        return torch.stack([(push * nx).sum(dim=2), (push * ny).sum(dim=2)], dim=-1)
 
     def transition(
         self, state: KeypointState, action: torch.Tensor, moving: torch.Tensor | None = None
