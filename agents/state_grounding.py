@@ -32,6 +32,7 @@ from latentplay.utils.progress import progress_bar
 from latentplay.world_models.protocol import (
     Actions,
     ActionSpec,
+    Calibrated,
     PartPresence,
     StateEmbedding,
     StateFeatures,
@@ -117,12 +118,12 @@ SHIPPED_FILE = "grounding.pt"  # a shipped model's own, beside its weights.pt
 
 def weights_digest(model: nn.Module) -> str:
     """A digest of ``model``'s parameters and buffers (names, shapes, float32 values): a
-    grounding fit through one model's rollouts names the model it belongs to. Buffers the
-    model lists in ``calibrations`` (settings of its imagination calibrated after training,
-    which a user may turn on or off) are left out: a grounding maps commands to the learned
-    weights' actions and stays valid across them."""
+    grounding fit through one model's rollouts names the model it belongs to. A
+    :class:`Calibrated` model's calibrations (settings of its imagination, which a user may
+    turn on or off) are left out: a grounding maps commands to the learned weights' actions
+    and stays valid across them."""
     h = hashlib.sha256()
-    skip = set(getattr(model, "calibrations", ()))
+    skip = set(model.calibrations) if isinstance(model, Calibrated) else set()
     for name, t in sorted(model.state_dict().items()):
         if name in skip:
             continue

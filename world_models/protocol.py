@@ -177,6 +177,15 @@ class CompilesSteps(Protocol):
 
 
 @runtime_checkable
+class Calibrated(Protocol):
+    """Settings of the model's imagination calibrated after training, stored as buffers
+    (a keypoint model's ``rest_px``, ``apart_px``): a user may turn them on or off, and what
+    names the learned weights (a grounding's digest) leaves them out."""
+
+    calibrations: tuple[str, ...]
+
+
+@runtime_checkable
 class StartState(Protocol):
     def set_start(self, state: Any) -> None:
         """The true (env) state that the next ``encode`` starts from, for models that cannot

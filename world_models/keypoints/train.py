@@ -419,7 +419,7 @@ def _recalibrate(
         calibrate_rest(model, tracks, move_px=move_px)
     else:
         calibrate_apart(model, tracks)
-    value = getattr(model, name).detach().cpu().clone()
+    value = (model.rest_px if name == "rest_px" else model.apart_px).detach().cpu().clone()
     if value.any():
         payload["model"][name] = value
     else:
