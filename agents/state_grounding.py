@@ -116,14 +116,14 @@ GROUNDING_FORMAT = "latentplay-state-grounding"
 SHIPPED_FILE = "grounding.pt"  # a shipped model's own, beside its weights.pt
 
 
-def weights_digest(model: nn.Module) -> str:
+def weights_digest(model: nn.Module, calibrations: bool = False) -> str:
     """A digest of ``model``'s parameters and buffers (names, shapes, float32 values): a
     grounding fit through one model's rollouts names the model it belongs to. A
     :class:`Calibrated` model's calibrations (settings of its imagination, which a user may
-    turn on or off) are left out: a grounding maps commands to the learned weights' actions
-    and stays valid across them."""
+    turn on or off) are left out unless ``calibrations`` (how groundings were named before):
+    a grounding maps commands to the learned weights' actions and stays valid across them."""
     h = hashlib.sha256()
-    skip = set(model.calibrations) if isinstance(model, Calibrated) else set()
+    skip = set(model.calibrations) if isinstance(model, Calibrated) and not calibrations else set()
     for name, t in sorted(model.state_dict().items()):
         if name in skip:
             continue
@@ -187,7 +187,7 @@ def load_state_grounding(
     if not isinstance(payload, dict) or payload.get("format") != GROUNDING_FORMAT:
         raise ValueError(f"{path}: not a state grounding (format {GROUNDING_FORMAT!r} expected)")
     digest = weights_digest(model)
-    if payload["model"] != digest:
+    if payload["model"] not in (digest, weights_digest(model, calibrations=True)):
         raise ValueError(
             f"{path} was fit through the model with weights {payload['model']}; this model's "
             f"are {digest}: fit a grounding for it (grounding.labels=[N])"

@@ -550,15 +550,16 @@ def test_keep_apart_shoves_what_a_moving_part_meets() -> None:
     """Known answers at 32x32 (1 px = 1/16 unit), parts 1 and 2 kept 4 px apart: part 1 moves
     2 px right into part 2, which stood still 5 px away: part 2 takes the whole overlap (1 px),
     part 1 none; both moving 2 px at each other from 6 px share the 2 px overlap evenly; a
-    pair already closer than 4 px is not pushed apart, only kept from closing further; absent,
-    fixed and unkept pairs as documented."""
+    pair already closer than 4 px is not pushed apart, only kept from closing further; a step
+    onto part 2's centre, or past it, shoves part 2 on; a shove is passed on to a third part in
+    the next pass; absent, fixed and unkept pairs as documented."""
     m = _model()
     px = 2 / 32
     m.apart_px[1, 2] = m.apart_px[2, 1] = 4.0
     before = torch.tensor([[[-0.5, -0.5], [0.0, 0.0], [5 * px, 0.0], [0.5, 0.5]]])
     after = before.clone()
     after[0, 1, 0] += 2 * px
-    after[0, 0, 0] += 9 * px  # keypoint 0 has no apart_px with anyone: passes through
+    after[0, 0] = before[0, 3]  # keypoint 0 has no apart_px with anyone: lands on 3
     shift = m.keep_apart(before, after)
     torch.testing.assert_close(shift[0, 2], torch.tensor([px, 0.0]))
     torch.testing.assert_close(shift[0, [0, 1, 3]], torch.zeros(3, 2))
@@ -576,6 +577,27 @@ def test_keep_apart_shoves_what_a_moving_part_meets() -> None:
     after = before.clone()
     after[0, 1, 0] += px
     torch.testing.assert_close(m.keep_apart(before, after)[0, 2], torch.tensor([px, 0.0]))
+    # a step onto part 2's centre, and one past it: part 2 is shoved on, 4 px beyond part 1
+    before[0, 2, 0] = 5 * px
+    for to in (5, 7):
+        after = before.clone()
+        after[0, 1, 0] = to * px
+        shift = m.keep_apart(before, after)
+        torch.testing.assert_close(shift[0, 2], torch.tensor([(to + 4 - 5) * px, 0.0]))
+        torch.testing.assert_close(shift[0, 1], torch.zeros(2))
+    # a shove passed on: part 2, shoved 1.5 px, meets part 3 (also kept 4 px from 2), which
+    # takes the next overlap in the following pass; one pass leaves it
+    m.apart_px[2, 3] = m.apart_px[3, 2] = 4.0
+    chain = torch.tensor([[[-0.5, -0.5], [0.0, 0.0], [4.5 * px, 0.0], [9 * px, 0.0]]])
+    after = chain.clone()
+    after[0, 1, 0] += 2 * px
+    shift = m.keep_apart(chain, after)
+    torch.testing.assert_close(shift[0, 2:], torch.tensor([[1.5 * px, 0.0], [1.0 * px, 0.0]]))
+    assert float(m.keep_apart(chain, after, passes=1)[0, 3].abs().max()) == 0.0
+    m.apart_px[2, 3] = m.apart_px[3, 2] = 0.0
+    before[0, 2, 0] = 3 * px
+    after = before.clone()
+    after[0, 1, 0] += px
     # part 2 absent: meets nothing; part 2 fixed: part 1 takes it all
     present = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
     torch.testing.assert_close(m.keep_apart(before, after, present), torch.zeros(1, 4, 2))
@@ -753,6 +775,7 @@ def test_training_calibrates_rest_on_held_out_tracks_and_resumes_exactly(
     assert recalibrate_rest(tmp_path / "old.pt", str(toy), copy, split="train") == rest
     assert float(load_model(copy)[0].rest_px) == pytest.approx(rest)
     # apart_px: calibrated with rest_px on the same tracks, and recalibrated into a copy
+    assert a.apart_px.any()
     torch.testing.assert_close(calibrate_apart(b, spread_tracks(b, held_out)), a.apart_px)
     train_split = held_out_clips(str(toy), "train", 9)  # a run without a config: 9 frames
     apart = recalibrate_apart(tmp_path / "old.pt", str(toy), copy, split="train")

@@ -20,6 +20,7 @@ from latentplay.agents.state_grounding import (
     load_state_grounding,
     save_state_grounding,
     state_grounding_from_data,
+    weights_digest,
 )
 from latentplay.world_models.checkpoint import save_checkpoint
 from latentplay.world_models.glass import Glass
@@ -233,6 +234,12 @@ def test_a_saved_grounding_loads_back_exactly_and_only_for_its_model(tmp_path: P
     kp.apart_px[1, 2] = kp.apart_px[2, 1] = 6.0
     assert "apart_px" in kp.state_dict() and "rest_px" in kp.state_dict()
     load_state_grounding(path, kp)
+    # a grounding named by the digest with calibrations (as saved before they were left out)
+    legacy = torch.load(path, weights_only=True)
+    legacy["model"] = weights_digest(kp, calibrations=True)
+    assert legacy["model"] != weights_digest(kp)
+    torch.save(legacy, tmp_path / "legacy.pt")
+    load_state_grounding(tmp_path / "legacy.pt", kp)
     with torch.no_grad():
         kp.dynamics.gate_logit.add_(0.1)
     with pytest.raises(ValueError, match="fit a grounding for it"):

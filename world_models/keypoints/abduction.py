@@ -201,7 +201,7 @@ def abduce(
         first_pos[:, 0], torch.zeros_like(first_pos[:, 0]), _at(first_presence, 0)
     )
     track = follow(
-        model.advance,
+        model.loose_step,  # solid parts are kept apart once, in each composed step
         pos,
         presence,
         first,

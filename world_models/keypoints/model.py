@@ -294,9 +294,16 @@ class Keypoints(nn.Module):
         return self._compiled is not None
 
     def _advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
+        nxt = self.loose_step(state, action)
+        shift = self.keep_apart(state.pos, nxt.pos, self.present(nxt.presence))
+        return KeypointState(nxt.pos + shift, nxt.vel + shift, nxt.presence, nxt.frame, nxt.anchor)
+
+    def loose_step(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
+        """One imagined step before solid parts are kept apart (``keep_apart``), after
+        ``rest_px``: for callers that keep them apart themselves (abduction, with some
+        keypoints held at observed places)."""
         nxt = self.transition(state, action)[0]
         disp = self.settle(nxt.vel)
-        disp = disp + self.keep_apart(state.pos, state.pos + disp, self.present(nxt.presence))
         return KeypointState(state.pos + disp, disp, nxt.presence, nxt.frame, nxt.anchor)
 
     def settle(self, disp: torch.Tensor, rest_px: float | None = None) -> torch.Tensor:
@@ -314,43 +321,48 @@ class Keypoints(nn.Module):
         after: torch.Tensor,
         present: torch.Tensor | None = None,
         fixed: torch.Tensor | None = None,
+        passes: int = 3,
     ) -> torch.Tensor:
         """The shift ``(B, K, 2)`` that keeps every pair of keypoints ``apart_px`` holds apart
         (undriven parts: objects) from ending a step ``before -> after`` (positions ``(B, K,
         2)``) closer than that, or than they were if they were closer already: along the line
         between them before the step. The overlap is shared in inverse proportion to how far
         each moved in the step: a box the arm pushes shoves the one it meets, which takes it
-        all if it stood still. ``present (B, K)``: absent keypoints meet nothing; ``fixed
-        (B, K)`` bool: keypoints that keep their place (the other end takes the whole
-        overlap). Zero where ``apart_px`` is 0; no branch on values (a planner's compiled
-        step)."""
+        all if it stood still. ``passes`` rounds resolve what one shove causes (a box shoved
+        into a third object). ``present (B, K)``: absent keypoints meet nothing; ``fixed (B,
+        K)`` bool: keypoints that keep their place (the other end takes the whole overlap).
+        Zero where ``apart_px`` is 0; no branch on values (a planner's compiled step)."""
         gap = self.apart_px.to(after.dtype) * (2.0 / self.image_size)
-        # x and y apart: (B, K, K) tensors only, which Inductor fuses well (pairs' trailing
-        # dimension of 2 made its compiled step 25x slower than eager). Square roots are kept
-        # off 0: a pair with itself, or a zero overlap, has no gradient.
-        bx, by, ax, ay = before[..., 0], before[..., 1], after[..., 0], after[..., 1]
+        # x and y apart: (B, K, K) tensors only, which Inductor fuses well (a trailing pair
+        # dimension of 2 compiles poorly). Square roots are kept off 0: a pair with itself, or
+        # a zero overlap, has no gradient.
+        bx, by = before[..., 0], before[..., 1]
         r0x, r0y = bx[:, :, None] - bx[:, None], by[:, :, None] - by[:, None]  # i minus j
         was = (r0x * r0x + r0y * r0y + 1e-12).sqrt()
         # Pushed apart along the line they met on (before the step): a step that carries one
         # onto or past the other's centre still shoves it forwards.
         nx, ny = r0x / was, r0y / was
-        rx, ry = ax[:, :, None] - ax[:, None], ay[:, :, None] - ay[:, None]
-        dist2 = rx * rx + ry * ry
-        along = rx * nx + ry * ny
-        across = (dist2 - along * along).clamp_min(0)
         want = torch.minimum(gap, was)
-        need = (want * want - across).clamp_min(1e-12).sqrt()  # along the line, for `want`
-        overlap = (need - along).clamp_min(0) * (dist2 < want * want)
+        meet = want * want
         if present is not None:
-            overlap = overlap * (present[:, :, None] * present[:, None])
-        mx, my = ax - bx, ay - by
-        moved = (mx * mx + my * my + 1e-12).sqrt()
-        share = moved[:, None] / (moved[:, :, None] + moved[:, None] + 1e-6)  # i's: j's motion
-        if fixed is not None:
-            share = torch.where(fixed[:, None], torch.ones_like(share), share)
-            share = share * ~fixed[:, :, None]
-        push = share * overlap
-        return torch.stack([(push * nx).sum(dim=2), (push * ny).sum(dim=2)], dim=-1)
+            meet = meet * (present[:, :, None] * present[:, None])
+        total = torch.zeros_like(after)
+        for _ in range(passes):
+            ax, ay = after[..., 0] + total[..., 0], after[..., 1] + total[..., 1]
+            rx, ry = ax[:, :, None] - ax[:, None], ay[:, :, None] - ay[:, None]
+            along = rx * nx + ry * ny
+            across = (rx * rx + ry * ry - along * along).clamp_min(0)
+            need = (meet - across).clamp_min(1e-12).sqrt()  # along the line, for `want`
+            overlap = (need - along).clamp_min(0) * (across < meet)  # closer, or crossed
+            mx, my = ax - bx, ay - by
+            moved = (mx * mx + my * my + 1e-12).sqrt()
+            share = moved[:, None] / (moved[:, :, None] + moved[:, None])  # i's: j's motion
+            if fixed is not None:
+                share = torch.where(fixed[:, None], torch.ones_like(share), share)
+                share = share * ~fixed[:, :, None]
+            push = share * overlap
+            total = total + torch.stack([(push * nx).sum(2), (push * ny).sum(2)], dim=-1)
+        return total
 
     def transition(
         self, state: KeypointState, action: torch.Tensor, moving: torch.Tensor | None = None
@@ -379,7 +391,9 @@ class Keypoints(nn.Module):
         b, t = pos.shape[:2]
         now = pos[:, :-1].flatten(0, 1)
         p = None if presence is None else presence[:, :-1].flatten(0, 1)
-        pred = self.render(now + self.settle(self.steps_from_tracks(pos, presence)), p)
+        nxt = now + self.settle(self.steps_from_tracks(pos, presence))
+        nxt = nxt + self.keep_apart(now, nxt, self.present(p))
+        pred = self.render(nxt, p)
         if self.anchored:  # each from its real previous frame, as decode does from encode's
             real = to_float_frames(frames[:, :-1]).flatten(0, 1)
             pred = anchored(pred, self.render(now, p).to(real.dtype), real)
