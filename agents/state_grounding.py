@@ -123,7 +123,7 @@ def weights_digest(model: nn.Module, calibrations: bool = False) -> str:
     turn on or off) are left out unless ``calibrations`` (how groundings were named before):
     a grounding maps commands to the learned weights' actions and stays valid across them."""
     h = hashlib.sha256()
-    skip = set(model.calibrations) if isinstance(model, Calibrated) and not calibrations else set()
+    skip = () if calibrations or not isinstance(model, Calibrated) else model.calibrations
     for name, t in sorted(model.state_dict().items()):
         if name in skip:
             continue
@@ -187,7 +187,7 @@ def load_state_grounding(
     if not isinstance(payload, dict) or payload.get("format") != GROUNDING_FORMAT:
         raise ValueError(f"{path}: not a state grounding (format {GROUNDING_FORMAT!r} expected)")
     digest = weights_digest(model)
-    if payload["model"] not in (digest, weights_digest(model, calibrations=True)):
+    if payload["model"] != digest and payload["model"] != weights_digest(model, True):
         raise ValueError(
             f"{path} was fit through the model with weights {payload['model']}; this model's "
             f"are {digest}: fit a grounding for it (grounding.labels=[N])"

@@ -632,6 +632,14 @@ def test_imagined_steps_keep_solid_parts_apart_and_off_it_is_not_stored() -> Non
     out.pos.sum().backward()
     assert bool(torch.isfinite(moving.grad).all()) and bool(torch.isfinite(a.grad).all())
     assert "apart_px" in m.state_dict()
+    # turned off in place, the step is the loose one again (the buffer is re-read on writes)
+    with torch.no_grad():
+        m.apart_px.zero_()
+        off = m.advance(state, a)
+        torch.testing.assert_close(off.pos, m.loose_step(state, a).pos, rtol=0, atol=0)
+        torch.testing.assert_close(off.pos, plain.pos, rtol=0, atol=0)
+        m.apart_px[1, 2] = m.apart_px[2, 1] = 4.0
+        assert gap(m.advance(state, a)) == pytest.approx(4.0, abs=1e-3)
     again = _model()
     again.load_state_dict(m.state_dict())
     torch.testing.assert_close(again.apart_px, m.apart_px)

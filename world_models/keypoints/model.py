@@ -150,8 +150,9 @@ class Keypoints(nn.Module):
         # checkpoints from before it existed).
         self.register_buffer("apart_px", torch.zeros(num_keypoints, num_keypoints))
         # compile_steps's compiled step (bound to this model: not carried over by a copy)
-        self._compiled: Callable[[KeypointState, torch.Tensor], KeypointState] | None = None
+        self._compiled: Callable[[KeypointState, torch.Tensor, bool], KeypointState] | None = None
         self._strict = False
+        self._apart_read: tuple[torch.Tensor, int, bool] | None = None  # see _keeps_apart
 
     # rest_px and apart_px are stored only when set: a model with them off has the weights
     # (and the digest a saved grounding names) of one from before they existed, and loads
@@ -263,14 +264,15 @@ class Keypoints(nn.Module):
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One step under a latent action tensor ``(B, A)``, unchecked; through the compiled
         step where ``compile_steps`` set one up and no gradient is needed."""
+        solid = self._keeps_apart()
         if self._compiled is None or torch.is_grad_enabled():
-            return self._advance(state, action)
+            return self._advance(state, action, solid)
         try:
-            return self._compiled(state, action)
+            return self._compiled(state, action, solid)
         except Exception as e:
             if self._strict:
                 raise
-            out = self._advance(state, action)  # an error of the step itself raises here
+            out = self._advance(state, action, solid)  # an error of the step itself raises here
             warnings.warn(
                 f"torch.compile failed ({type(e).__name__}: {e}); imagined steps run eagerly",
                 stacklevel=3,
@@ -293,10 +295,28 @@ class Keypoints(nn.Module):
         """Whether imagined steps without gradients run compiled (so far)."""
         return self._compiled is not None
 
-    def _advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
+    def _advance(
+        self, state: KeypointState, action: torch.Tensor, solid: bool = True
+    ) -> KeypointState:
         nxt = self.loose_step(state, action)
+        if not solid:  # no pair kept apart: the same step without the pairs' work
+            return nxt
         shift = self.keep_apart(state.pos, nxt.pos, self.present(nxt.presence))
         return KeypointState(nxt.pos + shift, nxt.vel + shift, nxt.presence, nxt.frame, nxt.anchor)
+
+    def _keeps_apart(self) -> bool:
+        """Whether ``apart_px`` keeps any pair apart, read anew only after the buffer is
+        written (its version counter) or replaced, so that a step neither waits on a device
+        for it nor does the pairs' work for a model without any."""
+        buf = self.apart_px
+        try:
+            version = buf._version
+        except RuntimeError:  # an inference-mode tensor counts no versions: read it each time
+            return bool(buf.any())
+        read = self._apart_read
+        if read is None or read[0] is not buf or read[1] != version:
+            self._apart_read = read = (buf, version, bool(buf.any()))
+        return read[2]
 
     def loose_step(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One imagined step before solid parts are kept apart (``keep_apart``), after

@@ -4,6 +4,7 @@ sample videos with the keypoints drawn."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from latentplay.world_models.keypoints.perception import (
 )
 from latentplay.world_models.protocol import Actions
 from latentplay.world_models.train import TrainingRun, frame_size
+
+# Keypoint tracks (N, T, K, 2) and their presence (N, T, K) (None: a model without presence)
+Tracks = tuple[torch.Tensor, torch.Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,7 @@ def still_drift_px(
 
 def spread_tracks(
     model: Keypoints, dataset: ClipDataset, clips: int = 512, chunk: int = 64
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> Tracks:
     """Keypoint tracks ``(N, T, K, 2)`` (and presence ``(N, T, K)``) of ``clips`` clips spread
     evenly over ``dataset`` (no random draws)."""
     picks = dataset.spread(clips)
@@ -288,7 +292,7 @@ def spread_tracks(
 
 def calibrate_rest(
     model: Keypoints,
-    tracks: tuple[torch.Tensor, torch.Tensor | None],
+    tracks: Tracks,
     quantile: float = 0.95,
     move_px: float = 0.5,
 ) -> float:
@@ -306,7 +310,7 @@ def calibrate_rest(
 @torch.no_grad()
 def calibrate_apart(
     model: Keypoints,
-    tracks: tuple[torch.Tensor, torch.Tensor | None],
+    tracks: Tracks,
     quantile: float = 0.01,
     min_frames: int = 100,
 ) -> torch.Tensor:
@@ -359,7 +363,7 @@ class Calibration:
     ) -> None:
         self.objective, self.dataset = objective, dataset
         self.rest, self.apart = rest, apart
-        self._tracks: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._tracks: Tracks | None = None
 
     def __call__(self, model: Keypoints) -> None:
         if not self.objective.dynamics_started:
@@ -381,7 +385,12 @@ def recalibrate_rest(
     the grounding whose digest names its weights, stay as shipped), with the data it came
     from recorded (``rest_calibration``). Clip length and ``move_px`` are the run's; the
     training split stands in for a missing ``split``. Returns the value."""
-    return float(_recalibrate("rest_px", checkpoint, data, out, split))
+
+    def calibrate(model: Keypoints, tracks: Tracks, run: dict[str, Any]) -> None:
+        move_px = float((run.get("loss") or {}).get("move_px", KeypointLossWeights.move_px))
+        calibrate_rest(model, tracks, move_px=move_px)
+
+    return float(_recalibrate("rest_px", calibrate, checkpoint, data, out, split))
 
 
 def recalibrate_apart(
@@ -390,12 +399,23 @@ def recalibrate_apart(
     """:func:`calibrate_apart` for a keypoint checkpoint (or shipped model) written before
     ``apart_px`` existed, or on other data; written as :func:`recalibrate_rest` writes
     (``apart_calibration``). Returns the ``(K, K)`` distances (px)."""
-    return _recalibrate("apart_px", checkpoint, data, out, split)
+
+    def calibrate(model: Keypoints, tracks: Tracks, run: dict[str, Any]) -> None:
+        calibrate_apart(model, tracks)
+
+    return _recalibrate("apart_px", calibrate, checkpoint, data, out, split)
 
 
 def _recalibrate(
-    name: str, checkpoint: str | Path, data: str, out: str | Path | None, split: str
+    name: str,
+    calibrate: Callable[[Keypoints, Tracks, dict[str, Any]], None],
+    checkpoint: str | Path,
+    data: str,
+    out: str | Path | None,
+    split: str,
 ) -> torch.Tensor:
+    """Buffer ``name`` of a saved keypoint model set by ``calibrate(model, held-out tracks,
+    the run's model config)`` and written (stored only when set)."""
     from latentplay.utils.io import atomic_path
     from latentplay.world_models.checkpoint import load_model
     from latentplay.world_models.shipped import resolve_checkpoint, shipped_models
@@ -413,13 +433,8 @@ def _recalibrate(
         )
     run = (payload.get("config") or {}).get("model") or {}
     clips = held_out_clips(data, split, int(run.get("clip_length", 9)))
-    tracks = spread_tracks(model, clips)
-    if name == "rest_px":
-        move_px = float((run.get("loss") or {}).get("move_px", KeypointLossWeights.move_px))
-        calibrate_rest(model, tracks, move_px=move_px)
-    else:
-        calibrate_apart(model, tracks)
-    value = (model.rest_px if name == "rest_px" else model.apart_px).detach().cpu().clone()
+    calibrate(model, spread_tracks(model, clips), run)
+    value = model.get_buffer(name).detach().cpu().clone()
     if value.any():
         payload["model"][name] = value
     else:
