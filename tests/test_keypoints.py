@@ -616,9 +616,11 @@ def test_imagined_steps_keep_solid_parts_apart_and_off_it_is_not_stored() -> Non
     pos = torch.tensor([[[-0.5, -0.5], [0.0, 0.0], [-0.25, 0.0], [0.6, -0.6]]])
     state, a = KeypointState(pos, torch.zeros_like(pos)), torch.zeros(1, 2)
     gap = lambda s: float((s.pos[0, 1] - s.pos[0, 2]).norm()) * 16  # noqa: E731  px at 32x32
+    kept = torch.zeros(4, 4)
+    kept[1, 2] = kept[2, 1] = 4.0
     with torch.no_grad():
         plain = m.advance(state, a)
-        m.apart_px[1, 2] = m.apart_px[2, 1] = 4.0
+        m.set_apart(kept)
         nxt = m.advance(state, a)
     assert gap(plain) < 3.99  # the dynamics alone (seeded weights)
     assert gap(nxt) == pytest.approx(4.0, abs=1e-3)
@@ -632,17 +634,23 @@ def test_imagined_steps_keep_solid_parts_apart_and_off_it_is_not_stored() -> Non
     out.pos.sum().backward()
     assert bool(torch.isfinite(moving.grad).all()) and bool(torch.isfinite(a.grad).all())
     assert "apart_px" in m.state_dict()
-    # turned off in place, the step is the loose one again (the buffer is re-read on writes)
+    # turned off, the step is the loose one again; set again, it keeps them apart
     with torch.no_grad():
-        m.apart_px.zero_()
+        m.set_apart(torch.zeros(4, 4))
         off = m.advance(state, a)
         torch.testing.assert_close(off.pos, m.loose_step(state, a).pos, rtol=0, atol=0)
         torch.testing.assert_close(off.pos, plain.pos, rtol=0, atol=0)
-        m.apart_px[1, 2] = m.apart_px[2, 1] = 4.0
+        m.set_apart(kept)
         assert gap(m.advance(state, a)) == pytest.approx(4.0, abs=1e-3)
+    with pytest.raises(ValueError, match=r"apart_px of shape \(3, 3\); expected \(4, 4\)"):
+        m.set_apart(torch.zeros(3, 3))
+    # loaded, a model keeps the pairs apart as the saved one did
     again = _model()
     again.load_state_dict(m.state_dict())
     torch.testing.assert_close(again.apart_px, m.apart_px)
+    with torch.no_grad():
+        torch.testing.assert_close(again.advance(state, a).pos, m.advance(state, a).pos)
+        assert gap(again.advance(state, a)) == pytest.approx(4.0, abs=1e-3)
 
 
 def test_apart_is_a_low_quantile_of_the_distance_between_objects_that_meet() -> None:

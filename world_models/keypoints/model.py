@@ -152,7 +152,9 @@ class Keypoints(nn.Module):
         # compile_steps's compiled step (bound to this model: not carried over by a copy)
         self._compiled: Callable[[KeypointState, torch.Tensor, bool], KeypointState] | None = None
         self._strict = False
-        self._apart_read: tuple[torch.Tensor, int, bool] | None = None  # see _keeps_apart
+        # Whether apart_px keeps any pair apart (set_apart, loading): a step of a model that
+        # keeps none skips the pairs' work, and no step waits on a device to find out.
+        self._solid = False
 
     # rest_px and apart_px are stored only when set: a model with them off has the weights
     # (and the digest a saved grounding names) of one from before they existed, and loads
@@ -169,6 +171,18 @@ class Keypoints(nn.Module):
         for name in OPTIONAL_BUFFERS:
             state_dict.setdefault(prefix + name, torch.zeros_like(getattr(self, name)))
         super()._load_from_state_dict(state_dict, prefix, *args)
+        self._solid = bool(self.apart_px.any())
+
+    @torch.no_grad()
+    def set_apart(self, px: torch.Tensor) -> None:
+        """Set ``apart_px`` (``(K, K)`` px; zeros: none kept). Written here, not in place, so
+        that steps know whether to keep parts apart."""
+        if px.shape != self.apart_px.shape:
+            raise ValueError(
+                f"apart_px of shape {tuple(px.shape)}; expected {tuple(self.apart_px.shape)}"
+            )
+        self.apart_px.copy_(px)
+        self._solid = bool(px.any())
 
     def model_args(self) -> dict[str, Any]:
         return dict(self._args)
@@ -264,7 +278,7 @@ class Keypoints(nn.Module):
     def advance(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One step under a latent action tensor ``(B, A)``, unchecked; through the compiled
         step where ``compile_steps`` set one up and no gradient is needed."""
-        solid = self._keeps_apart()
+        solid = self._solid
         if self._compiled is None or torch.is_grad_enabled():
             return self._advance(state, action, solid)
         try:
@@ -303,20 +317,6 @@ class Keypoints(nn.Module):
             return nxt
         shift = self.keep_apart(state.pos, nxt.pos, self.present(nxt.presence))
         return KeypointState(nxt.pos + shift, nxt.vel + shift, nxt.presence, nxt.frame, nxt.anchor)
-
-    def _keeps_apart(self) -> bool:
-        """Whether ``apart_px`` keeps any pair apart, read anew only after the buffer is
-        written (its version counter) or replaced, so that a step neither waits on a device
-        for it nor does the pairs' work for a model without any."""
-        buf = self.apart_px
-        try:
-            version = buf._version
-        except RuntimeError:  # an inference-mode tensor counts no versions: read it each time
-            return bool(buf.any())
-        read = self._apart_read
-        if read is None or read[0] is not buf or read[1] != version:
-            self._apart_read = read = (buf, version, bool(buf.any()))
-        return read[2]
 
     def loose_step(self, state: KeypointState, action: torch.Tensor) -> KeypointState:
         """One imagined step before solid parts are kept apart (``keep_apart``), after

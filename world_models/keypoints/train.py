@@ -343,7 +343,7 @@ def calibrate_apart(
         q = float(torch.quantile(together.float().cpu(), quantile))
         if floor < q < radius:
             apart[i, j] = apart[j, i] = q
-    model.apart_px.copy_(apart)
+    model.set_apart(apart)
     return apart
 
 
