@@ -148,6 +148,7 @@ class PlanConfig:
     space: CostSpace = CostSpace["pixels"]
     chunk: int | None = None
     imagination: Imagination = Imagination["auto"]
+    calibrations_off: list[str] = field(default_factory=lambda: ["rest_px"])
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     baselines: list[str] = field(default_factory=lambda: ["random", "oracle"])
     out: str | None = None

@@ -40,7 +40,7 @@ from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
 from latentplay.world_models.compiling import use_imagination
-from latentplay.world_models.protocol import StatePositions, WorldModel
+from latentplay.world_models.protocol import Calibrated, StatePositions, WorldModel
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
@@ -150,6 +150,7 @@ def run_planning(
     space: str = "pixels",
     chunk: int | None = None,
     imagination: str = "eager",
+    calibrations_off: list[str] | tuple[str, ...] = ("rest_px",),
     baselines: list[str] | tuple[str, ...] = BASELINES,
     out: str | Path | None = None,
     device: str = "auto",
@@ -170,7 +171,8 @@ def run_planning(
     ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
     task's shaped cost on part positions: the model's own, the oracle's true ones);
     ``imagination``: the model's steps compiled or eager (:func:`use_imagination`; eager
-    unless asked, here: scripts/plan.py asks for ``auto``). Writes
+    unless asked, here: scripts/plan.py asks for ``auto``); ``calibrations_off``: the model's
+    calibrations its plans imagine without (:func:`without_calibrations`). Writes
     ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
     (one row per controller) and its path."""
     check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
@@ -181,6 +183,7 @@ def run_planning(
     dev = resolve_device(device)
     make_env = arm_env_factory(env_id, env_kwargs)
     model, ckpt = load_model(checkpoint, dev)
+    turned_off = without_calibrations(model, calibrations_off)
     compiled = use_imagination(model, imagination, dev)
     data = data or training_data(ckpt)
     if data is None and grounding_file is None and any(n > 0 for n in labels):
@@ -272,6 +275,7 @@ def run_planning(
         "grounding_file": None if grounding_file is None else str(grounding_file),
         "cost": cost,
         "imagination": "compiled" if compiled and model.steps_compiled else "eager",
+        "calibrations_off": turned_off,
         "behind_px": behind_px,
         "success": SUCCESS[task],
         "rows": rows,
@@ -279,6 +283,23 @@ def run_planning(
     }
     write_json_atomic(out / "results.json", results)
     return results, out / "results.json"
+
+
+def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list[str]:
+    """Turn the calibrations ``names`` off in ``model`` and return them: a :class:`Calibrated`
+    model's (a name it does not calibrate is an error); a model without calibrations has
+    none to turn off."""
+    if not isinstance(model, Calibrated):
+        return []
+    unknown = sorted(set(names) - set(model.calibrations))
+    if unknown:
+        raise ValueError(
+            f"calibrations_off={unknown}: {type(model).__name__} calibrates "
+            f"{list(model.calibrations)}"
+        )
+    for name in names:
+        model.calibration_off(name)
+    return list(names)
 
 
 def planning_section(path: Path, out: Path) -> ReportSection:

@@ -45,6 +45,7 @@ def main(cfg: DictConfig) -> None:
         space=c["space"],
         chunk=c["chunk"],
         imagination=c["imagination"],
+        calibrations_off=c["calibrations_off"],
         baselines=c["baselines"],
         out=c["out"],
         device=c["device"],

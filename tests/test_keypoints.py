@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.train_settings import quick_settings, straight_and_resumed
+from torch import nn
 
 from latentplay.evaluation import metrics as M
 from latentplay.rollouts.dataset import ClipDataset
@@ -517,6 +518,46 @@ def test_one_step_term_steps_from_every_true_state_with_its_true_velocity() -> N
 
 
 # ---------------------------------------------------------------------------- rest
+def test_calibrations_are_set_and_turned_off_by_name() -> None:
+    """set_rest checks its value; calibration_off turns rest_px and apart_px off (a step is
+    then the step of a model without them) and names the calibrations for a wrong name."""
+    from latentplay.evaluation.planning import without_calibrations
+
+    m = _model()
+    m.set_rest(0.75)
+    assert float(m.rest_px) == 0.75
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"rest_px=.*expected a finite number of pixels"):
+            m.set_rest(bad)
+    assert float(m.rest_px) == 0.75  # a refused value leaves it as it was
+    apart = torch.zeros(4, 4)
+    apart[1, 2] = apart[2, 1] = 6.0
+    m.set_apart(apart)
+    px = 2 / 32
+    disp = torch.tensor([[[0.0, 0.0], [0.5, 0.0], [0.0, 0.0], [0.0, 0.0]]]) * px
+    with torch.no_grad():
+        m.dynamics.gate_logit.copy_(torch.tensor([2.0, -3.0, -4.0, -4.0]))
+    assert float(m.settle(disp).abs().sum()) == 0.0  # 0.5 px < rest: dropped
+    # planning turns the dead zone off and keeps the pairs apart
+    assert without_calibrations(m, ["rest_px"]) == ["rest_px"]
+    assert float(m.rest_px) == 0.0 and torch.equal(m.apart_px, apart)
+    torch.testing.assert_close(m.settle(disp), disp)
+    m.calibration_off("apart_px")
+    assert not m.apart_px.any()
+    before = torch.tensor([[[-0.5, 0.0], [0.0, 0.0], [0.3, 0.0], [0.9, 0.9]]])
+    after = before.clone()
+    after[0, 1, 0] = 0.25  # keypoint 1 runs into keypoint 2: kept apart no more
+    assert float(m.keep_apart(before, after).abs().sum()) == 0.0
+    with pytest.raises(
+        ValueError, match=r"calibration 'rest'; expected one of \['rest_px', 'apart_px'\]"
+    ):
+        m.calibration_off("rest")
+    with pytest.raises(ValueError, match=r"calibrations_off=\['rest'\]: Keypoints calibrates"):
+        without_calibrations(m, ["rest"])
+    # a model without calibrations has none to turn off
+    assert without_calibrations(nn.Linear(2, 2), ["rest_px"]) == []
+
+
 def test_rest_drops_short_imagined_steps_of_undriven_keypoints_only() -> None:
     """Known answers by construction: keypoint 0 is the one driven (its gate open); with
     ``rest_px`` = 1, an imagined step of an undriven keypoint shorter than 1 px is dropped,

@@ -201,6 +201,15 @@ def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> 
             cost="push",
             out=tmp_path / "plan",
         )
+    # a calibration the model does not have is refused before any episode, naming its own
+    with pytest.raises(ValueError, match=r"calibrations_off=\['rest'\]: Keypoints calibrates"):
+        run_planning(
+            "keypoints_pushmulti",
+            "latentplay/Push-v0",
+            CEM,
+            calibrations_off=["rest"],
+            out=tmp_path / "plan",
+        )
     # a model without keypoints is refused before any episode, naming the kind that serves it
     ckpt = save_checkpoint(tmp_path / "glass.pt", model=Glass(size="xs"), step=0, config={})
     with pytest.raises(ValueError, match=r"grounding\.kind=linear"):

@@ -184,6 +184,9 @@ class Calibrated(Protocol):
 
     calibrations: tuple[str, ...]
 
+    def calibration_off(self, name: str) -> None:
+        """Turn the calibration ``name`` off (to what a model without it does)."""
+
 
 @runtime_checkable
 class StartState(Protocol):

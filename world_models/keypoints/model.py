@@ -18,7 +18,8 @@ step moves it at least ``rest_px`` pixels (static friction): interaction message
 passing near would otherwise nudge it by a fraction of a pixel a step, the mean of "pushed" and
 "not pushed", and over a rollout still objects drift. ``rest_px`` is calibrated on held-out
 keypoint tracks (``calibrate_rest``: a high percentile of the steps the dynamics imagine for
-undriven keypoints that truly stay put); 0: off.
+undriven keypoints that truly stay put); 0: off. Plans imagine without it
+(``calibration_off``): it hides a gentle push's first fraction of a pixel from their cost.
 
 Objects are solid: two undriven keypoints whose pair has an ``apart_px`` end no imagined step
 closer than that (or than they were), the overlap shared in inverse proportion to how far each
@@ -33,6 +34,7 @@ an intervention is an edit of a node.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -183,6 +185,22 @@ class Keypoints(nn.Module):
             )
         self.apart_px.copy_(px)
         self._solid = bool(px.any())
+
+    @torch.no_grad()
+    def set_rest(self, px: float) -> None:
+        """Set ``rest_px`` (px; 0: off)."""
+        if not math.isfinite(px) or px < 0:
+            raise ValueError(f"rest_px={px!r}; expected a finite number of pixels >= 0 (0: off)")
+        self.rest_px.fill_(px)
+
+    def calibration_off(self, name: str) -> None:
+        """Turn the calibration ``name`` (one of ``calibrations``) off in this model."""
+        if name == "rest_px":
+            self.set_rest(0.0)
+        elif name == "apart_px":
+            self.set_apart(torch.zeros_like(self.apart_px))
+        else:
+            raise ValueError(f"calibration {name!r}; expected one of {list(self.calibrations)}")
 
     def model_args(self) -> dict[str, Any]:
         return dict(self._args)

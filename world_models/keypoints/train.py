@@ -303,7 +303,7 @@ def calibrate_rest(
         raise ValueError(f"quantile={quantile}; expected within (0, 1)")
     drift = still_drift_px(model, *tracks, move_px=move_px)
     rest = float(torch.quantile(drift.float(), quantile)) if len(drift) else 0.0
-    model.rest_px.fill_(rest)
+    model.set_rest(rest)
     return rest
 
 
