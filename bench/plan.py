@@ -35,6 +35,7 @@ def bench_plan(
     from latentplay.agents.planners.costs import GoalImageCost
     from latentplay.agents.simulator import SimulatorModel
     from latentplay.envs.arm import PushEnv
+    from latentplay.evaluation.planning import PLAN_WITHOUT, without_calibrations
     from latentplay.utils.frames import to_tensor_frames
     from latentplay.world_models.checkpoint import load_model
     from latentplay.world_models.compiling import compile_unavailable
@@ -77,7 +78,9 @@ def bench_plan(
     def keypoint_model() -> Keypoints:
         torch.manual_seed(0)
         if keypoint_checkpoint:
-            return load_model(keypoint_checkpoint)[0].eval()
+            model = load_model(keypoint_checkpoint)[0].eval()
+            without_calibrations(model, PLAN_WITHOUT)  # as scripts/plan.py plans
+            return model
         return Keypoints(image_size=image_size).eval()
 
     keypoints = keypoint_model()

@@ -44,6 +44,9 @@ from latentplay.world_models.protocol import Calibrated, StatePositions, WorldMo
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
+# Calibrations plans imagine without (configs/plan.yaml's calibrations_off): a dead zone hides
+# a gentle push's first fraction of a pixel from the cost.
+PLAN_WITHOUT = ("rest_px",)
 SUCCESS = {"reach": "end effector within 2 cm", "push": "object within 3 cm"}
 
 
@@ -150,7 +153,7 @@ def run_planning(
     space: str = "pixels",
     chunk: int | None = None,
     imagination: str = "eager",
-    calibrations_off: list[str] | tuple[str, ...] = ("rest_px",),
+    calibrations_off: list[str] | tuple[str, ...] = PLAN_WITHOUT,
     baselines: list[str] | tuple[str, ...] = BASELINES,
     out: str | Path | None = None,
     device: str = "auto",
@@ -291,6 +294,7 @@ def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list
     none to turn off."""
     if not isinstance(model, Calibrated):
         return []
+    names = list(dict.fromkeys(names))  # once each, in order
     unknown = sorted(set(names) - set(model.calibrations))
     if unknown:
         raise ValueError(
@@ -299,7 +303,7 @@ def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list
         )
     for name in names:
         model.calibration_off(name)
-    return list(names)
+    return names
 
 
 def planning_section(path: Path, out: Path) -> ReportSection:

@@ -3,6 +3,7 @@ nothing on its own, exact resume across the phase switch, and learning a toy sce
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -519,11 +520,14 @@ def test_one_step_term_steps_from_every_true_state_with_its_true_velocity() -> N
 
 # ---------------------------------------------------------------------------- rest
 def test_calibrations_are_set_and_turned_off_by_name() -> None:
-    """set_rest checks its value; calibration_off turns rest_px and apart_px off (a step is
-    then the step of a model without them) and names the calibrations for a wrong name."""
+    """set_rest checks its value; calibration_off turns rest_px and apart_px off, after which
+    a step is exactly the step of the same model never calibrated; a wrong name is named."""
     from latentplay.evaluation.planning import without_calibrations
 
     m = _model()
+    with torch.no_grad():
+        m.dynamics.gate_logit.copy_(torch.tensor([2.0, -3.0, -4.0, -4.0]))
+    plain = copy.deepcopy(m)
     m.set_rest(0.75)
     assert float(m.rest_px) == 0.75
     for bad in (-0.1, float("nan"), float("inf")):
@@ -535,19 +539,25 @@ def test_calibrations_are_set_and_turned_off_by_name() -> None:
     m.set_apart(apart)
     px = 2 / 32
     disp = torch.tensor([[[0.0, 0.0], [0.5, 0.0], [0.0, 0.0], [0.0, 0.0]]]) * px
-    with torch.no_grad():
-        m.dynamics.gate_logit.copy_(torch.tensor([2.0, -3.0, -4.0, -4.0]))
     assert float(m.settle(disp).abs().sum()) == 0.0  # 0.5 px < rest: dropped
-    # planning turns the dead zone off and keeps the pairs apart
-    assert without_calibrations(m, ["rest_px"]) == ["rest_px"]
+    before = torch.tensor([[[-0.5, 0.0], [0.0, 0.0], [0.3, 0.0], [0.9, 0.9]]])
+    after = before.clone()
+    after[0, 1, 0] = 0.25  # keypoint 1 runs into keypoint 2 (4.8 px apart -> 0.8 px)
+    assert float(m.keep_apart(before, after).abs().sum()) > 0.1  # shoved apart
+    # a state where both calibrations act: undriven keypoints 1 and 2 closer than 6 px
+    state = KeypointState(before, torch.zeros_like(before))
+    a = torch.randn(1, 2)
+    with torch.no_grad():
+        assert not torch.equal(m.advance(state, a).pos, plain.advance(state, a).pos)
+    # planning turns the dead zone off and keeps the pairs apart (a name given twice, once)
+    assert without_calibrations(m, ["rest_px", "rest_px"]) == ["rest_px"]
     assert float(m.rest_px) == 0.0 and torch.equal(m.apart_px, apart)
     torch.testing.assert_close(m.settle(disp), disp)
     m.calibration_off("apart_px")
     assert not m.apart_px.any()
-    before = torch.tensor([[[-0.5, 0.0], [0.0, 0.0], [0.3, 0.0], [0.9, 0.9]]])
-    after = before.clone()
-    after[0, 1, 0] = 0.25  # keypoint 1 runs into keypoint 2: kept apart no more
     assert float(m.keep_apart(before, after).abs().sum()) == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(m.advance(state, a).pos, plain.advance(state, a).pos)
     with pytest.raises(
         ValueError, match=r"calibration 'rest'; expected one of \['rest_px', 'apart_px'\]"
     ):

@@ -53,6 +53,7 @@ def test_plan_script_runs_model_and_baselines_on_the_same_seeds(tmp_path: Path) 
     starts = {tuple(e["start_distance_m"] for e in r["per_episode"]) for r in data["rows"]}
     assert len(starts) == 1
     assert data["success"] == "end effector within 2 cm"  # the task's criterion, named
+    assert data["calibrations_off"] == []  # GLASS has no calibrations to turn off
     from latentplay.evaluation.planning import planning_section
 
     section = planning_section(out / "results.json", tmp_path / "report")

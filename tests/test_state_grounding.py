@@ -210,6 +210,7 @@ def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> 
             calibrations_off=["rest"],
             out=tmp_path / "plan",
         )
+    assert not (tmp_path / "plan").exists()
     # a model without keypoints is refused before any episode, naming the kind that serves it
     ckpt = save_checkpoint(tmp_path / "glass.pt", model=Glass(size="xs"), step=0, config={})
     with pytest.raises(ValueError, match=r"grounding\.kind=linear"):
@@ -260,3 +261,52 @@ def test_a_saved_grounding_loads_back_exactly_and_only_for_its_model(tmp_path: P
     junk.write_text("not torch")
     with pytest.raises(ValueError, match="not a readable state grounding"):
         load_state_grounding(junk, model)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_plans_imagine_without_the_calibrations_they_turn_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planning run turns the named calibrations off before the model imagines anything
+    (compiling, grounding fits, replans): what the model holds when imagination starts is
+    recorded, and the run stopped there."""
+    import latentplay.evaluation.planning as planning
+
+    kp = Keypoints(image_size=32, num_keypoints=4, action_dim=2)
+    kp.set_rest(0.5)
+    apart = torch.zeros(4, 4)
+    apart[1, 2] = apart[2, 1] = 6.0
+    kp.set_apart(apart)
+    ckpt = save_checkpoint(tmp_path / "kp.pt", model=kp, step=0, config={})
+    seen: list[tuple[float, float]] = []
+
+    def record(model: Keypoints, imagination: str, device: object) -> bool:
+        seen.append((float(model.rest_px), float(model.apart_px.max())))
+        raise _Stop
+
+    monkeypatch.setattr(planning, "use_imagination", record)
+    for off, want in (
+        ((), (0.5, 6.0)),
+        (("rest_px",), (0.0, 6.0)),
+        (("rest_px", "apart_px"), (0.0, 0.0)),
+    ):
+        with pytest.raises(_Stop):
+            planning.run_planning(
+                str(ckpt), "latentplay/Push-v0", CEM, calibrations_off=off, out=tmp_path / "p"
+            )
+        assert seen[-1] == want, off
+    # the default: plans imagine without the dead zone, and keep solid parts apart; the
+    # script's config and its schema say the same
+    with pytest.raises(_Stop):
+        planning.run_planning(str(ckpt), "latentplay/Push-v0", CEM, out=tmp_path / "p")
+    assert seen[-1] == (0.0, 6.0)
+    from omegaconf import OmegaConf
+
+    from latentplay.cli.schemas import PlanConfig
+
+    root = Path(__file__).resolve().parents[1]
+    configured = OmegaConf.load(root / "configs" / "plan.yaml")["calibrations_off"]
+    assert list(configured) == PlanConfig().calibrations_off == list(planning.PLAN_WITHOUT)

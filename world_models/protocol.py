@@ -180,7 +180,9 @@ class CompilesSteps(Protocol):
 class Calibrated(Protocol):
     """Settings of the model's imagination calibrated after training, stored as buffers
     (a keypoint model's ``rest_px``, ``apart_px``): a user may turn them on or off, and what
-    names the learned weights (a grounding's digest) leaves them out."""
+    names the learned weights (a grounding's digest) leaves them out. A model with
+    calibrations implements both members: without ``calibration_off`` it is not Calibrated,
+    and its calibrations would count as weights."""
 
     calibrations: tuple[str, ...]
 
