@@ -90,6 +90,7 @@ def bench_yoda(
     batch: int = 16,
     autoencoder: str | None = None,
     latent_patch: int | None = None,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     """Seconds per generated frame (batch 1, a random poke, decoded) per YODA size, solver,
     ODE steps and space (pixels, or the latents of ``autoencoder``), median over ``repeats``,
@@ -101,7 +102,9 @@ def bench_yoda(
     over the pixel model's of its size. ``checkpoint``:
     time that model's size (weights do not change the cost; the default is random weights);
     ``autoencoder``: the latent rows' (default: an untrained one of the default shape);
-    ``latent_patch``: their net's stem patch (None: the model's default)."""
+    ``latent_patch``: their net's stem patch (None: the model's default); ``precision``:
+    the training rows' as ``trainer.precision`` means it here (``auto``: bf16 autocast where
+    the CPU computes bf16 natively, as training does by default)."""
 
     import torch
 
@@ -110,10 +113,12 @@ def bench_yoda(
     from latentplay.rollouts.toy import make_toy_dataset
     from latentplay.world_models.autoencoder import FrameAutoencoder
     from latentplay.world_models.checkpoint import save_checkpoint
+    from latentplay.world_models.train import uses_bf16
     from latentplay.world_models.yoda import Yoda
     from latentplay.world_models.yoda.train import YodaObjective
 
     rows, train_rate = [], {}
+    bf16 = uses_bf16(precision, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         clips = ClipDataset(
             make_toy_dataset(Path(tmp) / "toy", episodes=8, steps=16, size=image_size),
@@ -144,7 +149,8 @@ def bench_yoda(
                 rates = []
                 for i in range(1 + repeats):
                     t0 = time.perf_counter()
-                    loss, _ = obj(tm, clip, i)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        loss, _ = obj(tm, clip, i)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -164,6 +170,7 @@ def bench_yoda(
                     "x_target": sec / 0.3,
                     "paper_sampler_s": sec / evals * 400,
                     "train_samples_per_s": train_rate[size, latent],
+                    "train_precision": "bf16" if bf16 else "fp32",
                     "x_pixel_train": train_rate[size, latent] / pixel_rate
                     if pixel_rate
                     else float("nan"),

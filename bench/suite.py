@@ -38,6 +38,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("x_target", "x 0.3 s target", ".2f"),
         ("paper_sampler_s", "s / frame at 100 RK4 steps", ".1f"),
         ("train_samples_per_s", "train samples/s", ".1f"),
+        ("train_precision", "train precision", ""),
         ("x_pixel_train", "x pixel model's train rate", ".2f"),
     ],
     "plan": [
@@ -90,13 +91,15 @@ def run(
     ray: bool = True,
     full: bool = True,
     autoencoder: str | None = None,
+    precision: str = "auto",
 ) -> tuple[list[dict[str, Any]], list[Column]]:
     """The rows of benchmark ``kind`` (one of :data:`KINDS`) and its table's columns.
     ``repeats``: runs per row (None: the kind's default); ``size``, ``steps``: frames and
     timed steps of ``envs``; ``episodes``, ``env``: of ``collect`` (``ray=False`` skips its
     Ray rows); ``checkpoint``, ``keypoint_checkpoint``: the GLASS and keypoint model of
     ``plan`` (``full=False`` skips GLASS's full rollout, ~1 min a plan); ``model``: the model
-    of ``torchrun`` (glass or yoda); ``autoencoder``: the latent rows' of ``yoda``."""
+    of ``torchrun`` (glass or yoda); ``autoencoder``: the latent rows' of ``yoda``;
+    ``precision``: its training rows' (as ``trainer.precision``)."""
     if kind == "envs":
         from latentplay.envs import ENV_IDS
 
@@ -104,7 +107,7 @@ def run(
     elif kind == "glass":
         rows = models.bench_glass(repeats=repeats or 3)
     elif kind == "yoda":
-        rows = models.bench_yoda(repeats=repeats or 5, autoencoder=autoencoder)
+        rows = models.bench_yoda(repeats=repeats or 5, autoencoder=autoencoder, precision=precision)
     elif kind == "plan":
         rows = plan.bench_plan(
             repeats=repeats or 3,

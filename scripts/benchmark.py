@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="`yoda`: autoencoder checkpoint of the latent rows (default: an untrained one)",
     )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="`yoda`: the training rows' precision, as trainer.precision (auto: bf16 where native)",
+    )
     p.add_argument("--model", default="glass", help="model for `torchrun` (glass or yoda)")
     p.add_argument(
         "--no-ray", action="store_true", help="`collect`: skip the Ray rows (Ray not installed)"
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         ray=not args.no_ray,
         full=not args.no_full,
         autoencoder=args.autoencoder,
+        precision=args.precision,
     )
     print(table(rows, columns))
     path = save(args.out or f"benchmarks/{args.kind}.json", args.kind, rows, command)

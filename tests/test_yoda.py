@@ -389,13 +389,20 @@ def test_frame_time_benchmark_counts_network_evaluations() -> None:
         repeats=1,
         image_size=32,
         batch=2,
+        precision="fp32",
     )
     assert [r["evaluations"] for r in rows] == [2, 5, 2]
     assert "latent" in rows[2]["name"] and "pixels" in rows[0]["name"]
     for r in rows:
         assert r["s_per_frame"] > 0 and r["train_samples_per_s"] > 0
         assert r["paper_sampler_s"] == pytest.approx(r["s_per_frame"] / r["evaluations"] * 400)
+    assert {r["train_precision"] for r in rows} == {"fp32"}  # as asked
     assert rows[0]["x_pixel_train"] == 1.0  # the pixel model over itself
     assert rows[2]["x_pixel_train"] == pytest.approx(
         rows[2]["train_samples_per_s"] / rows[0]["train_samples_per_s"]
     )
+    # training rows in bf16 autocast, as trainer.precision=bf16 trains
+    (row,) = bench_yoda(
+        settings=(("xs", "euler", 1, False),), repeats=1, image_size=32, batch=2, precision="bf16"
+    )
+    assert row["train_precision"] == "bf16" and row["train_samples_per_s"] > 0

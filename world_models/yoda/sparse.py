@@ -26,7 +26,8 @@ def sample_points(
         raise ValueError(f"k={k}; expected >= 1 control points")
     w = flow.shape[-1]
     flow = torch.nan_to_num(flow.float(), nan=0.0, posinf=0.0, neginf=0.0)  # broken: no flow
-    mag = flow.norm(dim=1).flatten(1)  # (B, H*W)
+    # hypot, not norm(dim=1): a norm over a leading dim is far slower on CPU
+    mag = torch.hypot(flow[:, 0], flow[:, 1]).flatten(1)  # (B, H*W)
     total = mag.sum(dim=1, keepdim=True)
     weights = torch.where(total > 0, mag, torch.ones_like(mag))  # zero flow: uniform
     idx = torch.multinomial(weights, k, replacement=True, generator=generator)  # (B, k)
