@@ -169,9 +169,9 @@ def test_an_added_object_in_the_way_is_shoved_on_by_the_observed_push() -> None:
 
 
 def test_a_pixel_shows_a_real_frame_where_its_part_is_where_that_frame_has_it() -> None:
-    """A 16x16 frame, parts own pixels within 3 px of their keypoint: part 0 is at the same
+    """A 16x16 frame, parts reach pixels within 3 px of their keypoint: part 0 is at the same
     place in the answer and the real frame, part 1 moved away (x 3 -> 12), part 2 is absent in
-    both (and placed differently)."""
+    both (and placed differently); then part 1 moved beside part 0."""
     size, px = 16, 2 / 16
     at = lambda x, y: [(x + 0.5) * px - 1, (y + 0.5) * px - 1]  # noqa: E731  pixel -> units
     answer = torch.tensor([[at(8, 3), at(12, 12), at(0, 0)]])
@@ -187,6 +187,14 @@ def test_a_pixel_shows_a_real_frame_where_its_part_is_where_that_frame_has_it() 
     moved[0, 0, 0] += px
     got = same_parts(moved, present, seen, present, size, own=3 * px, same=0.5 * px)[0, 0]
     assert got[3, 8] == 0 and got[12, 7] == 1
+    # part 1 moved beside part 0 (2 px right of it): part 0's pixels within reach of part 1
+    # are the rendering's (the real frame lacks part 1 there), those beyond it stay real
+    beside = answer.clone()
+    beside[0, 1] = torch.tensor(at(10, 3))
+    got = same_parts(beside, present, seen, present, size, own=3 * px, same=0.5 * px)[0, 0]
+    assert got[3, 8] == 0 and got[3, 9] == 0  # nearer part 0, but part 1 is within reach
+    assert got[3, 6] == 1  # 2 px from part 0, 4 px from part 1: part 0's alone, real
+    assert got[12, 3] == 0 and got[12, 12] == 1  # where part 1 was: rendered; far: background
 
 
 def _frames(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:

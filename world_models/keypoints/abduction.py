@@ -23,13 +23,15 @@ the observation left them. Parts the model keeps apart (solid objects, ``apart_p
 apart in the composed answer too: a tied object keeps its observed place and an untied one it
 meets is shoved out of its way (a box following its observed push shoves an added object).
 
-Frames: each pixel belongs to the part of its nearest present keypoint within ``OWN_PX``, or
-to none (the background). A pixel shows a real frame, the factual frame of that step or else
-the counterfactual first frame, where it belongs to the same part there as in the answer and
-that part is where the frame shows it (within ``SAME_PX``); elsewhere the answer's keypoints
-rendered. So the pixels of a part that are its own in a real frame where it is where the answer
-has it are real, even beside a part that moved away (the arm leaving an object's side); the
-first frame's are used whether or not the model decodes anchored.
+Frames: a pixel shows a real frame, the factual frame of that step or else the
+counterfactual first frame, where every present part within ``OWN_PX`` of it, in the answer or
+in that frame, is where that frame shows it (within ``SAME_PX``) and present in both (a pixel
+with no part near it in either is the background, real too); elsewhere the answer's keypoints
+rendered. So a part's pixels are real wherever the frame shows it at the answer's place and
+nothing near it changed; where another part came or left beside it (the arm passing an object
+moved out of its way, or leaving its side), the rendering shows both, rather than a real frame
+with one of them missing. The first frame's are used whether or not the model decodes
+anchored.
 """
 
 from __future__ import annotations
@@ -55,10 +57,9 @@ STEP_PX = 0.25
 # parts jitter by tenths of a pixel (the tracks' "still" threshold in training, too).
 OBSERVED_MOVE_PX = 0.5
 
-# A pixel belongs to the nearest present keypoint within this (px at 64x64; scaled with the
-# frame), else to no part (the background): an object's pixels lie within it of its keypoint
-# (a box's half-diagonal is ~4.7 px; 5 px scored the same). Stretches of the arm's links
-# farther than this from every keypoint count as background: none were seen in answers.
+# A part reaches the pixels within this of its keypoint (px at 64x64; scaled with the frame):
+# an object's pixels lie within it (a box's half-diagonal is ~4.7 px). Stretches of the arm's
+# links farther than this from every keypoint count as background: none were seen in answers.
 OWN_PX = 6.0
 # A part is where a real frame shows it within this (px): that frame's pixels of it are shown.
 SAME_PX = 0.5
@@ -219,15 +220,6 @@ def abduce(
     return Abduction(frames, track.tied)
 
 
-def _owners(pos: torch.Tensor, present: torch.Tensor, size: int, own: float) -> torch.Tensor:
-    """``(N, size * size)``: each pixel's nearest present keypoint of ``pos (N, K, 2)`` within
-    ``own`` (units of positions), K where there is none."""
-    dist = (pixel_grid(size, pos.device)[None, :, None] - pos[:, None]).norm(dim=-1)
-    dist = dist.masked_fill(~present[:, None], float("inf"))
-    nearest, index = dist.min(dim=-1)
-    return torch.where(nearest < own, index, torch.full_like(index, pos.shape[1]))
-
-
 def same_parts(
     pos: torch.Tensor,
     present: torch.Tensor,
@@ -238,14 +230,15 @@ def same_parts(
     same: float,
 ) -> torch.Tensor:
     """``(N, 1, size, size)``, 1 where a real frame whose keypoints are ``seen_pos`` (``(N, K,
-    2)``, presence ``seen_present (N, K)`` bool) shows the part that keypoints ``pos`` (with
-    ``present``) put at that pixel: the pixel belongs to the same keypoint in both (or to none
-    in both), and that keypoint is within ``same`` of its place there, present in both."""
-    mine = _owners(pos, present, size, own)
-    theirs = _owners(seen_pos, seen_present, size, own)
-    there = ((pos - seen_pos).norm(dim=-1) < same) & present & seen_present
-    there = torch.cat([there, torch.ones_like(there[:, :1])], dim=1)  # no part: background
-    shown = (mine == theirs) & there.gather(1, mine)
+    2)``, presence ``seen_present (N, K)`` bool) shows what keypoints ``pos`` (with
+    ``present``) put at that pixel: every present part within ``own`` of the pixel, in either,
+    is within ``same`` of its place there and present in both (no part near it in either:
+    the background)."""
+    grid = pixel_grid(size, pos.device)[None, :, None]  # (1, P, 1, 2)
+    near = ((grid - pos[:, None]).norm(dim=-1) < own) & present[:, None]  # (N, P, K)
+    near |= ((grid - seen_pos[:, None]).norm(dim=-1) < own) & seen_present[:, None]
+    there = ((pos - seen_pos).norm(dim=-1) < same) & present & seen_present  # (N, K)
+    shown = (~near | there[:, None]).all(dim=-1)
     return shown.view(-1, 1, size, size).to(pos.dtype)
 
 
