@@ -20,13 +20,15 @@ def bench_glass(
     repeats: int = 3,
     image_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """Training transitions/s (GMA + LMA, forward, backward, Adam) per GLASS size, on random
-    64x64 clips, channels_last, in this process. Median over repeats of ``steps`` steps."""
+    """Training transitions/s (GMA + LMA, forward, backward, the trainer's Adam) per GLASS
+    size, on random 64x64 clips, channels_last, in this process. Median over repeats of
+    ``steps`` steps."""
     import torch
 
     from latentplay.world_models.glass import Glass
     from latentplay.world_models.glass.model import describe
     from latentplay.world_models.glass.train import GlassObjective, GlassSchedule
+    from latentplay.world_models.train import adam
 
     objective = GlassObjective(
         GlassSchedule(gma_warmup_steps=0, seq_len_start=seq_len, seq_len_end=seq_len)
@@ -35,7 +37,7 @@ def bench_glass(
     for size in sizes:
         torch.manual_seed(0)
         model = Glass(size=size, image_size=image_size).to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), lr=4e-4)
+        opt = adam(model.parameters(), 4e-4, torch.device("cpu"))
         clip = torch.rand(batch, seq_len, 3, image_size, image_size)
 
         def step(model: Any = model, opt: Any = opt, clip: Any = clip) -> None:
@@ -92,32 +94,34 @@ def bench_yoda(
     latent_patch: int | None = None,
     precision: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Seconds per generated frame (batch 1, a random poke, decoded) per YODA size, solver,
-    ODE steps and space (pixels, or the latents of ``autoencoder``), median over ``repeats``,
-    beside the 0.3 s target and what YODA's own sampler (100 RK4 steps = 400 network
-    evaluations) would cost at the same per-evaluation time. Also the training samples/s
-    (forward, backward, Adam at ``batch``) per size and space as each trains (pixels: the
-    optical flow of each step's clips computed in the step; latents: drawn with their flows
-    from the caches a latent model builds once, on a small toy dataset), and the latent's rate
-    over the pixel model's of its size. ``checkpoint``:
-    time that model's size (weights do not change the cost; the default is random weights);
-    ``autoencoder``: the latent rows' (default: an untrained one of the default shape);
-    ``latent_patch``: their net's stem patch (None: the model's default); ``precision``:
-    the training rows' as ``trainer.precision`` means it here (``auto``: bf16 autocast where
-    the CPU computes bf16 natively, as training does by default)."""
+    """Seconds per generated frame (batch 1, a random poke, decoded) per YODA size, solver, ODE
+    steps and space (pixels, or the latents of ``autoencoder``), median over ``repeats``, beside
+    the 0.3 s target and what YODA's own sampler (100 RK4 steps = 400 network evaluations) would
+    cost at the same per-evaluation time. Also the training samples/s (forward, backward, the
+    trainer's Adam at ``batch``) per size and space as each trains (pixels: the optical flow of
+    each step's clips computed in the step; latents: drawn with their flows from the caches a
+    latent model builds once, on a small toy dataset), and the latent's rate over the pixel
+    model's of its size, beside the ratio of their training steps' network FLOPs (what the rate
+    ratio would be if both ran at the same FLOP rate; the pixel model's optical flow aside).
+    ``checkpoint``: time that model's size (weights do not change the cost; the default is
+    random weights); ``autoencoder``: the latent rows' (default: an untrained one of the default
+    shape); ``latent_patch``: their net's stem patch (None: the model's default); ``precision``:
+    the training rows' as ``trainer.precision`` means it here (``auto``: bf16 autocast where the
+    CPU computes bf16 natively, as training does by default)."""
 
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from latentplay.evaluation.poke.scoring import step_times
     from latentplay.rollouts.dataset import ClipDataset
     from latentplay.rollouts.toy import make_toy_dataset
     from latentplay.world_models.autoencoder import FrameAutoencoder
     from latentplay.world_models.checkpoint import save_checkpoint
-    from latentplay.world_models.train import uses_bf16
+    from latentplay.world_models.train import adam, uses_bf16
     from latentplay.world_models.yoda import Yoda
     from latentplay.world_models.yoda.train import YodaObjective
 
-    rows, train_rate = [], {}
+    rows, train_rate, train_flops = [], {}, {}
     bf16 = uses_bf16(precision, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         clips = ClipDataset(
@@ -141,7 +145,8 @@ def bench_yoda(
             if (size, latent) not in train_rate:
                 tm = Yoda(size=size, image_size=image_size, **space).train()
                 tm.to(memory_format=torch.channels_last)
-                opt = torch.optim.Adam([p for p in tm.parameters() if p.requires_grad], lr=1e-4)
+                params = [p for p in tm.parameters() if p.requires_grad]
+                opt = adam(params, 1e-4, torch.device("cpu"))
                 clip = torch.rand(batch, 8, 3, image_size, image_size)
                 # as each trains: pixels compute the flow of the step's clips; a latent model
                 # draws latents and flows from its caches (built in the warm-up step)
@@ -157,7 +162,14 @@ def bench_yoda(
                     if i:  # the first is warm-up
                         rates.append(batch / (time.perf_counter() - t0))
                 train_rate[size, latent] = statistics.median(rates)
+                # the step's network work (matmuls, convolutions, attention; forward and
+                # backward), counted once in fp32: the rate ratio's compute-bound ceiling
+                with FlopCounterMode(display=False) as flops:
+                    loss, _ = obj(tm, clip, 1 + repeats)
+                    loss.backward()
+                train_flops[size, latent] = flops.get_total_flops() / batch
             pixel_rate = train_rate.get((size, False))
+            pixel_flops = train_flops.get((size, False))
             rows.append(
                 {
                     "name": f"YODA size={size} {'latent' if latent else 'pixels'} "
@@ -173,6 +185,10 @@ def bench_yoda(
                     "train_precision": "bf16" if bf16 else "fp32",
                     "x_pixel_train": train_rate[size, latent] / pixel_rate
                     if pixel_rate
+                    else float("nan"),
+                    "train_gflop_per_sample": train_flops[size, latent] / 1e9,
+                    "x_pixel_flops": pixel_flops / train_flops[size, latent]
+                    if pixel_flops
                     else float("nan"),
                     "repeats": repeats,
                 }

@@ -40,6 +40,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("train_samples_per_s", "train samples/s", ".1f"),
         ("train_precision", "train precision", ""),
         ("x_pixel_train", "x pixel model's train rate", ".2f"),
+        ("train_gflop_per_sample", "train GFLOP / sample", ".2f"),
+        ("x_pixel_flops", "pixel model's FLOPs / these", ".2f"),
     ],
     "plan": [
         ("name", "model", ""),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,14 @@ class WeightAverage:
         self.updates = int(state["updates"])
         for k, v in state["shadow"].items():
             self.shadow[k].copy_(v)
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam as the trainer runs it: fused into one kernel per step on devices torch fuses it
+    for (CPU, CUDA); its default on a CPU loops over the parameters, several ms a step for a
+    model of a few million weights. The same update up to float rounding."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
 
 
 @dataclass
@@ -299,7 +307,7 @@ def _train(
     autocast = "bf16" if bf16 else "fp32"  # what "auto" resolves to on this device
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = adam(model.parameters(), settings.lr, device)
     average = WeightAverage(model, settings.ema_decay) if settings.ema_decay else None
     batcher = Batcher(data, settings.batch_size, settings.seed, ctx.rank, ctx.world_size)
     step, elapsed = 0, 0.0
