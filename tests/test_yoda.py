@@ -403,8 +403,8 @@ def test_frame_time_benchmark_counts_network_evaluations() -> None:
     )
     # the compute ceiling: a step's network FLOPs; the latent grid is a quarter of the pixels'
     # token grid (stem patch 1 on 8x8 latents against patch 2 on 32x32 pixels at this size)
-    assert rows[0]["x_pixel_flops"] == 1.0 and rows[1]["x_pixel_flops"] == 1.0
-    assert rows[0]["train_gflop_per_sample"] == rows[1]["train_gflop_per_sample"] > 0
+    assert rows[0]["x_pixel_flops"] == 1.0  # the pixel model over itself
+    assert rows[0]["train_gflop_per_sample"] > rows[2]["train_gflop_per_sample"] > 0
     assert 3.0 < rows[2]["x_pixel_flops"] < 5.0  # about the token ratio, 4
     # training rows in bf16 autocast, as trainer.precision=bf16 trains
     (row,) = bench_yoda(
