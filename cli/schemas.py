@@ -207,6 +207,13 @@ class ExportConfig:
 
 
 @dataclass
+class MergeConfig:
+    sources: list[str] = MISSING
+    out: str = MISSING
+    progress: bool = True
+
+
+@dataclass
 class ImportConfig:
     format: ImportFormat = ImportFormat["videos"]
     source: str = MISSING
@@ -254,6 +261,7 @@ SCHEMAS = {
     "poke": PokeConfig,
     "export": ExportConfig,
     "import": ImportConfig,
+    "merge": MergeConfig,
     "train_policy": TrainPolicyConfig,
 }
 

@@ -78,7 +78,7 @@ def _episode_arrays(ep: Episode) -> dict[str, np.ndarray]:
     return out
 
 
-def _stored_arrays(f: h5py.File, key: str) -> dict[str, np.ndarray]:
+def stored_arrays(f: h5py.File, key: str) -> dict[str, np.ndarray]:
     out = {"frames": f["frames"][key][()]}
     if key not in f.get("gt", {}):  # an imported episode without ground truth
         return out
@@ -107,7 +107,7 @@ def damaged_episodes(path: Path, shard: dict[str, Any]) -> str:
     with f:
         for i, key in enumerate(keys):
             try:
-                arrays = _stored_arrays(f, key)
+                arrays = stored_arrays(f, key)
             except Exception as e:  # h5py raises many kinds on damaged metadata
                 bad.append(f"{key} (unreadable: {type(e).__name__})")
                 continue

@@ -29,6 +29,7 @@ REQUIRED = {
     "evaluate": ["checkpoint=c.pt", "data=d"],
     "export": ["data=d", "dataset_id=a/b-v0"],
     "import": ["source=s", "out=o"],
+    "merge": ["sources=[a,b]", "out=o"],
     "plan": ["checkpoint=c.pt"],
     "poke": ["checkpoint=c.pt"],
     "train": ["data=d"],
