@@ -25,6 +25,7 @@ from latentplay.rollouts.format import (
     check_resume,
     episode_digest,
     episode_key,
+    imported_kind,
     load_meta,
     shard_name,
     split_lists,
@@ -61,10 +62,16 @@ def _check_sources(sources: list[Path]) -> list[dict[str, Any]]:
     first = metas[0]
     for s, m in zip(sources[1:], metas[1:], strict=True):
         differ = [k for k in SHARED_KEYS if m.get(k) != first.get(k)]
+        if imported_kind(m) != imported_kind(first):  # collected vs imported: gt/ differs
+            differ.append("source")
         if differ:
-            lines = ", ".join(f"{k}: {first.get(k)!r} vs {m.get(k)!r}" for k in differ)
+            lines = ", ".join(f"{k}: {_value(first, k)!r} vs {_value(m, k)!r}" for k in differ)
             raise DatasetError(f"{sources[0]} and {s} cannot be merged: they differ in {lines}")
     return metas
+
+
+def _value(meta: dict[str, Any], key: str) -> Any:
+    return imported_kind(meta) or "collected" if key == "source" else meta.get(key)
 
 
 def _copy_shard(
@@ -136,6 +143,8 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
         "format_version": FORMAT_VERSION,
         **{k: metas[0].get(k) for k in SHARED_KEYS},
         **({"env_kwargs": kwargs[0]} if all(k == kwargs[0] for k in kwargs) else {}),
+        # an imported kind stays one, so readers keep asking which ground truth it lacks
+        **({"source": {"kind": imported_kind(metas[0])}} if imported_kind(metas[0]) else {}),
         "episodes": total,
         "complete": True,
         "episodes_written": total,

@@ -56,6 +56,12 @@ def test_bad_sources_are_refused_before_writing(
     with pytest.raises(DatasetError, match="height: 32 vs 16"):
         merge_datasets([sources[0], toy_dataset(episodes=4, size=16)], tmp_path / "a")
     assert not (tmp_path / "a").exists()
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    meta = load_meta(sources[1])
+    (imported / "meta.json").write_text(json.dumps({**meta, "source": {"kind": "videos"}}))
+    with pytest.raises(DatasetError, match="source: 'collected' vs 'videos'"):
+        merge_datasets([sources[0], imported], tmp_path / "e")
     with pytest.raises(ValueError, match="at least two"):
         merge_datasets([sources[0]], tmp_path / "b")
     with pytest.raises(ValueError, match="listed twice"):
@@ -72,3 +78,17 @@ def test_an_incomplete_source_is_refused(sources: tuple[Path, Path], tmp_path: P
     (part / "meta.json").write_text(json.dumps({**meta, "complete": False}))
     with pytest.raises(DatasetError, match="incomplete"):
         merge_datasets([sources[0], part], tmp_path / "out")
+
+
+def test_merged_imported_datasets_stay_imported(sources: tuple[Path, Path], tmp_path: Path):
+    import shutil
+
+    copies = []
+    for i, src in enumerate(sources):
+        dst = tmp_path / f"imported{i}"
+        shutil.copytree(src, dst)
+        meta = load_meta(dst)
+        (dst / "meta.json").write_text(json.dumps({**meta, "source": {"kind": "videos"}}))
+        copies.append(dst)
+    out = merge_datasets(copies, tmp_path / "merged", progress=False)
+    assert EpisodeReader(out).imported == "videos"
