@@ -3,9 +3,10 @@
 Use it to train on a mixture (e.g. scenes of 1 to 3 objects plus more 3-object scenes). The
 sources must share what a model sees and what evaluation reads (env, camera, resolution, fps,
 action space, ground-truth keys, episode length); each episode's arrays are copied as stored
-(no recompression) under its new index, its content digest goes into the new shard's sidecar,
-and each shard is written atomically. ``meta.json`` lists the sources (folder, env settings, policy, seed,
-episodes, first new index); ``env_kwargs`` is kept only where the sources agree on it.
+(no recompression) under its new index, its content digest goes into the new shard's
+sidecar, and each shard is written atomically. ``meta.json`` lists the sources (folder, env
+settings, policy, seed, episodes, first new index); ``env_kwargs`` is kept only where the
+sources agree on it.
 """
 
 from __future__ import annotations
