@@ -135,7 +135,7 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
                 "first_index": first,
             }
         )
-        first += 1 + max(i for s in meta["shards"] for i in s["episode_index"])
+        first += 1 + max((i for s in meta["shards"] for i in s["episode_index"]), default=-1)
         reader.close()
     bar.close()
     kwargs = [m.get("env_kwargs") for m in metas]
