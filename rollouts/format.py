@@ -90,15 +90,23 @@ def stored_arrays(f: h5py.File, key: str) -> dict[str, np.ndarray]:
     return out
 
 
+def episode_digests(path: Path, shard: dict[str, Any]) -> list[str] | None:
+    """The per-episode sha256 of shard ``path`` as written: from its entry ``shard`` or, as
+    meta.json leaves them out (its size stays small), from the shard's sidecar when that
+    describes the same file (same sha256); None when neither has them."""
+    if shard.get("episode_sha256") is not None:
+        return shard["episode_sha256"]
+    try:
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return sidecar.get("episode_sha256") if sidecar.get("sha256") == shard["sha256"] else None
+
+
 def damaged_episodes(path: Path, shard: dict[str, Any]) -> str:
     """Which episodes of a shard that failed its checksum are damaged, as a sentence."""
     keys = [episode_key(i) for i in shard["episode_index"]]
-    digests = shard.get("episode_sha256")
-    if digests is None:  # meta.json leaves them to the shard's sidecar (its size stays small)
-        try:
-            digests = json.loads(path.with_suffix(".json").read_text()).get("episode_sha256")
-        except (OSError, json.JSONDecodeError):
-            digests = None
+    digests = episode_digests(path, shard)
     try:
         f = h5py.File(path, "r")
     except OSError:

@@ -22,15 +22,16 @@ from latentplay.rollouts.format import (
     FORMAT,
     FORMAT_VERSION,
     DatasetError,
-    EpisodeReader,
     check_resume,
     episode_digest,
+    episode_digests,
     episode_key,
     imported_kind,
     load_meta,
     shard_name,
     split_lists,
     stored_arrays,
+    verify_shard,
 )
 from latentplay.utils.io import atomic_path, provenance, sha256_file, write_json_atomic
 
@@ -48,6 +49,12 @@ SHARED_KEYS = (
 )
 
 
+def _identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a source must share with the others: the keys above, and collected or imported
+    (an imported dataset's gt/ holds only what its source had)."""
+    return {**{k: meta.get(k) for k in SHARED_KEYS}, "source": imported_kind(meta) or "collected"}
+
+
 def _check_sources(sources: list[Path]) -> list[dict[str, Any]]:
     if len(sources) < 2:
         raise ValueError(f"sources={[str(s) for s in sources]}: give at least two dataset folders")
@@ -60,46 +67,43 @@ def _check_sources(sources: list[Path]) -> list[dict[str, Any]]:
                 f"{s}: incomplete ({m.get('episodes_written')} of {m.get('episodes')} episodes); "
                 "finish it with scripts/collect.py resume=true first"
             )
-    first = metas[0]
+    first = _identity(metas[0])
     for s, m in zip(sources[1:], metas[1:], strict=True):
-        differ = [k for k in SHARED_KEYS if m.get(k) != first.get(k)]
-        if imported_kind(m) != imported_kind(first):  # collected vs imported: gt/ differs
-            differ.append("source")
+        other = _identity(m)
+        differ = [f"{k}: {first[k]!r} vs {other[k]!r}" for k in first if other[k] != first[k]]
         if differ:
-            lines = ", ".join(f"{k}: {_value(first, k)!r} vs {_value(m, k)!r}" for k in differ)
-            raise DatasetError(f"{sources[0]} and {s} cannot be merged: they differ in {lines}")
+            raise DatasetError(
+                f"{sources[0]} and {s} cannot be merged: they differ in {', '.join(differ)}"
+            )
     return metas
 
 
-def _value(meta: dict[str, Any], key: str) -> Any:
-    return imported_kind(meta) or "collected" if key == "source" else meta.get(key)
-
-
-def _copy_shard(
-    reader: EpisodeReader, shard: dict[str, Any], first_index: int, out: Path, index: int
-) -> dict[str, Any]:
-    """Copy one source shard's episodes under new indices into ``out/shards``; its sidecar."""
-    path = out / "shards" / f"{shard_name(index)}.h5"
-    src_path = reader.root / shard["file"]
-    new_index, digests = [], []
+def _copy_shard(src_path: Path, shard: dict[str, Any], first_index: int, path: Path) -> dict:
+    """Copy the episodes of verified shard ``src_path`` (its meta.json entry ``shard``) under
+    indices shifted by ``first_index`` into shard ``path``; its sidecar."""
+    digests = episode_digests(src_path, shard)
+    if digests is None:  # a sidecar without them: hash the stored arrays
+        with h5py.File(src_path, "r") as src:
+            digests = [
+                episode_digest(stored_arrays(src, episode_key(i))) for i in shard["episode_index"]
+            ]
+    new_index = [first_index + i for i in shard["episode_index"]]
     with atomic_path(path) as tmp:
         with h5py.File(src_path, "r") as src, h5py.File(tmp, "w") as dst:
             dst.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION})
             frames, gt = dst.create_group("frames"), dst.create_group("gt")
-            for old in shard["episode_index"]:
-                key, new = episode_key(old), episode_key(first_index + old)
-                digests.append(episode_digest(stored_arrays(src, key)))
-                src.copy(src["frames"][key], frames, name=new)
+            for old, new in zip(shard["episode_index"], new_index, strict=True):
+                key = episode_key(old)
+                src.copy(src["frames"][key], frames, name=episode_key(new))
                 if key in src.get("gt", {}):
-                    src.copy(src["gt"][key], gt, name=new)
-                new_index.append(first_index + old)
+                    src.copy(src["gt"][key], gt, name=episode_key(new))
         info = {
             "file": f"shards/{path.name}",
             "episodes": len(new_index),
             "episode_index": new_index,
             "lengths": list(shard["lengths"]),
             "splits": list(shard["splits"]),
-            "episode_sha256": digests,
+            "episode_sha256": list(digests),
             "sha256": sha256_file(tmp),
             "bytes": tmp.stat().st_size,
             "merged_from": str(src_path),
@@ -116,14 +120,17 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
     srcs, out = [Path(s) for s in sources], Path(out)
     metas = _check_sources(srcs)
     check_resume(out, {}, resume=False)
-    readers = [EpisodeReader(s) for s in srcs]  # verifies every shard's checksum
+    verified = [
+        [verify_shard(s, sh) for sh in m["shards"]] for s, m in zip(srcs, metas, strict=True)
+    ]
     (out / "shards").mkdir(parents=True, exist_ok=True)
     shards, described, first = [], [], 0
-    total = sum(len(r) for r in readers)
+    total = sum(sh["episodes"] for m in metas for sh in m["shards"])
     bar = tqdm(total=total, desc=f"merge -> {out}", unit="ep", disable=not progress)
-    for src, meta, reader in zip(srcs, metas, readers, strict=True):
-        for shard in meta["shards"]:
-            shards.append(_copy_shard(reader, shard, first, out, len(shards)))
+    for src, meta, paths in zip(srcs, metas, verified, strict=True):
+        for shard, src_path in zip(meta["shards"], paths, strict=True):
+            path = out / "shards" / f"{shard_name(len(shards))}.h5"
+            shards.append(_copy_shard(src_path, shard, first, path))
             bar.update(shard["episodes"])
         described.append(
             {
@@ -131,12 +138,11 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
                 "env_kwargs": meta.get("env_kwargs"),
                 "policy": meta.get("policy"),
                 "seed": meta.get("seed"),
-                "episodes": len(reader),
+                "episodes": sum(sh["episodes"] for sh in meta["shards"]),
                 "first_index": first,
             }
         )
         first += 1 + max((i for s in meta["shards"] for i in s["episode_index"]), default=-1)
-        reader.close()
     bar.close()
     kwargs = [m.get("env_kwargs") for m in metas]
     meta = {

@@ -4,14 +4,22 @@ sources refused before anything is written."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from latentplay.rollouts.dataset import ClipDataset
-from latentplay.rollouts.format import DatasetError, EpisodeReader, load_meta
+from latentplay.rollouts.format import (
+    DatasetError,
+    EpisodeReader,
+    episode_digest,
+    load_meta,
+    stored_arrays,
+)
 from latentplay.rollouts.merge import merge_datasets
 
 
@@ -42,12 +50,30 @@ def test_every_episode_is_kept_under_its_new_index(sources: tuple[Path, Path], t
     assert len(ClipDataset(out, clip_length=4, split="train")) > 0
 
 
+def _digests_of(shard: Path) -> list[str]:
+    """Each episode's digest, hashed from the arrays the shard file holds."""
+    with h5py.File(shard, "r") as f:
+        return [episode_digest(stored_arrays(f, key)) for key in sorted(f["frames"])]
+
+
 def test_the_new_sidecars_hold_each_episodes_digest(sources: tuple[Path, Path], tmp_path: Path):
     out = merge_datasets(list(sources), tmp_path / "merged", progress=False)
     old = json.loads((sources[1] / "shards" / "shard-00000.json").read_text())
     new = json.loads((out / "shards" / "shard-00001.json").read_text())
     assert new["episode_sha256"] == old["episode_sha256"]  # content unchanged by the new names
+    assert new["episode_sha256"] == _digests_of(out / "shards" / "shard-00001.h5")
     assert new["episode_index"] == [10 + i for i in old["episode_index"]]
+
+
+def test_digests_are_hashed_when_a_sidecar_lacks_them(sources: tuple[Path, Path], tmp_path: Path):
+    bare = tmp_path / "bare"
+    shutil.copytree(sources[1], bare)
+    sidecar = bare / "shards" / "shard-00000.json"
+    info = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({k: v for k, v in info.items() if k != "episode_sha256"}))
+    out = merge_datasets([sources[0], bare], tmp_path / "merged", progress=False)
+    new = json.loads((out / "shards" / "shard-00001.json").read_text())
+    assert new["episode_sha256"] == info["episode_sha256"]
 
 
 def test_bad_sources_are_refused_before_writing(
@@ -81,8 +107,6 @@ def test_an_incomplete_source_is_refused(sources: tuple[Path, Path], tmp_path: P
 
 
 def test_merged_imported_datasets_stay_imported(sources: tuple[Path, Path], tmp_path: Path):
-    import shutil
-
     copies = []
     for i, src in enumerate(sources):
         dst = tmp_path / f"imported{i}"
