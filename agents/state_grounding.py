@@ -298,12 +298,13 @@ def state_grounding_from_data(
     *,
     horizon: int = 10,
     steps: int = 2000,
+    seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> StateGrounding:
     """:func:`fit_state_grounding` on the first training episodes of the dataset ``data`` that
     hold ``labels`` recorded commands (at least 2 episodes); ``horizon`` at most an episode's
-    steps."""
+    steps; ``seed`` the map's initial weights and its batches."""
     check_groundable(model)
     if labels < 1:
         raise ValueError(
@@ -314,7 +315,7 @@ def state_grounding_from_data(
         states, embeds, commands = labelled_states(model, reader, episodes, device)
     horizon = min(horizon, commands.shape[1])
     return fit_state_grounding(
-        model, states, embeds, commands, horizon=horizon, steps=steps, progress=progress
+        model, states, embeds, commands, horizon=horizon, steps=steps, seed=seed, progress=progress
     )
 
 

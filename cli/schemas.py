@@ -127,6 +127,7 @@ class GroundingConfig:
     kind: GroundingKind = GroundingKind["linear"]
     labels: list[int] = field(default_factory=lambda: [1000])
     file: str | None = None
+    seed: int = 0
 
 
 @dataclass

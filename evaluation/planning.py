@@ -139,6 +139,7 @@ def run_planning(
     labels: list[int] | tuple[int, ...] = (1000,),
     grounding_kind: str = "linear",
     grounding_file: str | None = None,
+    grounding_seed: int = 0,
     view: str = "global",
     sample_steps: int | None = None,
     data: str | None = None,
@@ -167,9 +168,10 @@ def run_planning(
     planner. ``grounding_kind``: "linear" or "mlp" (the planner searches the learned actions,
     mapped to env actions to act), or "rollout" (the planner searches env actions, the model
     imagines them through a state-conditioned map fit on its own rollouts:
-    :mod:`~latentplay.agents.state_grounding`; each fit is saved as
-    ``out/grounding_<N>.pt``, and ``grounding_file``, such a file or a shipped model's name,
-    is used instead of fitting). Each planned action is held ``repeat`` env
+    :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``; each fit is
+    saved as ``out/grounding_<N>.pt`` (``grounding_<N>_seed<S>.pt`` for a seed other than 0),
+    and ``grounding_file``, such a file or a shipped model's name, is used instead of
+    fitting). Each planned action is held ``repeat`` env
     steps, ``execute`` of them are carried out per replan, each replan reads the last
     ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
     task's shaped cost on part positions: the model's own, the oracle's true ones);
@@ -225,8 +227,11 @@ def run_planning(
         if saved is not None:
             grounding, planned = saved, EnvActionView(model, saved)
         elif grounding_kind == "rollout":
-            grounding = state_grounding_from_data(model, data, n, device=dev, progress=progress)
-            save_state_grounding(grounding, model, out / f"grounding_{n}.pt")
+            grounding = state_grounding_from_data(
+                model, data, n, seed=grounding_seed, device=dev, progress=progress
+            )
+            suffix = f"_seed{grounding_seed}" if grounding_seed else ""
+            save_state_grounding(grounding, model, out / f"grounding_{n}{suffix}.pt")
             planned = EnvActionView(model, grounding)
         else:
             grounding = ground(model, n, probe, data, kind=grounding_kind, device=dev)
@@ -244,6 +249,8 @@ def run_planning(
             device=dev,
         )
         searched = ", env actions" if grounding_kind == "rollout" else ""
+        if saved is None and grounding_kind == "rollout" and grounding_seed:
+            searched += f", fit seed {grounding_seed}"
         name = f"{model.name} ({n or 'analytic'} labels{searched})"
         row = run_controller(name, make_env, controller, seeds, max_steps, progress)
         row["labels"] = int(n)
@@ -276,6 +283,7 @@ def run_planning(
         "context": context,
         "grounding": grounding_kind,
         "grounding_file": None if grounding_file is None else str(grounding_file),
+        "grounding_seed": grounding_seed if grounding_kind == "rollout" and saved is None else None,
         "cost": cost,
         "imagination": "compiled" if compiled and model.steps_compiled else "eager",
         "calibrations_off": turned_off,

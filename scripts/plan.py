@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> None:
         labels=c["grounding"]["labels"],
         grounding_kind=c["grounding"]["kind"],
         grounding_file=c["grounding"]["file"],
+        grounding_seed=c["grounding"]["seed"],
         view=c["model_view"],
         sample_steps=c["sample_steps"],
         data=c["data"],

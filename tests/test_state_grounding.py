@@ -163,6 +163,13 @@ def test_the_grounding_fits_on_a_dataset_through_a_keypoint_model(push_dataset: 
     assert view.state_positions_px(state).shape == (1, 4, 2)
     with pytest.raises(ValueError, match="env actions"):
         view.step(state, Actions(continuous=torch.zeros(1, 2)))
+    # the fit's seed decides its initial weights and batches: the same seed, the same map
+    again = state_grounding_from_data(model, push_dataset, labels=20, horizon=3, steps=3)
+    other = state_grounding_from_data(model, push_dataset, labels=20, horizon=3, steps=3, seed=1)
+    a = torch.rand(5, g.env_dim) * 2 - 1
+    f = torch.randn(5, g.net[0].in_features - g.env_dim)
+    with torch.no_grad():
+        assert torch.equal(again(a, f), g(a, f)) and not torch.allclose(other(a, f), g(a, f))
 
 
 def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> None:
