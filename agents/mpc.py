@@ -19,6 +19,7 @@ from latentplay.agents.grounding import Grounding
 from latentplay.agents.planners import SamplingPlanner
 from latentplay.agents.planners.costs import (
     GoalImageCost,
+    MeanCost,
     ModelRolloutCost,
     PushCost,
     push_shaping,
@@ -160,7 +161,9 @@ class ModelController:
     the model held it in planning; a :class:`StateGrounding`'s model plans env actions, which
     go as they are). ``context``: frames each replan reads (2: the model sees how things
     move). ``cost="goal"``: :class:`GoalImageCost` in ``space``;
-    ``"push"``: :class:`PushCost` on the model's part positions."""
+    ``"push"``: :class:`PushCost` on the model's part positions. ``members``: more models of
+    the same action space (env actions, each through its own grounding) that score every
+    candidate too; the plan minimizes the mean of all their costs (:class:`MeanCost`)."""
 
     def __init__(
         self,
@@ -168,6 +171,7 @@ class ModelController:
         planner: SamplingPlanner,
         grounding: Grounding | StateGrounding,
         *,
+        members: list[WorldModel] | tuple[WorldModel, ...] = (),
         space: str = "pixels",
         context: int = 1,
         execute: int = 1,
@@ -180,7 +184,20 @@ class ModelController:
         _check_plan_args(cost, repeat, execute)
         if context < 1:
             raise ValueError(f"context={context}; expected >= 1 frame per replan")
+        for m in members:
+            if m.action_spec != model.action_spec:
+                raise ValueError(
+                    f"ensemble member {m.name} plans {m.action_spec}; expected the action space"
+                    f" of {model.name}, {model.action_spec} (ensembles plan env actions: "
+                    "grounding.kind=rollout)"
+                )
+        if members and not isinstance(grounding, StateGrounding):
+            raise ValueError(
+                "an ensemble plans env actions, each model through its own state grounding: "
+                "grounding.kind=rollout"
+            )
         self.model, self.planner, self.grounding = model, planner, grounding
+        self.models = [model, *members]
         self.space, self.context, self.execute, self.chunk = space, context, execute, chunk
         self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px
         self.device = torch.device(device)
@@ -188,29 +205,35 @@ class ModelController:
     def reset(self, env: ArmEnv) -> None:
         self.planner.reset()
         self.goal = to_tensor_frames(env.render_goal(), self.device)
-        self.parts: tuple[int, int] | None = None  # the push cost's, read at the first replan
+        # the push cost's parts, each model's own, read at the first replan
+        self.parts: list[tuple[int, int] | None] = [None] * len(self.models)
 
-    def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
-        ctx = np.stack(frames[-self.context :])
-        x = to_tensor_frames(ctx, self.device)[None]
-        if isinstance(self.model, StartState):  # e.g. the end-effector view: the arm's pose
-            self.model.set_start(state)
-        cost: ModelRolloutCost
+    def _cost(self, i: int, x: torch.Tensor) -> ModelRolloutCost:
+        model = self.models[i]
         if self.cost_kind == "push":
             push = PushCost(
-                self.model,
+                model,
                 x,
                 self.goal,
                 behind_px=self.behind_px,
                 chunk=self.chunk,
                 repeat=self.repeat,
-                parts=self.parts,
+                parts=self.parts[i],
             )
-            self.parts, cost = (push.object, push.pusher), push
-        else:
-            cost = GoalImageCost(
-                self.model, x, self.goal, space=self.space, chunk=self.chunk, repeat=self.repeat
-            )
+            self.parts[i] = (push.object, push.pusher)
+            return push
+        return GoalImageCost(
+            model, x, self.goal, space=self.space, chunk=self.chunk, repeat=self.repeat
+        )
+
+    def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
+        ctx = np.stack(frames[-self.context :])
+        x = to_tensor_frames(ctx, self.device)[None]
+        for model in self.models:
+            if isinstance(model, StartState):  # e.g. the end-effector view: the arm's pose
+                model.set_start(state)
+        costs = [self._cost(i, x) for i in range(len(self.models))]
+        cost = costs[0] if len(costs) == 1 else MeanCost(costs)
         plan = self.planner.plan(cost, executed=self.execute)
         first = Actions(*(None if a is None else a[0, : self.execute] for a in plan.actions))
         return np.repeat(self.grounding.to_env(first).cpu().numpy(), self.repeat, 0)

@@ -150,6 +150,8 @@ class PlanConfig:
     chunk: int | None = None
     imagination: Imagination = Imagination["auto"]
     calibrations_off: list[str] = field(default_factory=lambda: ["rest_px"])
+    ensemble: list[str] = field(default_factory=list)
+    ensemble_groundings: list[str] = field(default_factory=list)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     baselines: list[str] = field(default_factory=lambda: ["random", "oracle"])
     out: str | None = None

@@ -140,6 +140,8 @@ def run_planning(
     grounding_kind: str = "linear",
     grounding_file: str | None = None,
     grounding_seed: int = 0,
+    ensemble: list[str] | tuple[str, ...] = (),
+    ensemble_groundings: list[str] | tuple[str, ...] = (),
     view: str = "global",
     sample_steps: int | None = None,
     data: str | None = None,
@@ -171,7 +173,12 @@ def run_planning(
     :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``; each fit is
     saved as ``out/grounding_<N>.pt`` (``grounding_<N>_seed<S>.pt`` for a seed other than 0),
     and ``grounding_file``, such a file or a shipped model's name, is used instead of
-    fitting). Each planned action is held ``repeat`` env
+    fitting). ``ensemble``: more checkpoints (or shipped names) that score every candidate
+    beside ``checkpoint``, the plan minimizing their mean cost (grounding "rollout" only: the
+    models share the env's action box), each through its own grounding: fit like
+    ``checkpoint``'s (saved as ``grounding_<N>..._member<i>.pt``), or, with
+    ``grounding_file``, loaded from ``ensemble_groundings`` (one per member). Each planned
+    action is held ``repeat`` env
     steps, ``execute`` of them are carried out per replan, each replan reads the last
     ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
     task's shaped cost on part positions: the model's own, the oracle's true ones);
@@ -181,6 +188,7 @@ def run_planning(
     ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
     (one row per controller) and its path."""
     check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
+    check_ensemble(ensemble, ensemble_groundings, grounding_kind, grounding_file)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")
@@ -205,12 +213,32 @@ def run_planning(
             f"cost=push needs a model with part positions (keypoints); {type(model).__name__} "
             f"(model_view={view}) has none: use cost=goal"
         )
+    members: list[WorldModel] = []  # an ensemble's other models (grounding.kind=rollout)
+    member_ckpts: list[dict[str, Any]] = []
     saved: StateGrounding | None = None
+    member_saved: list[StateGrounding] = []
     if grounding_kind == "rollout":
         try:
+            for name in ensemble:
+                member, member_ckpt = load_model(name, dev)
+                without_calibrations(member, calibrations_off)
+                use_imagination(member, imagination, dev)
+                members.append(model_view(member, view, probe, sample_steps))
+                member_ckpts.append(member_ckpt)
             check_groundable(model)
+            for name, m in zip(ensemble, members, strict=True):
+                check_groundable(m)
+                if cost == "push" and not isinstance(m, StatePositions):
+                    raise ValueError(
+                        f"cost=push needs models with part positions (keypoints); ensemble "
+                        f"model {name} ({type(m).__name__}) has none"
+                    )
             if grounding_file is not None:  # checked to be this model's before any episode
                 saved = load_state_grounding(grounding_file, model, dev)
+                member_saved = [
+                    load_state_grounding(f, m, dev)
+                    for f, m in zip(ensemble_groundings, members, strict=True)
+                ]
         except (ValueError, FileNotFoundError):
             probe.close()
             raise
@@ -224,21 +252,28 @@ def run_planning(
     for n in [saved.labels] if saved is not None else labels:  # a saved grounding: one row
         planned: WorldModel = model
         grounding: Grounding | StateGrounding
+        member_views: list[WorldModel] = []
         if saved is not None:
             grounding, planned = saved, EnvActionView(model, saved)
+            member_views = [EnvActionView(m, g) for m, g in zip(members, member_saved, strict=True)]
         elif grounding_kind == "rollout":
-            grounding = state_grounding_from_data(
-                model, data, n, seed=grounding_seed, device=dev, progress=progress
-            )
             suffix = f"_seed{grounding_seed}" if grounding_seed else ""
-            save_state_grounding(grounding, model, out / f"grounding_{n}{suffix}.pt")
-            planned = EnvActionView(model, grounding)
+            fits = []
+            for i, m in enumerate([model, *members]):
+                fit = state_grounding_from_data(
+                    m, data, n, seed=grounding_seed, device=dev, progress=progress
+                )
+                member = f"_member{i}" if i else ""
+                save_state_grounding(fit, m, out / f"grounding_{n}{suffix}{member}.pt")
+                fits.append(EnvActionView(m, fit))
+            grounding, planned, member_views = fits[0].grounding, fits[0], fits[1:]
         else:
             grounding = ground(model, n, probe, data, kind=grounding_kind, device=dev)
         controller = ModelController(
             planned,
             planner(planned.action_spec, device=dev),
             grounding,
+            members=member_views,
             space=space,
             context=context,
             execute=execute,
@@ -251,7 +286,8 @@ def run_planning(
         searched = ", env actions" if grounding_kind == "rollout" else ""
         if saved is None and grounding_kind == "rollout" and grounding_seed:
             searched += f", fit seed {grounding_seed}"
-        name = f"{model.name} ({n or 'analytic'} labels{searched})"
+        more = f" + {len(members)} more" if members else ""
+        name = f"{model.name}{more} ({n or 'analytic'} labels{searched})"
         row = run_controller(name, make_env, controller, seeds, max_steps, progress)
         row["labels"] = int(n)
         rows.append(row)
@@ -283,6 +319,9 @@ def run_planning(
         "context": context,
         "grounding": grounding_kind,
         "grounding_file": None if grounding_file is None else str(grounding_file),
+        "ensemble": list(ensemble),
+        "ensemble_trained": [training_summary(c) for c in member_ckpts],
+        "ensemble_groundings": list(ensemble_groundings),
         "grounding_seed": grounding_seed if grounding_kind == "rollout" and saved is None else None,
         "cost": cost,
         "imagination": "compiled" if compiled and model.steps_compiled else "eager",
@@ -294,6 +333,32 @@ def run_planning(
     }
     write_json_atomic(out / "results.json", results)
     return results, out / "results.json"
+
+
+def check_ensemble(
+    ensemble: list[str] | tuple[str, ...],
+    groundings: list[str] | tuple[str, ...],
+    grounding_kind: str,
+    grounding_file: str | None,
+) -> None:
+    """Raise a ValueError, naming the settings as plan.yaml spells them, unless an ensemble
+    plans env actions and its saved groundings come one per member, with the main model's."""
+    if ensemble and grounding_kind != "rollout":
+        raise ValueError(
+            f"ensemble={list(ensemble)} with grounding.kind={grounding_kind}: the models share "
+            "only the env's action box (grounding.kind=rollout)"
+        )
+    if groundings and len(groundings) != len(ensemble):
+        raise ValueError(
+            f"ensemble_groundings={list(groundings)}: expected one per ensemble model "
+            f"({len(ensemble)}: {list(ensemble)})"
+        )
+    if ensemble and (grounding_file is None) != (not groundings):
+        raise ValueError(
+            "grounding.file and ensemble_groundings go together: saved groundings for every "
+            f"model (grounding.file={grounding_file!r}, ensemble_groundings={list(groundings)}),"
+            " or none (each fit on data)"
+        )
 
 
 def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list[str]:

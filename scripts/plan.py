@@ -32,6 +32,8 @@ def main(cfg: DictConfig) -> None:
         grounding_kind=c["grounding"]["kind"],
         grounding_file=c["grounding"]["file"],
         grounding_seed=c["grounding"]["seed"],
+        ensemble=c["ensemble"],
+        ensemble_groundings=c["ensemble_groundings"],
         view=c["model_view"],
         sample_steps=c["sample_steps"],
         data=c["data"],

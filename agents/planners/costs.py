@@ -9,6 +9,7 @@ the result. The model is reached only through the ``WorldModel`` protocol.
   model's own parts (models with ``state_positions_px``): which part is the object and where
   its goal is come from the model's reading of the goal image, which part pushes from what
   the model's actions move most.
+- :class:`MeanCost`: the mean of several costs of the same candidates (an ensemble of models).
 
 Every cost can hold each sampled action for ``repeat`` model steps (action repeat: a planner
 horizon of H covers H x repeat steps of the env).
@@ -103,6 +104,20 @@ class ModelRolloutCost:
                     total = total + self.step_cost(state)
             out.append(total / (horizon if self.reduce == "mean" else 1))
         return torch.cat(out)
+
+
+class MeanCost:
+    """The mean of several costs of the same candidates, e.g. one per model of an ensemble
+    (PETS): a candidate scores well only where every model expects it to, so a plan that
+    works through one model's mistakes is not chosen."""
+
+    def __init__(self, costs: list[Callable[[Actions], torch.Tensor]]) -> None:
+        if not costs:
+            raise ValueError("MeanCost of no costs; expected at least one")
+        self.costs = list(costs)
+
+    def __call__(self, actions: Actions) -> torch.Tensor:
+        return torch.stack([cost(actions) for cost in self.costs]).mean(dim=0)
 
 
 def _batch(actions: Actions) -> int:
