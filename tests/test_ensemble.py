@@ -193,5 +193,5 @@ def test_an_ensemble_of_shipped_models_plans_and_records_itself(tmp_path: Path) 
     assert saved["ensemble_groundings"] == ["keypoints_pushmulti"]
     assert len(saved["ensemble_trained"]) == 1
     (row,) = results["rows"]
-    assert row["controller"].startswith("Keypoints + 1 more") or "+ 1 more" in row["controller"]
+    assert row["controller"] == "keypoints + 1 more (9800 labels, env actions)"
     assert row["episodes"] == 1 and len(row["per_episode"]) == 1
