@@ -405,6 +405,11 @@ def planning_section(path: Path, out: Path) -> ReportSection:
     text = (
         f"Planner {plan['planner']['name']} in {space}, goal images from "
         f"reachable states; success: {success}. Oracle: the same planner with MuJoCo "
-        f"as its model. Model: {plan.get('trained', 'not recorded')}."
+        f"as its model. Model: {plan['checkpoint']}, {plan.get('trained', 'not recorded')}."
     )
+    members = plan.get("ensemble") or []
+    if members:  # every candidate was scored by each model: their mean cost
+        trained = plan.get("ensemble_trained") or ["not recorded"] * len(members)
+        each = "; ".join(f"{m}, {t}" for m, t in zip(members, trained, strict=False))
+        text += f" Every candidate scored by the mean cost of it and {len(members)} more: {each}."
     return ReportSection(f"Planning in {env}", text, table=rows, images=[bars])

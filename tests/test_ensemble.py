@@ -195,3 +195,8 @@ def test_an_ensemble_of_shipped_models_plans_and_records_itself(tmp_path: Path) 
     (row,) = results["rows"]
     assert row["controller"] == "keypoints + 1 more (9800 labels, env actions)"
     assert row["episodes"] == 1 and len(row["per_episode"]) == 1
+    from latentplay.evaluation.planning import planning_section
+
+    text = planning_section(path, tmp_path / "report").text
+    assert "Model: keypoints_mixed, shipped model" in text
+    assert "the mean cost of it and 1 more: keypoints_pushmulti, shipped model" in text
