@@ -196,8 +196,8 @@ class ModelController:
                 "an ensemble plans env actions, each model through its own state grounding: "
                 "grounding.kind=rollout"
             )
-        self.model, self.planner, self.grounding = model, planner, grounding
-        self.models = [model, *members]
+        self.planner, self.grounding = planner, grounding
+        self.models = [model, *members]  # the plan's model first
         self.space, self.context, self.execute, self.chunk = space, context, execute, chunk
         self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px
         self.device = torch.device(device)

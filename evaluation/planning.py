@@ -207,47 +207,41 @@ def run_planning(
     if cost == "push" and task != "push":
         probe.close()
         raise ValueError(f"cost=push in {env_id}: its task is {task!r}; use cost=goal")
-    if cost == "push" and not isinstance(model, StatePositions):
-        probe.close()
-        raise ValueError(
-            f"cost=push needs a model with part positions (keypoints); {type(model).__name__} "
-            f"(model_view={view}) has none: use cost=goal"
-        )
     members: list[WorldModel] = []  # an ensemble's other models (grounding.kind=rollout)
     member_ckpts: list[dict[str, Any]] = []
     saved: StateGrounding | None = None
     member_saved: list[StateGrounding] = []
-    if grounding_kind == "rollout":
-        try:
-            for name in ensemble:
-                member, member_ckpt = load_model(name, dev)
-                without_calibrations(member, calibrations_off)
-                use_imagination(member, imagination, dev)
-                members.append(model_view(member, view, probe, sample_steps))
-                member_ckpts.append(member_ckpt)
-            check_groundable(model)
-            for name, m in zip(ensemble, members, strict=True):
+    try:
+        for name in ensemble:
+            member, member_ckpt = load_model(name, dev)
+            without_calibrations(member, calibrations_off)
+            use_imagination(member, imagination, dev)
+            members.append(model_view(member, view, probe, sample_steps))
+            member_ckpts.append(member_ckpt)
+        for name, m in [(checkpoint, model), *zip(ensemble, members, strict=True)]:
+            if cost == "push" and not isinstance(m, StatePositions):
+                raise ValueError(
+                    f"cost=push needs models with part positions (keypoints); {name} "
+                    f"({type(m).__name__}, model_view={view}) has none: use cost=goal"
+                )
+            if grounding_kind == "rollout":
                 check_groundable(m)
-                if cost == "push" and not isinstance(m, StatePositions):
-                    raise ValueError(
-                        f"cost=push needs models with part positions (keypoints); ensemble "
-                        f"model {name} ({type(m).__name__}) has none"
-                    )
-            if grounding_file is not None:  # checked to be this model's before any episode
-                saved = load_state_grounding(grounding_file, model, dev)
-                member_saved = [
-                    load_state_grounding(f, m, dev)
-                    for f, m in zip(ensemble_groundings, members, strict=True)
-                ]
-        except (ValueError, FileNotFoundError):
-            probe.close()
-            raise
+        if grounding_file is not None:  # checked to be each model's before any episode
+            saved = load_state_grounding(grounding_file, model, dev)
+            member_saved = [
+                load_state_grounding(f, m, dev)
+                for f, m in zip(ensemble_groundings, members, strict=True)
+            ]
+    except (ValueError, FileNotFoundError):
+        probe.close()
+        raise
     seeds = list(range(seed, seed + episodes))
     spec = model.action_spec
     settings = planner(spec, device=dev).settings
     short = env_name or env_id.split("/")[-1].lower()
     out = Path(out) if out else Path("runs/plan") / f"{short}_{settings['name']}"
     out.mkdir(parents=True, exist_ok=True)
+    fitting = grounding_kind == "rollout" and saved is None  # state groundings fit here
     rows = []
     for n in [saved.labels] if saved is not None else labels:  # a saved grounding: one row
         planned: WorldModel = model
@@ -256,7 +250,7 @@ def run_planning(
         if saved is not None:
             grounding, planned = saved, EnvActionView(model, saved)
             member_views = [EnvActionView(m, g) for m, g in zip(members, member_saved, strict=True)]
-        elif grounding_kind == "rollout":
+        elif fitting:
             suffix = f"_seed{grounding_seed}" if grounding_seed else ""
             fits = []
             for i, m in enumerate([model, *members]):
@@ -284,7 +278,7 @@ def run_planning(
             device=dev,
         )
         searched = ", env actions" if grounding_kind == "rollout" else ""
-        if saved is None and grounding_kind == "rollout" and grounding_seed:
+        if fitting and grounding_seed:
             searched += f", fit seed {grounding_seed}"
         more = f" + {len(members)} more" if members else ""
         name = f"{model.name}{more} ({n or 'analytic'} labels{searched})"
@@ -322,7 +316,7 @@ def run_planning(
         "ensemble": list(ensemble),
         "ensemble_trained": [training_summary(c) for c in member_ckpts],
         "ensemble_groundings": list(ensemble_groundings),
-        "grounding_seed": grounding_seed if grounding_kind == "rollout" and saved is None else None,
+        "grounding_seed": grounding_seed if fitting else None,
         "cost": cost,
         "imagination": "compiled" if compiled and model.steps_compiled else "eager",
         "calibrations_off": turned_off,
