@@ -226,6 +226,32 @@ def test_track_cache_holds_the_keypoints_of_the_datasets_clips(toy: Path) -> Non
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
+def test_the_dynamics_phase_computes_in_fp32_under_bf16_autocast(toy: Path) -> None:
+    """trainer.precision=bf16 speeds up perception; the dynamics phase (its track cache and
+    its loss) is computed as in fp32, to the bit."""
+    data = ClipDataset(toy, split="train", clip_length=4, cache=True)
+    torch.manual_seed(0)
+    model = Keypoints(image_size=data[0].shape[-1], num_keypoints=4, action_dim=2)
+    model.set_background(torch.stack([data[i][0] for i in data.spread(16)]))
+    clip = torch.stack([data[i] for i in range(4)])
+    schedule = KeypointSchedule(perception_steps=1, horizon_start=2, horizon_end=2)
+
+    def step(bf16: bool, at: int) -> tuple[torch.Tensor, KeypointObjective]:
+        objective = KeypointObjective(schedule, dataset=data)
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = objective(copy.deepcopy(model), clip, at)
+        return loss, objective
+
+    fp32, bf16 = step(False, 0)[0], step(True, 0)[0]
+    assert fp32.item() != bf16.item()  # perception computes in bf16
+    (fp32, a), (bf16, b) = step(False, 1), step(True, 1)
+    torch.testing.assert_close(bf16, fp32, rtol=0, atol=0)
+    for ta, tb in zip(a._tracks.per_episode.values(), b._tracks.per_episode.values(), strict=True):
+        assert tb.dtype == torch.float32
+        torch.testing.assert_close(tb, ta, rtol=0, atol=0)
+
+
 def test_keypoint_video_draws_a_dot_per_keypoint() -> None:
     frames = np.zeros((2, 8, 8, 3), np.uint8)
     out = draw_keypoints(frames, np.array([[[1.0, 1.0], [6.0, 6.0]]] * 2), scale=4)

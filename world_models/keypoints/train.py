@@ -136,6 +136,15 @@ class KeypointObjective:
         self.transitions_per_clip: float = clip.shape[1] - 1
         if step < self.schedule.perception_steps:
             return self.perception(model, clip)
+        # The dynamics phase runs in fp32 under any trainer.precision: its small graph nets
+        # gain no speed from bf16 on a CPU, and bf16 perception moves tracked keypoints by up
+        # to ~0.1 px, a fair part of the thresholds that tell a still object from a pushed one.
+        with torch.autocast(clip.device.type, enabled=False):
+            return self._dynamics_phase(model, clip, step)
+
+    def _dynamics_phase(
+        self, model: Keypoints, clip: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         self.dynamics_started = True
         if self.dataset is None:
             with torch.no_grad():
