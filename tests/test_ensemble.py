@@ -17,6 +17,7 @@ from latentplay.agents.mpc import ModelController
 from latentplay.agents.planners import CEM
 from latentplay.agents.planners.costs import MeanCost, PushCost
 from latentplay.agents.state_grounding import EnvActionView, StateGrounding
+from latentplay.evaluation.planning import planning_section, run_planning
 from latentplay.world_models.keypoints import Keypoints
 from latentplay.world_models.protocol import Actions, ActionSpec
 
@@ -117,8 +118,6 @@ def test_members_must_plan_the_same_env_actions() -> None:
 
 
 def test_bad_ensembles_are_refused_by_name_before_any_episode(tmp_path: Path) -> None:
-    from latentplay.evaluation.planning import run_planning
-
     cases = (
         (dict(ensemble=["keypoints_pushmulti"]), r"ensemble=\['keypoints_pushmulti'\] with "),
         (
@@ -165,8 +164,6 @@ def test_bad_ensembles_are_refused_by_name_before_any_episode(tmp_path: Path) ->
 def test_an_ensemble_of_shipped_models_plans_and_records_itself(tmp_path: Path) -> None:
     from functools import partial
 
-    from latentplay.evaluation.planning import run_planning
-
     results, path = run_planning(
         "keypoints_mixed",
         "latentplay/Push-v0",
@@ -195,8 +192,6 @@ def test_an_ensemble_of_shipped_models_plans_and_records_itself(tmp_path: Path) 
     (row,) = results["rows"]
     assert row["controller"] == "keypoints + 1 more (9800 labels, env actions)"
     assert row["episodes"] == 1 and len(row["per_episode"]) == 1
-    from latentplay.evaluation.planning import planning_section
-
     text = planning_section(path, tmp_path / "report").text
     assert "Model: keypoints_mixed, shipped model" in text
     assert "the mean cost of it and 1 more: keypoints_pushmulti, shipped model" in text
