@@ -24,11 +24,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # on Reach with GLASS (with the Push plans' smaller CEM, 100 x 5 x 5, for every controller:
 # the oracle's plans at the benchmark's 300 x 5 x 10 take minutes); the counterfactual query
 # suite answered by the keypoint model trained on scenes of 1-3 objects (the best shipped model
-# there). Training demonstrated with a short run
-# of each family (their figures are labelled as short runs): a small Push dataset with preview
-# videos, GLASS trained on it and evaluated; a small PushMulti dataset, latent YODA (its frame
-# autoencoder first) and the keypoint model trained on it and pushed against MuJoCo. Ends with
-# the path of report.html (it shows all of the above). Running it again resumes.
+# there). Training demonstrated with a short run of each family (their figures are labelled
+# as short runs): a small Push dataset with preview videos, GLASS trained on it and evaluated;
+# a small PushMulti dataset, latent YODA (its frame autoencoder first) and the keypoint model
+# trained on it and pushed against MuJoCo. Ends with the path of report.html (it shows all of
+# the above). Running it again resumes.
 SHIPPED_PLAN := keypoints_mixed
 SHIPPED_ENSEMBLE := keypoints_pushmulti,keypoints_mixed1200
 SHIPPED_MULTI := keypoints_pushmulti

@@ -6,6 +6,7 @@ refused before any episode."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -162,8 +163,6 @@ def test_bad_ensembles_are_refused_by_name_before_any_episode(tmp_path: Path) ->
 
 
 def test_an_ensemble_of_shipped_models_plans_and_records_itself(tmp_path: Path) -> None:
-    from functools import partial
-
     results, path = run_planning(
         "keypoints_mixed",
         "latentplay/Push-v0",
