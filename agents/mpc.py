@@ -56,6 +56,10 @@ class EpisodeResult:
     start_distance_m: float
     steps: int
     replan_ms: list[float] = field(default_factory=list)
+    # the nearest the goal came at any step, and whether that was within the success radius:
+    # tells a plan that got there and left (pushed past) from one that never arrived
+    closest_distance_m: float = float("nan")
+    reached: bool = False
 
 
 def run_episode(
@@ -65,6 +69,7 @@ def run_episode(
     obs, _ = env.reset(seed=seed)
     controller.reset(env)
     frames, start, steps, replan_ms = [obs], goal_distance(env), 0, []
+    closest = start
     while steps < max_steps:
         t0 = time.perf_counter()
         actions = np.atleast_2d(controller.act(frames, env.get_state()))
@@ -73,8 +78,10 @@ def run_episode(
             obs, *_ = env.step(a)
             frames.append(obs)
             steps += 1
+            closest = min(closest, goal_distance(env))
     final = goal_distance(env)
-    return EpisodeResult(final < SUCCESS_M[env.task], final, start, steps, replan_ms)
+    radius = SUCCESS_M[env.task]
+    return EpisodeResult(final < radius, final, start, steps, replan_ms, closest, closest < radius)
 
 
 class RandomController:

@@ -79,6 +79,7 @@ def summarize_episodes(
         "controller": name,
         "episodes": len(results),
         "success_rate": float(np.mean([r.success for r in results])),
+        "reached_rate": float(np.mean([r.reached for r in results])),
         "final_distance_cm_median": float(100 * np.median(final)),
         "final_distance_cm_mean": float(100 * final.mean()),
         "start_distance_cm_mean": float(100 * start.mean()),
@@ -93,6 +94,7 @@ def summarize_episodes(
 PLAN_COLUMNS = (
     ("controller", "controller"),
     ("success_rate", "success"),
+    ("reached_rate", "reached at any step"),
     ("final_distance_cm_median", "final dist. (cm, median)"),
     ("start_distance_cm_mean", "start dist. (cm, mean)"),
     ("replan_ms_median", "ms / replan (median)"),
@@ -379,7 +381,8 @@ def planning_section(path: Path, out: Path) -> ReportSection:
         plan = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"plan_results={path}: cannot read a plan.py results.json ({e})") from e
-    rows = [{label: r[k] for k, label in PLAN_COLUMNS} for r in plan["rows"]]
+    # results written before a column existed show it empty
+    rows = [{label: r.get(k, "") for k, label in PLAN_COLUMNS} for r in plan["rows"]]
     env = str(plan["env"]).split("/")[-1]
     bars = metric_bars(
         {plan["env"]: {r["controller"]: r["success_rate"] for r in plan["rows"]}},

@@ -29,8 +29,35 @@ def test_oracle_planner_solves_reach_and_random_does_not(planner_cls: type) -> N
         assert res.success, f"seed {seed}: {res.final_distance_m:.3f} m from the goal"
         assert res.final_distance_m < 0.2 * res.start_distance_m
         assert len(res.replan_ms) == 30
+        assert res.reached and res.closest_distance_m <= res.final_distance_m
         rnd = run_episode(env, RandomController(seed), seed=seed, max_steps=30)
         assert not rnd.success
+        assert rnd.closest_distance_m <= min(rnd.start_distance_m, rnd.final_distance_m)
+
+
+class _ArriveThenLeave:
+    """The oracle for ``arrive`` replans, then a constant action away."""
+
+    def __init__(self, oracle: OracleController, arrive: int) -> None:
+        self.oracle, self.arrive, self.calls = oracle, arrive, 0
+
+    def reset(self, env: ReachEnv) -> None:
+        self.oracle.reset(env)
+        self.calls = 0
+
+    def act(self, frames: list, state: object) -> np.ndarray:
+        self.calls += 1
+        if self.calls <= self.arrive:
+            return self.oracle.act(frames, state)
+        return np.array([[-1.0, -1.0, 0.0]])
+
+
+def test_an_episode_that_reaches_the_goal_and_leaves_it_is_reached_not_success() -> None:
+    env = _reach()
+    planner = CEM(SimulatorModel.action_spec, horizon=3, samples=48, elites=6, iterations=3, seed=0)
+    res = run_episode(env, _ArriveThenLeave(OracleController(_reach, planner), 30), 0, 45)
+    assert res.reached and not res.success
+    assert res.closest_distance_m < 0.02 < res.final_distance_m
 
 
 def test_simulator_model_branches_without_leaking_state() -> None:
