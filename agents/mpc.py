@@ -54,12 +54,12 @@ class EpisodeResult:
     success: bool
     final_distance_m: float
     start_distance_m: float
-    steps: int
-    replan_ms: list[float] = field(default_factory=list)
     # the nearest the goal came at any step, and whether that was within the success radius:
     # tells a plan that got there and left (pushed past) from one that never arrived
-    closest_distance_m: float = float("nan")
-    reached: bool = False
+    closest_distance_m: float
+    reached: bool
+    steps: int
+    replan_ms: list[float] = field(default_factory=list)
 
 
 def run_episode(
@@ -69,7 +69,7 @@ def run_episode(
     obs, _ = env.reset(seed=seed)
     controller.reset(env)
     frames, start, steps, replan_ms = [obs], goal_distance(env), 0, []
-    closest = start
+    final = closest = start
     while steps < max_steps:
         t0 = time.perf_counter()
         actions = np.atleast_2d(controller.act(frames, env.get_state()))
@@ -78,10 +78,10 @@ def run_episode(
             obs, *_ = env.step(a)
             frames.append(obs)
             steps += 1
-            closest = min(closest, goal_distance(env))
-    final = goal_distance(env)
+            final = goal_distance(env)
+            closest = min(closest, final)
     radius = SUCCESS_M[env.task]
-    return EpisodeResult(final < radius, final, start, steps, replan_ms, closest, closest < radius)
+    return EpisodeResult(final < radius, final, start, closest, closest < radius, steps, replan_ms)
 
 
 class RandomController:

@@ -29,10 +29,8 @@ def test_oracle_planner_solves_reach_and_random_does_not(planner_cls: type) -> N
         assert res.success, f"seed {seed}: {res.final_distance_m:.3f} m from the goal"
         assert res.final_distance_m < 0.2 * res.start_distance_m
         assert len(res.replan_ms) == 30
-        assert res.reached and res.closest_distance_m <= res.final_distance_m
         rnd = run_episode(env, RandomController(seed), seed=seed, max_steps=30)
         assert not rnd.success
-        assert rnd.closest_distance_m <= min(rnd.start_distance_m, rnd.final_distance_m)
 
 
 class _ArriveThenLeave:
