@@ -233,6 +233,8 @@ def fit_state_grounding(
         )
     if not 1 <= horizon <= t - 1:
         raise ValueError(f"horizon={horizon}; expected 1 .. {t - 1} (steps in an episode)")
+    if steps < 1:
+        raise ValueError(f"steps={steps}; expected at least 1 Adam step (grounding.steps)")
     device = embeds.device
     features = model.state_features(states)
     torch.manual_seed(seed)  # the map's initial weights

@@ -128,6 +128,7 @@ class GroundingConfig:
     labels: list[int] = field(default_factory=lambda: [1000])
     file: str | None = None
     seed: int = 0
+    steps: int = 2000
 
 
 @dataclass

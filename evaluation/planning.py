@@ -142,6 +142,7 @@ def run_planning(
     grounding_kind: str = "linear",
     grounding_file: str | None = None,
     grounding_seed: int = 0,
+    grounding_steps: int = 2000,
     ensemble: list[str] | tuple[str, ...] = (),
     ensemble_groundings: list[str] | tuple[str, ...] = (),
     view: str = "global",
@@ -172,7 +173,7 @@ def run_planning(
     planner. ``grounding_kind``: "linear" or "mlp" (the planner searches the learned actions,
     mapped to env actions to act), or "rollout" (the planner searches env actions, the model
     imagines them through a state-conditioned map fit on its own rollouts:
-    :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``; each fit is
+    :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``, ``grounding_steps`` Adam steps; each fit is
     saved as ``out/grounding_<N>.pt`` (``grounding_<N>_seed<S>.pt`` for a seed other than 0),
     and ``grounding_file``, such a file or a shipped model's name, is used instead of
     fitting). ``ensemble``: more checkpoints (or shipped names) that score every candidate
@@ -191,6 +192,8 @@ def run_planning(
     (one row per controller) and its path."""
     check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
     check_ensemble(ensemble, ensemble_groundings, grounding_kind, grounding_file)
+    if grounding_steps < 1:
+        raise ValueError(f"grounding.steps={grounding_steps}; expected at least 1 Adam step")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise ValueError(f"baselines {unknown}; expected some of {list(BASELINES)}")
@@ -257,7 +260,13 @@ def run_planning(
             fits = []
             for i, m in enumerate([model, *members]):
                 fit = state_grounding_from_data(
-                    m, data, n, seed=grounding_seed, device=dev, progress=progress
+                    m,
+                    data,
+                    n,
+                    steps=grounding_steps,
+                    seed=grounding_seed,
+                    device=dev,
+                    progress=progress,
                 )
                 member = f"_member{i}" if i else ""
                 save_state_grounding(fit, m, out / f"grounding_{n}{suffix}{member}.pt")
@@ -319,6 +328,7 @@ def run_planning(
         "ensemble_trained": [training_summary(c) for c in member_ckpts],
         "ensemble_groundings": list(ensemble_groundings),
         "grounding_seed": grounding_seed if fitting else None,
+        "grounding_steps": grounding_steps if fitting else None,
         "cost": cost,
         "imagination": "compiled" if compiled and model.steps_compiled else "eager",
         "calibrations_off": turned_off,

@@ -32,6 +32,7 @@ def main(cfg: DictConfig) -> None:
         grounding_kind=c["grounding"]["kind"],
         grounding_file=c["grounding"]["file"],
         grounding_seed=c["grounding"]["seed"],
+        grounding_steps=c["grounding"]["steps"],
         ensemble=c["ensemble"],
         ensemble_groundings=c["ensemble_groundings"],
         view=c["model_view"],

@@ -187,6 +187,8 @@ def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> 
         fit_state_grounding(PointModel(), states, embeds, cmds, horizon=9)
     with pytest.raises(ValueError, match=r"expected \(4, 5, env_dim\)"):
         fit_state_grounding(PointModel(), states, embeds, cmds[:, :4])
+    with pytest.raises(ValueError, match=r"steps=0; expected at least 1 Adam step"):
+        fit_state_grounding(PointModel(), states, embeds, cmds, horizon=2, steps=0)
     model = Keypoints(image_size=32, num_keypoints=4, action_dim=2, hidden=32)
     with pytest.raises(ValueError, match="labels=0"):
         state_grounding_from_data(model, push_dataset, labels=0)
@@ -196,6 +198,8 @@ def test_bad_set_ups_are_refused_by_name(push_dataset: Path, tmp_path: Path) -> 
         run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_kind="fancy")
     with pytest.raises(ValueError, match=r"grounding\.file='g\.pt' with grounding\.kind=linear"):
         run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_file="g.pt")
+    with pytest.raises(ValueError, match=r"grounding\.steps=0; expected at least 1"):
+        run_planning("x.pt", "latentplay/Push-v0", CEM, grounding_kind="rollout", grounding_steps=0)
     # a saved grounding of another model is refused before any episode
     with pytest.raises(ValueError, match="fit a grounding for it"):
         run_planning(
