@@ -173,8 +173,8 @@ def run_planning(
     planner. ``grounding_kind``: "linear" or "mlp" (the planner searches the learned actions,
     mapped to env actions to act), or "rollout" (the planner searches env actions, the model
     imagines them through a state-conditioned map fit on its own rollouts:
-    :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``, ``grounding_steps`` Adam steps; each fit is
-    saved as ``out/grounding_<N>.pt`` (``grounding_<N>_seed<S>.pt`` for a seed other than 0),
+    :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``, fit in
+    ``grounding_steps`` Adam steps; each fit is saved as ``out/grounding_<N>.pt`` (``grounding_<N>_seed<S>.pt`` for a seed other than 0),
     and ``grounding_file``, such a file or a shipped model's name, is used instead of
     fitting). ``ensemble``: more checkpoints (or shipped names) that score every candidate
     beside ``checkpoint``, the plan minimizing their mean cost (grounding "rollout" only: the
