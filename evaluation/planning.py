@@ -176,8 +176,8 @@ def run_planning(
     :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``, fit in
     ``grounding_steps`` Adam steps; each fit is saved as ``out/grounding_<N>.pt``
     (``grounding_<N>_seed<S>.pt`` for a seed other than 0), and ``grounding_file``, such a
-    file or a shipped model's name, is used instead of fitting). ``ensemble``: more checkpoints (or shipped names) that score every candidate
-    beside ``checkpoint``, the plan minimizing their mean cost (grounding "rollout" only: the
+    file or a shipped model's name, is used instead of fitting). ``ensemble``: more
+    checkpoints (or shipped names) that score every candidate beside ``checkpoint``, the plan minimizing their mean cost (grounding "rollout" only: the
     models share the env's action box), each through its own grounding: fit like
     ``checkpoint``'s (saved as ``grounding_<N>..._member<i>.pt``), or, with
     ``grounding_file``, loaded from ``ensemble_groundings`` (one per member). Each planned
