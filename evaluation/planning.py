@@ -165,31 +165,30 @@ def run_planning(
     device: str = "auto",
     progress: bool = True,
 ) -> tuple[dict[str, Any], Path]:
-    """MPC toward goal images in ``env_id`` with the model of ``checkpoint`` seen through
-    ``view`` (:func:`~latentplay.agents.views.model_view`), once per grounding (``labels``: N
-    labelled transitions of ``data``, None: the model's training data; 0: the camera's
-    analytic map), and the ``baselines`` on the same seeds: random actions, and the same
-    planner with the true simulator as its model. ``planner(spec, device=...)`` builds a
-    planner. ``grounding_kind``: "linear" or "mlp" (the planner searches the learned actions,
-    mapped to env actions to act), or "rollout" (the planner searches env actions, the model
-    imagines them through a state-conditioned map fit on its own rollouts:
-    :mod:`~latentplay.agents.state_grounding`, seeded by ``grounding_seed``, fit in
-    ``grounding_steps`` Adam steps; each fit is saved as ``out/grounding_<N>.pt``
-    (``grounding_<N>_seed<S>.pt`` for a seed other than 0), and ``grounding_file``, such a
-    file or a shipped model's name, is used instead of fitting). ``ensemble``: more
-    checkpoints (or shipped names) that score every candidate beside ``checkpoint``, the plan minimizing their mean cost (grounding "rollout" only: the
-    models share the env's action box), each through its own grounding: fit like
-    ``checkpoint``'s (saved as ``grounding_<N>..._member<i>.pt``), or, with
-    ``grounding_file``, loaded from ``ensemble_groundings`` (one per member). Each planned
-    action is held ``repeat`` env
-    steps, ``execute`` of them are carried out per replan, each replan reads the last
-    ``context`` frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push
-    task's shaped cost on part positions: the model's own, the oracle's true ones);
-    ``imagination``: the model's steps compiled or eager (:func:`use_imagination`; eager
-    unless asked, here: scripts/plan.py asks for ``auto``); ``calibrations_off``: the model's
-    calibrations its plans imagine without (:func:`without_calibrations`). Writes
-    ``out/results.json`` (None: ``runs/plan/<env_name>_<planner>``); returns its content
-    (one row per controller) and its path."""
+    """MPC toward goal images in ``env_id`` with the model of ``checkpoint`` seen through ``view``
+    (:func:`~latentplay.agents.views.model_view`), once per grounding (``labels``: N labelled
+    transitions of ``data``, None: the model's training data; 0: the camera's analytic map), and
+    the ``baselines`` on the same seeds: random actions, and the same planner with the true
+    simulator as its model. ``planner(spec, device=...)`` builds a planner. ``grounding_kind``:
+    "linear" or "mlp" (the planner searches the learned actions, mapped to env actions to act),
+    or "rollout" (the planner searches env actions, the model imagines them through a
+    state-conditioned map fit on its own rollouts: :mod:`~latentplay.agents.state_grounding`,
+    seeded by ``grounding_seed``, fit in ``grounding_steps`` Adam steps; each fit is saved as
+    ``out/grounding_<N>.pt`` (``grounding_<N>_seed<S>.pt`` for a seed other than 0), and
+    ``grounding_file``, such a file or a shipped model's name, is used instead of fitting).
+    ``ensemble``: more checkpoints (or shipped names) that score every candidate beside
+    ``checkpoint``, the plan minimizing their mean cost (grounding "rollout" only: the models
+    share the env's action box), each through its own grounding: fit like ``checkpoint``'s
+    (saved as ``grounding_<N>..._member<i>.pt``), or, with ``grounding_file``, loaded from
+    ``ensemble_groundings`` (one per member). Each planned action is held ``repeat`` env steps,
+    ``execute`` of them are carried out per replan, each replan reads the last ``context``
+    frames; ``cost``: "goal" (the goal image, in ``space``) or "push" (the push task's shaped
+    cost on part positions: the model's own, the oracle's true ones); ``imagination``: the
+    model's steps compiled or eager (:func:`use_imagination`; eager unless asked, here:
+    scripts/plan.py asks for ``auto``); ``calibrations_off``: the model's calibrations its plans
+    imagine without (:func:`without_calibrations`). Writes ``out/results.json`` (None:
+    ``runs/plan/<env_name>_<planner>``); returns its content (one row per controller) and its
+    path."""
     check_grounding_choice(grounding_kind, grounding_file)  # plan.yaml's grounding.kind, .file
     check_ensemble(ensemble, ensemble_groundings, grounding_kind, grounding_file)
     if grounding_steps < 1:
