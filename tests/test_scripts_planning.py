@@ -48,10 +48,8 @@ def test_plan_script_runs_model_and_baselines_on_the_same_seeds(tmp_path: Path) 
     for row in data["rows"]:
         assert row["episodes"] == 2 and 0.0 <= row["success_rate"] <= 1.0
         assert [e["steps"] for e in row["per_episode"]] == [4, 4]
-        for e in row["per_episode"]:  # the nearest approach bounds the start and the end
-            assert e["closest_distance_m"] <= min(e["start_distance_m"], e["final_distance_m"])
-            assert e["reached"] >= e["success"]
-        assert row["reached_rate"] >= row["success_rate"]
+        reached = [e["reached"] for e in row["per_episode"]]  # the rate is the episodes' own
+        assert row["reached_rate"] == sum(reached) / len(reached)
         assert row["controller"] in res.stdout
     # the same seeds: every controller starts each episode at the same distance from its goal
     starts = {tuple(e["start_distance_m"] for e in r["per_episode"]) for r in data["rows"]}
