@@ -4,6 +4,8 @@ Every policy is built per env by a factory taking the action space (a Hydra ``_p
 config gives one), gets a fresh per-episode RNG in :meth:`Policy.reset`, and acts on the
 observation and the info dict. Scripted policies read ground truth from ``info``: that is
 fine for *collecting*; the ground truth still never reaches a world model's training input.
+A policy that needs its env itself (a planner renders the goal image) defines ``bind(env)``;
+collection calls it once with the unwrapped env it records from, before the first episode.
 """
 
 from __future__ import annotations

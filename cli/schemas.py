@@ -106,6 +106,7 @@ class TrainConfig:
     data: str = MISSING
     out: str | None = None
     resume: Any = False  # true, false or auto: train() checks
+    init: str | None = None
     split: Split = Split["train"]
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 

@@ -30,7 +30,7 @@ from latentplay.rollouts.format import (
     shard_name,
     split_lists,
 )
-from latentplay.rollouts.worker import CollectSpec, make_env_and_policy, write_shard
+from latentplay.rollouts.worker import CollectSpec, bound, make_env_and_policy, write_shard
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
 
@@ -112,7 +112,7 @@ def _env_description(spec: CollectSpec) -> dict[str, Any]:
             )
         # Build the policy here too: a bad policy fails now, with its own error, not in a
         # worker process after meta.json was written.
-        policy = spec.policy_factory(action_space=env.action_space)
+        policy = bound(spec.policy_factory(action_space=env.action_space), env)
         policy.reset(np.random.default_rng(0), info)
         policy.act(obs, info)
         pixels = env.observation_space["pixels"]

@@ -82,7 +82,14 @@ def make_env_and_policy(spec: CollectSpec) -> tuple[Any, Any]:
     import latentplay.envs  # noqa: F401  (registers ids, picks the GL platform)
 
     env = gym.make(spec.env_id, obs_type="pixels_state", **spec.env_kwargs)
-    return env, spec.policy_factory(action_space=env.action_space)
+    return env, bound(spec.policy_factory(action_space=env.action_space), env)
+
+
+def bound(policy: Any, env: Any) -> Any:
+    """``policy``, told its env if it asks (``bind(env)``: a planner reads the goal image)."""
+    if hasattr(policy, "bind"):
+        policy.bind(env.unwrapped)
+    return policy
 
 
 def record_episode(env: Any, policy: Any, spec: CollectSpec, index: int) -> Episode:

@@ -29,6 +29,7 @@ def main(cfg: DictConfig) -> None:
         split=c["split"],
         resume=c["resume"],
         config=c,
+        init=c["init"],
     )
     if from_env().is_main:
         print(

@@ -331,3 +331,19 @@ def test_collect_is_resumable_after_sigkill(tmp_path: Path, launcher: str) -> No
     assert [e[1] for e in resumed.episodes] == [e[1] for e in reference.episodes]
     assert _shard_digests(out) == _shard_digests(ref), "shards differ from an uninterrupted run"
     assert not list((out / "shards").glob(".*")), "temporary files were left behind"
+
+
+def test_a_policy_that_asks_is_bound_to_the_env_it_records(tmp_path: Path) -> None:
+    from helpers.goal_policy import TowardGoalPolicy
+
+    spec = _spec(policy_factory=TowardGoalPolicy, episodes=2, shard_episodes=1)
+    collect(spec, tmp_path / "goal", workers=2, progress=False)
+    reader = EpisodeReader(tmp_path / "goal")
+    for i in range(2):
+        gt = reader.ground_truth(i)
+        want = np.clip(10.0 * (gt["goal"][:-1] - gt["ee_pos"][:-1, :2]), -1, 1)
+        np.testing.assert_allclose(gt["actions"][:, :2], want, atol=1e-6)
+        # the arm went where the bound env's goal lay: it came nearer than it started
+        dist = np.linalg.norm(gt["ee_pos"][:, :2] - gt["goal"], axis=-1)
+        assert dist[-1] < 0.5 * dist[0]
+    reader.close()

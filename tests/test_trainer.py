@@ -182,3 +182,36 @@ def test_resuming_a_finished_run_leaves_its_checkpoint_as_it_is(toy: Path, tmp_p
     assert last.read_bytes() == before and last.stat().st_mtime_ns == stamp
     train(_model(), objective, data, tmp_path / "a", _settings(max_steps=3), resume="auto")
     assert read_checkpoint(last)["step"] == 3  # a resumed run that steps still saves
+
+
+def test_init_starts_a_new_run_from_trained_weights(toy: Path, tmp_path: Path) -> None:
+    from latentplay.world_models.checkpoint import CheckpointMismatchError
+    from latentplay.world_models.train import load_initial_weights, train_model
+    from latentplay.world_models.yoda.train import yoda_training
+
+    build = functools.partial(
+        yoda_training, size="xs", memory=3, schedule=YodaSchedule(clip_length=4)
+    )
+    first = tmp_path / "first" / "checkpoints" / "last.pt"
+    train_model(build, toy, _settings(max_steps=3, lr=1e-2), out=tmp_path / "first")
+    trained = read_checkpoint(first)["model"]
+    # loaded as they are into a model of the same settings, whatever its own initial weights
+    torch.manual_seed(123)
+    fresh = Yoda(size="xs", image_size=32, memory=3)
+    assert any(not torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())
+    load_initial_weights(fresh, first)
+    for k, v in fresh.state_dict().items():
+        torch.testing.assert_close(v, trained[k], rtol=0, atol=0, msg=k)
+    # a fine-tuning run: a fresh step count, and one Adam step moves no weight by more than lr
+    lr = 1e-4
+    train_model(build, toy, _settings(max_steps=1, lr=lr), out=tmp_path / "tuned", init=first)
+    tuned = read_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.pt")
+    assert tuned["step"] == 1
+    moved = max(
+        float((tuned["model"][k].float() - v.float()).abs().max()) for k, v in trained.items()
+    )
+    assert 0 < moved <= lr * 1.001
+    # weights of other settings are refused by name
+    other = Yoda(size="xs", image_size=32, memory=2)
+    with pytest.raises(CheckpointMismatchError, match=r"init=.*memory: 3 vs 2"):
+        load_initial_weights(other, first)

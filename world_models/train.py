@@ -33,11 +33,14 @@ from latentplay.utils.io import atomic_path
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models import distributed
 from latentplay.world_models.checkpoint import (
+    CheckpointMismatchError,
     check_compatible,
     read_checkpoint,
     save_checkpoint,
 )
+from latentplay.world_models.checkpoint_format import trained_weights
 from latentplay.world_models.settings import TrainerSettings
+from latentplay.world_models.shipped import resolve_checkpoint
 
 StepFn = Callable[[nn.Module, torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
 
@@ -146,13 +149,19 @@ def train_model(
     split: str = "train",
     resume: bool | str = False,
     config: dict[str, Any] | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Build a model family's training run on ``data`` (``build(data=..., split=...)``, e.g. a
     partial of :func:`latentplay.world_models.glass.train.glass_training`) and :func:`train` it
     into ``out`` (None: ``runs/<model name>``). The initial weights come from the run's seed:
-    the same command trains the same model, and under torchrun every rank builds the same one."""
+    the same command trains the same model, and under torchrun every rank builds the same one.
+    ``init``: start instead from the trained weights of a checkpoint or a shipped model's name
+    (fine-tuning: the optimizer, step count and time budget start fresh; a resumed run
+    continues from its own checkpoint and ignores it)."""
     torch.manual_seed(settings.seed)
     run = build(data=str(data), split=split)
+    if init is not None:
+        load_initial_weights(run.model, init)
     out = Path(out) if out is not None else Path("runs") / type(run.model).name
     if config is not None:
         config = {**config, "out": str(out)}
@@ -167,6 +176,21 @@ def train_model(
         sample_fn=run.sample_fn,
         before_checkpoint=run.before_checkpoint,
     )
+
+
+def load_initial_weights(model: nn.Module, init: str | Path) -> None:
+    """Copy the trained weights (its moving average, if it has one) of ``init``, a checkpoint
+    or a shipped model's name, into ``model``, which must be built with the same settings."""
+    path = resolve_checkpoint(init)
+    ckpt = read_checkpoint(path, "cpu")
+    try:
+        check_compatible(path, ckpt, model)
+    except CheckpointMismatchError as e:
+        raise CheckpointMismatchError(
+            f"init={init}: {e} (for init: pass the model settings it was trained with)"
+        ) from e
+    model.load_state_dict(trained_weights(ckpt, average=True))
+    model.train()
 
 
 @dataclass
