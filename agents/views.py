@@ -24,6 +24,7 @@ from latentplay.world_models.glass.global_model import GlassGlobal
 from latentplay.world_models.protocol import (
     Actions,
     ActionSpec,
+    Calibrated,
     Sampling,
     SparseFlowControl,
     WorldModel,
@@ -31,6 +32,9 @@ from latentplay.world_models.protocol import (
 )
 
 VIEWS = ("full", "global", "ee_poke")
+# calibrations plans imagine without: rest_px, still objects' dead zone, hides a gentle push's
+# first steps from the cost
+PLAN_WITHOUT = ("rest_px",)
 
 
 @dataclass
@@ -148,3 +152,21 @@ def model_view(
     if env is None:
         raise ValueError("model_view=ee_poke follows an arm: pass the env it acts in")
     return EndEffectorPoke(model, env, sample_steps)
+
+
+def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list[str]:
+    """Turn the calibrations ``names`` off in ``model`` and return them: a :class:`Calibrated`
+    model's (a name it does not calibrate is an error); a model without calibrations has
+    none to turn off."""
+    if not isinstance(model, Calibrated):
+        return []
+    names = list(dict.fromkeys(names))  # once each, in order
+    unknown = sorted(set(names) - set(model.calibrations))
+    if unknown:
+        raise ValueError(
+            f"calibrations_off={unknown}: {type(model).__name__} calibrates "
+            f"{list(model.calibrations)}"
+        )
+    for name in names:
+        model.calibration_off(name)
+    return names

@@ -32,7 +32,7 @@ from latentplay.agents.state_grounding import (
     save_state_grounding,
     state_grounding_from_data,
 )
-from latentplay.agents.views import model_view
+from latentplay.agents.views import PLAN_WITHOUT, model_view, without_calibrations
 from latentplay.envs.arm import ArmEnv
 from latentplay.evaluation.report import ReportSection, metric_bars
 from latentplay.utils.device import resolve_device
@@ -40,13 +40,10 @@ from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models.checkpoint import load_model, training_data, training_summary
 from latentplay.world_models.compiling import use_imagination
-from latentplay.world_models.protocol import Calibrated, StatePositions, WorldModel
+from latentplay.world_models.protocol import StatePositions, WorldModel
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
 BASELINES = ("random", "oracle")
-# Calibrations plans imagine without (configs/plan.yaml's calibrations_off): a dead zone hides
-# a gentle push's first fraction of a pixel from the cost.
-PLAN_WITHOUT = ("rest_px",)
 SUCCESS = {"reach": "end effector within 2 cm", "push": "object within 3 cm"}
 
 
@@ -364,24 +361,6 @@ def check_ensemble(
             f"model (grounding.file={grounding_file!r}, ensemble_groundings={list(groundings)}),"
             " or none (each fit on data)"
         )
-
-
-def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list[str]:
-    """Turn the calibrations ``names`` off in ``model`` and return them: a :class:`Calibrated`
-    model's (a name it does not calibrate is an error); a model without calibrations has
-    none to turn off."""
-    if not isinstance(model, Calibrated):
-        return []
-    names = list(dict.fromkeys(names))  # once each, in order
-    unknown = sorted(set(names) - set(model.calibrations))
-    if unknown:
-        raise ValueError(
-            f"calibrations_off={unknown}: {type(model).__name__} calibrates "
-            f"{list(model.calibrations)}"
-        )
-    for name in names:
-        model.calibration_off(name)
-    return names
 
 
 def planning_section(path: Path, out: Path) -> ReportSection:
