@@ -22,9 +22,7 @@ from gymnasium import spaces
 
 from latentplay.agents.mpc import ModelController
 from latentplay.agents.state_grounding import EnvActionView, load_state_grounding
-from latentplay.agents.views import PLAN_WITHOUT, model_view, without_calibrations
-from latentplay.world_models.checkpoint import load_model
-from latentplay.world_models.compiling import use_imagination
+from latentplay.agents.views import PLAN_WITHOUT, load_for_planning
 
 
 class PlannerPolicy:
@@ -65,9 +63,8 @@ class PlannerPolicy:
             )
         if threads is not None and threads < 1:
             raise ValueError(f"threads={threads}; expected >= 1 or null (torch's default)")
-        self.space = action_space
         self.models = [(checkpoint, grounding), *zip(ensemble, ensemble_groundings, strict=True)]
-        self.planner_factory, self.cost = planner, cost
+        self.planner_factory = planner
         self.plan_args = dict(execute=execute, repeat=repeat, context=context, cost=cost)
         self.behind_px, self.calibrations_off = behind_px, list(calibrations_off)
         self.imagination, self.device, self.threads = imagination, torch.device(device), threads
@@ -84,10 +81,14 @@ class PlannerPolicy:
             torch.set_num_threads(self.threads)
         views = []
         for name, grounding_name in self.models:
-            model, _ = load_model(name, self.device)
-            without_calibrations(model, self.calibrations_off)
-            use_imagination(model, self.imagination, self.device)
-            model = model_view(model, "full", env, None)
+            model, *_ = load_for_planning(
+                name,
+                "full",
+                env,
+                calibrations_off=self.calibrations_off,
+                imagination=self.imagination,
+                device=self.device,
+            )
             grounding = load_state_grounding(grounding_name, model, self.device)
             views.append(EnvActionView(model, grounding))
         first = views[0]
@@ -107,7 +108,6 @@ class PlannerPolicy:
                 "PlannerPolicy needs its env for the goal image: bind(env) first (collection "
                 "does it)"
             )
-        self.rng = rng
         self.controller.planner.generator.manual_seed(int(rng.integers(2**62)))
         self.controller.reset(self.env)
         self.frames, self.queue = [], []
@@ -115,8 +115,7 @@ class PlannerPolicy:
     def act(self, obs: Any, info: dict[str, Any]) -> np.ndarray:
         if self.controller is None:
             raise RuntimeError("PlannerPolicy.act() before bind(env) and reset(rng, info)")
-        self.frames.append(obs["pixels"] if isinstance(obs, dict) else obs)
-        if not self.queue:
+        self.frames.append(obs["pixels"])  # collection's envs give pixels and state
+        if not self.queue:  # env actions, clipped to the box by the state grounding
             self.queue = list(self.controller.act(self.frames, self.env.get_state()))
-        action = self.queue.pop(0)
-        return np.clip(action, self.space.low, self.space.high).astype(np.float32)
+        return self.queue.pop(0).astype(np.float32)

@@ -19,6 +19,8 @@ import torch
 
 from latentplay.agents.grounding import camera_jacobian
 from latentplay.envs.arm import EE_STEP, ArmEnv, ArmState
+from latentplay.world_models.checkpoint import load_model
+from latentplay.world_models.compiling import use_imagination
 from latentplay.world_models.glass import Glass
 from latentplay.world_models.glass.global_model import GlassGlobal
 from latentplay.world_models.protocol import (
@@ -170,3 +172,24 @@ def without_calibrations(model: Any, names: list[str] | tuple[str, ...]) -> list
     for name in names:
         model.calibration_off(name)
     return names
+
+
+def load_for_planning(
+    name: str,
+    view: str,
+    env: ArmEnv | None,
+    *,
+    sample_steps: int | None = None,
+    calibrations_off: list[str] | tuple[str, ...] = PLAN_WITHOUT,
+    imagination: str = "eager",
+    device: str | torch.device = "cpu",
+) -> tuple[Any, dict[str, Any], list[str], bool]:
+    """A checkpoint or shipped model as plans imagine it: loaded on ``device``, its
+    ``calibrations_off`` turned off, its steps compiled or eager (``imagination``:
+    :func:`~latentplay.world_models.compiling.use_imagination`), seen through ``view`` in
+    ``env``. Returns the view, the checkpoint, the calibrations turned off and whether its
+    steps were compiled."""
+    model, ckpt = load_model(name, device)
+    turned_off = without_calibrations(model, calibrations_off)
+    compiled = use_imagination(model, imagination, device)
+    return model_view(model, view, env, sample_steps), ckpt, turned_off, compiled

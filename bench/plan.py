@@ -34,8 +34,8 @@ def bench_plan(
     from latentplay.agents.planners import CEM
     from latentplay.agents.planners.costs import GoalImageCost
     from latentplay.agents.simulator import SimulatorModel
+    from latentplay.agents.views import PLAN_WITHOUT, without_calibrations
     from latentplay.envs.arm import PushEnv
-    from latentplay.evaluation.planning import PLAN_WITHOUT, without_calibrations
     from latentplay.utils.frames import to_tensor_frames
     from latentplay.world_models.checkpoint import load_model
     from latentplay.world_models.compiling import compile_unavailable

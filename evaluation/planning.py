@@ -32,14 +32,13 @@ from latentplay.agents.state_grounding import (
     save_state_grounding,
     state_grounding_from_data,
 )
-from latentplay.agents.views import PLAN_WITHOUT, model_view, without_calibrations
+from latentplay.agents.views import PLAN_WITHOUT, load_for_planning
 from latentplay.envs.arm import ArmEnv
 from latentplay.evaluation.report import ReportSection, metric_bars
 from latentplay.utils.device import resolve_device
 from latentplay.utils.io import provenance, write_json_atomic
 from latentplay.utils.progress import progress_bar
-from latentplay.world_models.checkpoint import load_model, training_data, training_summary
-from latentplay.world_models.compiling import use_imagination
+from latentplay.world_models.checkpoint import training_data, training_summary
 from latentplay.world_models.protocol import StatePositions, WorldModel
 
 PlannerFactory = Callable[..., SamplingPlanner]  # (action spec, device=...) -> planner
@@ -196,28 +195,28 @@ def run_planning(
     started = provenance()  # the code that runs, not the one checked out at the end
     dev = resolve_device(device)
     make_env = arm_env_factory(env_id, env_kwargs)
-    model, ckpt = load_model(checkpoint, dev)
-    turned_off = without_calibrations(model, calibrations_off)
-    compiled = use_imagination(model, imagination, dev)
-    data = data or training_data(ckpt)
-    if data is None and grounding_file is None and any(n > 0 for n in labels):
-        raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
     probe = make_env()
     task = probe.task
-    model = model_view(model, view, probe, sample_steps)
-    if cost == "push" and task != "push":
-        probe.close()
-        raise ValueError(f"cost=push in {env_id}: its task is {task!r}; use cost=goal")
     members: list[WorldModel] = []  # an ensemble's other models (grounding.kind=rollout)
     member_ckpts: list[dict[str, Any]] = []
     saved: StateGrounding | None = None
     member_saved: list[StateGrounding] = []
+    imagined = dict(
+        sample_steps=sample_steps,
+        calibrations_off=calibrations_off,
+        imagination=imagination,
+        device=dev,
+    )
     try:
+        model, ckpt, turned_off, compiled = load_for_planning(checkpoint, view, probe, **imagined)
+        data = data or training_data(ckpt)
+        if data is None and grounding_file is None and any(n > 0 for n in labels):
+            raise ValueError("grounding needs labelled transitions: set data=<dataset folder>")
+        if cost == "push" and task != "push":
+            raise ValueError(f"cost=push in {env_id}: its task is {task!r}; use cost=goal")
         for name in ensemble:
-            member, member_ckpt = load_model(name, dev)
-            without_calibrations(member, calibrations_off)
-            use_imagination(member, imagination, dev)
-            members.append(model_view(member, view, probe, sample_steps))
+            member, member_ckpt, *_ = load_for_planning(name, view, probe, **imagined)
+            members.append(member)
             member_ckpts.append(member_ckpt)
         for name, m in [(checkpoint, model), *zip(ensemble, members, strict=True)]:
             if cost == "push" and not isinstance(m, StatePositions):
@@ -233,7 +232,7 @@ def run_planning(
                 load_state_grounding(f, m, dev)
                 for f, m in zip(ensemble_groundings, members, strict=True)
             ]
-    except (ValueError, FileNotFoundError):
+    except BaseException:
         probe.close()
         raise
     seeds = list(range(seed, seed + episodes))

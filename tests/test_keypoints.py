@@ -548,7 +548,7 @@ def test_one_step_term_steps_from_every_true_state_with_its_true_velocity() -> N
 def test_calibrations_are_set_and_turned_off_by_name() -> None:
     """set_rest checks its value; calibration_off turns rest_px and apart_px off, after which
     a step is exactly the step of the same model never calibrated; a wrong name is named."""
-    from latentplay.evaluation.planning import without_calibrations
+    from latentplay.agents.views import without_calibrations
 
     m = _model()
     with torch.no_grad():

@@ -44,7 +44,6 @@ def test_plans_recorded_by_collection_take_the_paddle_to_the_box(tmp_path: Path)
         gt = reader.ground_truth(i)
         gap = np.linalg.norm(gt["ee_pos"][:, :2] - gt["object_pos"][:, 0, :2], axis=-1)
         assert gap[-1] < 0.7 * gap[0], f"episode {i}: paddle to box {gap.round(3)} m"
-        assert np.abs(gt["actions"]).max() <= 1.0
     reader.close()
 
 

@@ -284,6 +284,7 @@ def test_plans_imagine_without_the_calibrations_they_turn_off(
     """A planning run turns the named calibrations off before the model imagines anything
     (compiling, grounding fits, replans): what the model holds when imagination starts is
     recorded, and the run stopped there."""
+    import latentplay.agents.views as views
     import latentplay.evaluation.planning as planning
 
     kp = Keypoints(image_size=32, num_keypoints=4, action_dim=2)
@@ -298,7 +299,7 @@ def test_plans_imagine_without_the_calibrations_they_turn_off(
         seen.append((float(model.rest_px), float(model.apart_px.max())))
         raise _Stop
 
-    monkeypatch.setattr(planning, "use_imagination", record)
+    monkeypatch.setattr(views, "use_imagination", record)  # what load_for_planning calls
     for off, want in (
         ((), (0.5, 6.0)),
         (("rest_px",), (0.0, 6.0)),

@@ -213,5 +213,9 @@ def test_init_starts_a_new_run_from_trained_weights(toy: Path, tmp_path: Path) -
     assert 0 < moved <= lr * 1.001
     # weights of other settings are refused by name
     other = Yoda(size="xs", image_size=32, memory=2)
-    with pytest.raises(CheckpointMismatchError, match=r"init=.*memory: 3 vs 2"):
+    with pytest.raises(CheckpointMismatchError, match=r"memory: 3 vs 2\. init=.*settings"):
         load_initial_weights(other, first)
+    # a run that resumes continues its own weights: init is not read
+    settings = _settings(max_steps=2, lr=lr)
+    train_model(build, toy, settings, out=tmp_path / "tuned", resume=True, init="absent.pt")
+    assert read_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.pt")["step"] == 2

@@ -103,8 +103,14 @@ def training_data(ckpt: dict[str, Any]) -> str | None:
     return None if data is None else str(data)
 
 
-def check_compatible(path: str | Path, ckpt: dict[str, Any], model: nn.Module) -> None:
-    """Raise naming every difference between the checkpoint's model and ``model``."""
+def check_compatible(
+    path: str | Path,
+    ckpt: dict[str, Any],
+    model: nn.Module,
+    remedy: str = "Use another out folder, or the checkpoint's settings.",
+) -> None:
+    """Raise naming every difference between the checkpoint's model and ``model``, and
+    ``remedy``."""
     problems = []
     if ckpt["model_name"] != type(model).name:
         problems.append(f"model {ckpt['model_name']!r} vs {type(model).name!r}")
@@ -121,8 +127,7 @@ def check_compatible(path: str | Path, ckpt: dict[str, Any], model: nn.Module) -
                 )
     if problems:
         raise CheckpointMismatchError(
-            f"{path} does not fit this model (checkpoint vs now): {'; '.join(problems)}. "
-            "Use another out folder, or the checkpoint's settings."
+            f"{path} does not fit this model (checkpoint vs now): {'; '.join(problems)}. {remedy}"
         )
 
 

@@ -33,7 +33,6 @@ from latentplay.utils.io import atomic_path
 from latentplay.utils.progress import progress_bar
 from latentplay.world_models import distributed
 from latentplay.world_models.checkpoint import (
-    CheckpointMismatchError,
     check_compatible,
     read_checkpoint,
     save_checkpoint,
@@ -160,8 +159,6 @@ def train_model(
     continues from its own checkpoint and ignores it)."""
     torch.manual_seed(settings.seed)
     run = build(data=str(data), split=split)
-    if init is not None:
-        load_initial_weights(run.model, init)
     out = Path(out) if out is not None else Path("runs") / type(run.model).name
     if config is not None:
         config = {**config, "out": str(out)}
@@ -175,6 +172,7 @@ def train_model(
         config=config,
         sample_fn=run.sample_fn,
         before_checkpoint=run.before_checkpoint,
+        init=init,
     )
 
 
@@ -183,14 +181,9 @@ def load_initial_weights(model: nn.Module, init: str | Path) -> None:
     or a shipped model's name, into ``model``, which must be built with the same settings."""
     path = resolve_checkpoint(init)
     ckpt = read_checkpoint(path, "cpu")
-    try:
-        check_compatible(path, ckpt, model)
-    except CheckpointMismatchError as e:
-        raise CheckpointMismatchError(
-            f"init={init}: {e} (for init: pass the model settings it was trained with)"
-        ) from e
+    remedy = f"init={init}: pass the model settings it was trained with."
+    check_compatible(path, ckpt, model, remedy)
     model.load_state_dict(trained_weights(ckpt, average=True))
-    model.train()
 
 
 @dataclass
@@ -255,11 +248,14 @@ def train(
     config: dict[str, Any] | None = None,
     sample_fn: Callable[[nn.Module, torch.Tensor, Path], None] | None = None,
     before_checkpoint: Callable[[nn.Module], None] | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Train ``model`` on clips of ``data`` into the run folder ``out``.
 
     ``resume``: False (a run already in ``out`` is an error), True (continue it exactly; it
-    must exist) or ``"auto"`` (continue when there is one, else start).
+    must exist) or ``"auto"`` (continue when there is one, else start). ``init``: a run that
+    starts (not one that resumes) takes the trained weights of that checkpoint or shipped
+    model first (:func:`load_initial_weights`).
     ``out/checkpoints/last.pt`` is rewritten atomically every few minutes and at the end;
     ``out/metrics.jsonl`` and TensorBoard logs (``out/tb``) get ``train/loss/*`` every
     ``log_every`` steps; ``sample_fn`` writes videos to ``out/samples`` every ``sample_every``;
@@ -283,6 +279,8 @@ def train(
         raise FileExistsError(
             f"{out} already holds a run; pass resume=true to continue it, or choose another out"
         )
+    if init is not None and not resume:
+        load_initial_weights(model, init)
     ctx, device, owns_group = distributed.init(resolve_device(settings.device))
     finished = False
     try:
