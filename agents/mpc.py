@@ -97,11 +97,42 @@ class RandomController:
         return self.rng.uniform(-1, 1, (1, 3))
 
 
-def _check_plan_args(cost: str, repeat: int, execute: int) -> None:
+def _check_plan_args(cost: str, repeat: int, execute: int, settle_px: float = 0.0) -> None:
     if cost not in COSTS:
         raise ValueError(f"cost={cost!r}; expected one of {COSTS}")
     if repeat < 1 or execute < 1:
         raise ValueError(f"repeat={repeat}, execute={execute}; expected each >= 1")
+    if settle_px < 0 or (settle_px > 0 and cost != "push"):
+        raise ValueError(
+            f"settle_px={settle_px} with cost={cost}; expected 0, or >= 0 pixels with cost=push"
+        )
+
+
+class Settle:
+    """Leave a pushed object where it is once it is at its goal. While ``within`` (the object
+    read within the settle radius at a replan), the arm stops: first the last command is
+    taken back (its negation, as long, the paddle's turn left alone), then it holds still.
+    Holding still alone is not enough: the arm's controller target runs up to 3 cm ahead of
+    an arm that pushes, so a paused arm goes on pushing. The plan is made all the same (its
+    warm start stays current should the object leave the radius)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.last: np.ndarray | None = None
+        self.settled = False
+
+    def __call__(self, actions: np.ndarray, within: bool) -> np.ndarray:
+        if not within:
+            self.settled, self.last = False, actions.copy()
+            return actions
+        out = np.zeros_like(actions)
+        if not self.settled and self.last is not None and len(self.last) == len(actions):
+            out = -self.last
+            out[:, 2] = 0.0
+        self.settled, self.last = True, None
+        return out
 
 
 class OracleController:
@@ -110,7 +141,8 @@ class OracleController:
     env's own reward terms (distance to the goal; for Push plus half the end-effector-to-object
     distance); ``cost="push"``: :func:`push_shaping` on the true table-plane positions of the
     end effector, object 0 and the goal, ``behind_px`` converted to metres at the objects'
-    height (the learned models' push cost, on the truth)."""
+    height (the learned models' push cost, on the truth); ``settle_px`` (> 0) likewise, the
+    radius within which the object is left at its goal (:class:`Settle`)."""
 
     def __init__(
         self,
@@ -121,17 +153,21 @@ class OracleController:
         repeat: int = 1,
         cost: str = "goal",
         behind_px: float = 5.0,
+        settle_px: float = 0.0,
     ) -> None:
-        _check_plan_args(cost, repeat, execute)
+        _check_plan_args(cost, repeat, execute, settle_px)
         self.sim, self.planner, self.execute = SimulatorModel(make_env), planner, execute
         self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px
+        self.settle_px, self.settle = settle_px, Settle()
 
     def reset(self, env: ArmEnv) -> None:
         self.planner.reset()
+        self.settle.reset()
         self.task = env.task
         z = OBJECT_HALF_HEIGHT  # pixels per metre on the plane of the objects' centres
         ends = env.camera.world_to_pixel(np.array([[0.0, 0.0, z], [0.1, 0.0, z]]))
-        self.behind_m = self.behind_px / float(np.linalg.norm(ends[1] - ends[0]) / 0.1)
+        px_per_m = float(np.linalg.norm(ends[1] - ends[0]) / 0.1)
+        self.behind_m, self.settle_m = self.behind_px / px_per_m, self.settle_px / px_per_m
 
     def _score(self, env: ArmEnv, info: dict) -> float:
         if self.cost_kind == "goal" or self.task != "push":
@@ -159,7 +195,12 @@ class OracleController:
 
     def act(self, frames: list[np.ndarray], state: ArmState) -> np.ndarray:
         plan = self.planner.plan(self._cost(state), executed=self.execute)
-        return np.repeat(plan.actions.continuous[0, : self.execute].cpu().numpy(), self.repeat, 0)
+        out = np.repeat(plan.actions.continuous[0, : self.execute].cpu().numpy(), self.repeat, 0)
+        if not self.settle_px:
+            return out
+        env = self.sim.env  # the object's true distance to its goal now
+        env.set_state(state)
+        return self.settle(out, goal_distance(env) < self.settle_m)
 
 
 class ModelController:
@@ -170,7 +211,9 @@ class ModelController:
     move). ``cost="goal"``: :class:`GoalImageCost` in ``space``;
     ``"push"``: :class:`PushCost` on the model's part positions. ``members``: more models of
     the same action space (env actions, each through its own grounding) that score every
-    candidate too; the plan minimizes the mean of all their costs (:class:`MeanCost`)."""
+    candidate too; the plan minimizes the mean of all their costs (:class:`MeanCost`).
+    ``settle_px`` (> 0, push cost): the object read within this many pixels of its goal (the
+    models' mean reading) is left there (:class:`Settle`)."""
 
     def __init__(
         self,
@@ -186,9 +229,10 @@ class ModelController:
         repeat: int = 1,
         cost: str = "goal",
         behind_px: float = 5.0,
+        settle_px: float = 0.0,
         device: str | torch.device = "cpu",
     ) -> None:
-        _check_plan_args(cost, repeat, execute)
+        _check_plan_args(cost, repeat, execute, settle_px)
         if context < 1:
             raise ValueError(f"context={context}; expected >= 1 frame per replan")
         for m in members:
@@ -207,10 +251,12 @@ class ModelController:
         self.models = [model, *members]  # the plan's model first
         self.space, self.context, self.execute, self.chunk = space, context, execute, chunk
         self.repeat, self.cost_kind, self.behind_px = repeat, cost, behind_px
+        self.settle_px, self.settle = settle_px, Settle()
         self.device = torch.device(device)
 
     def reset(self, env: ArmEnv) -> None:
         self.planner.reset()
+        self.settle.reset()
         self.goal = to_tensor_frames(env.render_goal(), self.device)
         # the push cost's parts, each model's own, read at the first replan
         self.parts: list[tuple[int, int] | None] = [None] * len(self.models)
@@ -243,4 +289,8 @@ class ModelController:
         cost = costs[0] if len(costs) == 1 else MeanCost(costs)
         plan = self.planner.plan(cost, executed=self.execute)
         first = Actions(*(None if a is None else a[0, : self.execute] for a in plan.actions))
-        return np.repeat(self.grounding.to_env(first).cpu().numpy(), self.repeat, 0)
+        out = np.repeat(self.grounding.to_env(first).cpu().numpy(), self.repeat, 0)
+        if not self.settle_px:
+            return out
+        read = float(np.mean([c.to_goal_px for c in costs]))  # PushCosts (settle_px: cost=push)
+        return self.settle(out, read < self.settle_px)

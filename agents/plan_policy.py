@@ -30,10 +30,10 @@ class PlannerPolicy:
     ``grounding`` (a ``grounding_<N>.pt`` of ``scripts/plan.py`` or a shipped name), scored
     with the ``ensemble`` models (each through its ``ensemble_groundings`` entry) on the mean
     of their costs; ``planner(spec, device=...)`` builds the sampling planner. ``execute``,
-    ``repeat``, ``context``, ``cost`` and ``behind_px`` as in ``scripts/plan.py``. Models load
-    when the policy is bound to its env (once per collection worker), on ``device`` with
-    ``threads`` torch threads (1: two workers keep to two cores). Each episode's planner noise
-    is seeded from the episode's RNG."""
+    ``repeat``, ``context``, ``cost``, ``behind_px`` and ``settle_px`` as in
+    ``scripts/plan.py``. Models load when the policy is bound to its env (once per collection
+    worker), on ``device`` with ``threads`` torch threads (1: two workers keep to two cores).
+    Each episode's planner noise is seeded from the episode's RNG."""
 
     name = "planner"
 
@@ -51,6 +51,7 @@ class PlannerPolicy:
         context: int = 2,
         cost: str = "push",
         behind_px: float = 5.0,
+        settle_px: float = 0.0,
         calibrations_off: Sequence[str] = PLAN_WITHOUT,
         imagination: str = "auto",
         device: str = "cpu",
@@ -66,7 +67,8 @@ class PlannerPolicy:
         self.models = [(checkpoint, grounding), *zip(ensemble, ensemble_groundings, strict=True)]
         self.planner_factory = planner
         self.plan_args = dict(execute=execute, repeat=repeat, context=context, cost=cost)
-        self.behind_px, self.calibrations_off = behind_px, list(calibrations_off)
+        self.behind_px, self.settle_px = behind_px, settle_px
+        self.calibrations_off = list(calibrations_off)
         self.imagination, self.device, self.threads = imagination, torch.device(device), threads
         self.env: Any = None
         self.controller: ModelController | None = None
@@ -98,6 +100,7 @@ class PlannerPolicy:
             first.grounding,
             members=views[1:],
             behind_px=self.behind_px,
+            settle_px=self.settle_px,
             device=self.device,
             **self.plan_args,
         )

@@ -146,6 +146,7 @@ class PlanConfig:
     context: int = 1
     cost: PlanCost = PlanCost["goal"]
     behind_px: float = 5.0
+    settle_px: float = 0.0
     model_view: ModelView = ModelView["global"]
     sample_steps: int | None = None
     space: CostSpace = CostSpace["pixels"]

@@ -152,6 +152,7 @@ def run_planning(
     context: int = 1,
     cost: str = "goal",
     behind_px: float = 5.0,
+    settle_px: float = 0.0,
     space: str = "pixels",
     chunk: int | None = None,
     imagination: str = "eager",
@@ -281,6 +282,7 @@ def run_planning(
             repeat=repeat,
             cost=cost,
             behind_px=behind_px,
+            settle_px=settle_px,
             device=dev,
         )
         searched = ", env actions" if grounding_kind == "rollout" else ""
@@ -303,6 +305,7 @@ def run_planning(
             repeat=repeat,
             cost=cost,
             behind_px=behind_px,
+            settle_px=settle_px,
         )
         rows.append(
             run_controller("oracle (true simulator)", make_env, oracle, seeds, max_steps, progress)
@@ -328,6 +331,7 @@ def run_planning(
         "imagination": "compiled" if compiled and model.steps_compiled else "eager",
         "calibrations_off": turned_off,
         "behind_px": behind_px,
+        "settle_px": settle_px,
         "success": SUCCESS[task],
         "rows": rows,
         **started,

@@ -46,6 +46,7 @@ def main(cfg: DictConfig) -> None:
         context=c["context"],
         cost=c["cost"],
         behind_px=c["behind_px"],
+        settle_px=c["settle_px"],
         space=c["space"],
         chunk=c["chunk"],
         imagination=c["imagination"],

@@ -194,3 +194,44 @@ def test_an_ensemble_of_shipped_models_plans_and_records_itself(tmp_path: Path) 
     text = planning_section(path, tmp_path / "report").text
     assert "Model: keypoints_mixed, shipped model" in text
     assert "the mean cost of it and 1 more: keypoints_pushmulti, shipped model" in text
+
+
+class Constant(Capture):
+    """A planner that plans the same env action every time."""
+
+    def plan(self, cost, executed: int = 1) -> SimpleNamespace:
+        self.costs.append(cost)
+        return SimpleNamespace(actions=Actions(continuous=torch.full((1, 5, 3), 0.5)))
+
+
+def test_an_ensemble_settles_on_its_members_mean_reading() -> None:
+    """settle_px against the models' mean reading of the object's distance to its goal:
+    just above it, the controller leaves the object (stillness, the last command taken back
+    after a push); just below, it executes its plan."""
+    views = [keypoint_view(0), keypoint_view(1)]
+    rng = np.random.default_rng(0)
+    goal = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float() / 255
+    g = torch.from_numpy(goal).permute(2, 0, 1).float() / 255
+    reads = [PushCost(v, x, g).to_goal_px for v in views]
+    mean = float(np.mean(reads))
+    assert abs(reads[0] - reads[1]) > 0.1  # the two models read apart: the mean decides
+    ctl = ModelController(
+        views[0],
+        Constant(views[0].action_spec),
+        views[0].grounding,
+        members=[views[1]],
+        cost="push",
+        context=2,
+        repeat=2,
+        settle_px=mean + 0.05,
+    )
+    ctl.reset(SimpleNamespace(render_goal=lambda: goal))
+    assert not ctl.act(frames, None).any()  # within: nothing to take back yet
+    ctl.settle_px = mean - 0.05
+    pushed = ctl.act(frames, None)
+    np.testing.assert_allclose(pushed, np.full((2, 3), 0.5))
+    ctl.settle_px = mean + 0.05
+    np.testing.assert_allclose(ctl.act(frames, None), [[-0.5, -0.5, 0.0]] * 2)
+    assert not ctl.act(frames, None).any()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentplay.agents.mpc import OracleController, RandomController, run_episode
+from latentplay.agents.mpc import OracleController, RandomController, Settle, run_episode
 from latentplay.agents.planners import CEM, MPPI
 from latentplay.agents.simulator import SimState, SimulatorModel
 from latentplay.envs.arm import PushEnv, ReachEnv
@@ -78,3 +78,51 @@ def test_simulator_model_branches_without_leaking_state() -> None:
     assert frames.shape == (3, 3, 64, 64) and float(frames.max()) <= 1.0
     with pytest.raises(ValueError, match=r"expected \(3, 3\)"):
         sim.step(state, Actions(torch.zeros(3, 2), None))
+
+
+def test_settle_takes_the_last_command_back_once_then_holds_still() -> None:
+    settle = Settle()
+    push = np.array([[0.8, -0.4, 0.5], [0.8, -0.4, 0.5]])
+    assert settle(push, within=False) is push  # pushing on: the plan goes as it is
+    back = settle(push * 0.3, within=True)  # the plan made at the goal is not executed
+    np.testing.assert_array_equal(back, [[-0.8, 0.4, 0.0], [-0.8, 0.4, 0.0]])
+    np.testing.assert_array_equal(settle(push, within=True), np.zeros((2, 3)))
+    assert settle(push, within=False) is push  # the object left the radius: push again
+    settle.reset()  # a new episode: no last command to take back
+    np.testing.assert_array_equal(settle(push, within=True), np.zeros((2, 3)))
+
+
+def test_the_oracle_leaves_an_object_at_its_goal_within_the_settle_radius() -> None:
+    """Push with the goal moved under the object: with a settle radius the oracle holds the
+    arm still (no command yet to take back), without one it plans as ever."""
+    import dataclasses
+
+    env = PushEnv(time_limit=None)
+    env.reset(seed=0)
+    obj = env.ground_truth()["object_pos"][env.target_object(), :2]
+    env.set_state(dataclasses.replace(env.get_state(), goal=np.array(obj)))
+    assert env.ground_truth()["goal"] == pytest.approx(obj)
+    acts = {}
+    for settle_px in (0.0, 3.0):
+        planner = CEM(SimulatorModel.action_spec, horizon=2, samples=16, elites=4, iterations=2)
+        oracle = OracleController(
+            lambda: PushEnv(time_limit=None),
+            planner,
+            execute=2,
+            repeat=2,
+            cost="push",
+            settle_px=settle_px,
+        )
+        oracle.reset(env)
+        acts[settle_px] = oracle.act([], env.get_state())
+    assert acts[3.0].shape == acts[0.0].shape == (4, 3)
+    assert not acts[3.0].any() and np.abs(acts[0.0]).max() > 0.05
+    env.close()
+
+
+def test_settling_is_refused_without_the_push_cost_or_below_zero() -> None:
+    planner = CEM(SimulatorModel.action_spec, horizon=2, samples=8, elites=2, iterations=1)
+    with pytest.raises(ValueError, match=r"settle_px=3.0 with cost=goal"):
+        OracleController(_reach, planner, settle_px=3.0)
+    with pytest.raises(ValueError, match=r"settle_px=-1.0"):
+        OracleController(_reach, planner, cost="push", settle_px=-1.0)

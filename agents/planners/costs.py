@@ -197,7 +197,8 @@ class PushCost(ModelRolloutCost):
     the pusher is the part that ``probes`` random actions move most in one step (the end
     effector: the arm's far end sweeps furthest). Both are read at an episode's start; later
     replans pass them back as ``parts=(object, pusher)`` (the arm has moved away from where
-    the goal image shows it by then)."""
+    the goal image shows it by then). ``to_goal_px``: the object's distance to its goal as the
+    model reads it now."""
 
     def __init__(
         self,
@@ -229,6 +230,7 @@ class PushCost(ModelRolloutCost):
             if parts is not None:
                 self.object, self.pusher = parts
                 self.goal = there[self.object]
+                self.to_goal_px = float((now[self.object] - self.goal).norm())
                 return
             # parts a model reads as absent (keypoint presence) are neither object nor pusher
             absent = torch.zeros(len(now), dtype=torch.bool, device=now.device)
@@ -237,6 +239,7 @@ class PushCost(ModelRolloutCost):
                 absent = (present[0] * model.present_parts(goal_state)[0]) == 0
             self.object = int((there - now).norm(dim=-1).masked_fill(absent, -1.0).argmax())
             self.goal = there[self.object]
+            self.to_goal_px = float((now[self.object] - self.goal).norm())
             spec = model.action_spec
             g = torch.Generator().manual_seed(seed)
             cont = None
