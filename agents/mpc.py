@@ -128,7 +128,7 @@ class Settle:
             self.settled, self.last = False, actions.copy()
             return actions
         out = np.zeros_like(actions)
-        if not self.settled and self.last is not None and len(self.last) == len(actions):
+        if not self.settled and self.last is not None:
             out = -self.last
             out[:, 2] = 0.0
         self.settled, self.last = True, None
@@ -292,5 +292,5 @@ class ModelController:
         out = np.repeat(self.grounding.to_env(first).cpu().numpy(), self.repeat, 0)
         if not self.settle_px:
             return out
-        read = float(np.mean([c.to_goal_px for c in costs]))  # PushCosts (settle_px: cost=push)
+        read = float(torch.stack([c.to_goal_px for c in costs]).mean())  # settle_px: PushCosts
         return self.settle(out, read < self.settle_px)

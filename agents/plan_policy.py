@@ -66,8 +66,14 @@ class PlannerPolicy:
             raise ValueError(f"threads={threads}; expected >= 1 or null (torch's default)")
         self.models = [(checkpoint, grounding), *zip(ensemble, ensemble_groundings, strict=True)]
         self.planner_factory = planner
-        self.plan_args = dict(execute=execute, repeat=repeat, context=context, cost=cost)
-        self.behind_px, self.settle_px = behind_px, settle_px
+        self.plan_args = dict(
+            execute=execute,
+            repeat=repeat,
+            context=context,
+            cost=cost,
+            behind_px=behind_px,
+            settle_px=settle_px,
+        )
         self.calibrations_off = list(calibrations_off)
         self.imagination, self.device, self.threads = imagination, torch.device(device), threads
         self.env: Any = None
@@ -99,8 +105,6 @@ class PlannerPolicy:
             self.planner_factory(first.action_spec, device=self.device),
             first.grounding,
             members=views[1:],
-            behind_px=self.behind_px,
-            settle_px=self.settle_px,
             device=self.device,
             **self.plan_args,
         )

@@ -214,7 +214,7 @@ def test_an_ensemble_settles_on_its_members_mean_reading() -> None:
     frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float() / 255
     g = torch.from_numpy(goal).permute(2, 0, 1).float() / 255
-    reads = [PushCost(v, x, g).to_goal_px for v in views]
+    reads = [float(PushCost(v, x, g).to_goal_px) for v in views]
     mean = float(np.mean(reads))
     assert abs(reads[0] - reads[1]) > 0.1  # the two models read apart: the mean decides
     ctl = ModelController(

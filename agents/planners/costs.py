@@ -198,7 +198,7 @@ class PushCost(ModelRolloutCost):
     effector: the arm's far end sweeps furthest). Both are read at an episode's start; later
     replans pass them back as ``parts=(object, pusher)`` (the arm has moved away from where
     the goal image shows it by then). ``to_goal_px``: the object's distance to its goal as the
-    model reads it now."""
+    model reads it now (a 0-d tensor: read back only when a controller asks)."""
 
     def __init__(
         self,
@@ -227,36 +227,46 @@ class PushCost(ModelRolloutCost):
             target = to_float_frames(goal)[None, None].to(context.device)
             goal_state = model.encode(target)
             there = model.state_positions_px(goal_state)[0]
-            if parts is not None:
-                self.object, self.pusher = parts
-                self.goal = there[self.object]
-                self.to_goal_px = float((now[self.object] - self.goal).norm())
-                return
-            # parts a model reads as absent (keypoint presence) are neither object nor pusher
-            absent = torch.zeros(len(now), dtype=torch.bool, device=now.device)
-            present = model.present_parts(self.state) if isinstance(model, PartPresence) else None
-            if present is not None:
-                absent = (present[0] * model.present_parts(goal_state)[0]) == 0
-            self.object = int((there - now).norm(dim=-1).masked_fill(absent, -1.0).argmax())
+            if parts is None:
+                parts = self._read_parts(now, there, goal_state, probes, seed)
+            self.object, self.pusher = parts
             self.goal = there[self.object]
-            self.to_goal_px = float((now[self.object] - self.goal).norm())
-            spec = model.action_spec
-            g = torch.Generator().manual_seed(seed)
-            cont = None
-            if spec.continuous:
-                cont = torch.randn(probes, spec.continuous, generator=g)
-                cont = cont * spec.continuous_bound / 3  # the bound is ~3 std of the actions
-            disc = torch.randint(spec.discrete, (probes,), generator=g) if spec.discrete else None
-            probe = Actions(
-                None if cont is None else cont.to(context.device),
-                None if disc is None else disc.to(context.device),
-            )
-            start = repeat_state(self.state, probes)
-            moved = model.state_positions_px(model.step(start, probe))
-            sweep = (moved - model.state_positions_px(start)).norm(dim=-1).mean(dim=0)
-            sweep[self.object] = -1.0
-            sweep = sweep.masked_fill(absent, -1.0)
-            self.pusher = int(sweep.argmax())
+            self.to_goal_px = (now[self.object] - self.goal).norm()
+
+    def _read_parts(
+        self,
+        now: torch.Tensor,
+        there: torch.Tensor,
+        goal_state: Any,
+        probes: int,
+        seed: int,
+    ) -> tuple[int, int]:
+        """(object, pusher): the part the goal image moves most, and the part ``probes``
+        random actions move most in one step, from part positions ``now`` and ``there``."""
+        model, device = self.model, now.device
+        # parts a model reads as absent (keypoint presence) are neither object nor pusher
+        absent = torch.zeros(len(now), dtype=torch.bool, device=device)
+        present = model.present_parts(self.state) if isinstance(model, PartPresence) else None
+        if present is not None:
+            absent = (present[0] * model.present_parts(goal_state)[0]) == 0
+        obj = int((there - now).norm(dim=-1).masked_fill(absent, -1.0).argmax())
+        spec = model.action_spec
+        g = torch.Generator().manual_seed(seed)
+        cont = None
+        if spec.continuous:
+            cont = torch.randn(probes, spec.continuous, generator=g)
+            cont = cont * spec.continuous_bound / 3  # the bound is ~3 std of the actions
+        disc = torch.randint(spec.discrete, (probes,), generator=g) if spec.discrete else None
+        probe = Actions(
+            None if cont is None else cont.to(device),
+            None if disc is None else disc.to(device),
+        )
+        start = repeat_state(self.state, probes)
+        moved = model.state_positions_px(model.step(start, probe))
+        sweep = (moved - model.state_positions_px(start)).norm(dim=-1).mean(dim=0)
+        sweep[obj] = -1.0
+        sweep = sweep.masked_fill(absent, -1.0)
+        return obj, int(sweep.argmax())
 
     def step_cost(self, state: Any) -> torch.Tensor:
         pos = self.model.state_positions_px(state)
