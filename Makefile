@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 # Shipped models (models/, trained here by the commands in their cards) at work: MPC on Push
 # toward goal images with the ensemble of the shipped keypoint models (every candidate scored
 # by each, through the state grounding shipped beside it; better plans than any one; eager
-# steps: over 5 episodes compiling three models costs more than it saves), beside random actions
+# steps: over 5 episodes compiling three models costs more than it saves; an object read within
+# 4 px of its goal is left there), beside random actions
 # and MuJoCo itself; the PushMulti keypoint model's and latent YODA's pushes against MuJoCo; MPC
 # on Reach with GLASS (with the Push plans' smaller CEM, 100 x 5 x 5, for every controller:
 # the oracle's plans at the benchmark's 300 x 5 x 10 take minutes); the counterfactual query
@@ -47,7 +48,7 @@ DEMO_KP_CKPT := $(DEMO_KP)/checkpoints/last.pt
 SHORT := trainer.max_minutes=1.5 resume=auto
 demo: $(STAMP)
 	$(PY) scripts/collect.py env=push policy=mixture episodes=60 steps=50 workers=2 masks=true out=$(DEMO_DATA) resume=true preview.episodes=16
-	$(PY) scripts/plan.py checkpoint=$(SHIPPED_PLAN) env=push episodes=5 model_view=full planner.samples=100 planner.elites=10 planner.iterations=5 grounding.file=$(SHIPPED_PLAN) "ensemble=[$(SHIPPED_ENSEMBLE)]" "ensemble_groundings=[$(SHIPPED_ENSEMBLE)]" imagination=eager out=runs/demo_plan_push
+	$(PY) scripts/plan.py checkpoint=$(SHIPPED_PLAN) env=push episodes=5 model_view=full planner.samples=100 planner.elites=10 planner.iterations=5 grounding.file=$(SHIPPED_PLAN) "ensemble=[$(SHIPPED_ENSEMBLE)]" "ensemble_groundings=[$(SHIPPED_ENSEMBLE)]" settle_px=4 imagination=eager out=runs/demo_plan_push
 	$(PY) scripts/collect.py env=push_multi policy=chain episodes=60 steps=50 workers=2 out=$(DEMO_MULTI) resume=true preview.episodes=0
 	$(PY) scripts/poke.py checkpoint=$(SHIPPED_MULTI) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 out=runs/demo_shipped_poke
 	$(PY) scripts/poke.py checkpoint=$(SHIPPED_YODA) data=$(DEMO_MULTI) poke_queries=10 chain_queries=6 image_clips=16 reencode_every=2 out=runs/demo_shipped_yoda_poke
