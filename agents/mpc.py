@@ -185,10 +185,10 @@ class OracleController:
             out = np.empty(len(a))
             for i, seq in enumerate(a):  # one restore per sample, then its steps in order
                 env.set_state(state)
-                for act in seq:
-                    for _ in range(self.repeat):
-                        info = env.step(act)[-1]
-                out[i] = self._score(env, info)
+                steps = np.repeat(seq, self.repeat, axis=0)
+                for act in steps[:-1]:
+                    env.advance(act)  # only the last step's info is scored
+                out[i] = self._score(env, env.step(steps[-1])[-1])
             return torch.from_numpy(out).float()
 
         return cost

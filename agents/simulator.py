@@ -65,7 +65,7 @@ class SimulatorModel:
         out = []
         for s, act in zip(state.states, a, strict=True):
             self.env.set_state(s)
-            self.env.step(act)
+            self.env.advance(act)
             out.append(self.env.get_state())
         return SimState(out)
 

@@ -366,6 +366,20 @@ class ArmEnv(MujocoCameraEnv):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         a = validate_action(action, (3,))
+        self._advance(a)
+        terms = self._reward_terms(a)
+        info = self._info(terms)
+        truncated = self.time_limit is not None and self._elapsed >= self.time_limit
+        return self._obs(), sum(terms.values()), False, truncated, info
+
+    def advance(self, action: Any) -> None:
+        """:meth:`step`'s motion alone: the same controller and physics, without the
+        observation, reward and info a step also computes (two thirds of its time). For
+        callers that roll the simulator out and read the state only at the end (a planner
+        with MuJoCo as its model)."""
+        self._advance(validate_action(action, (3,)))
+
+    def _advance(self, a: np.ndarray) -> None:
         if self.control == "ee":  # scalar math: this runs every step
             x, y, phi = self._target
             x = min(max(x + EE_STEP * a[0], -EE_LIMIT), EE_LIMIT)
@@ -387,10 +401,6 @@ class ArmEnv(MujocoCameraEnv):
         # rendering a restored state then gives the same frame. The warm start is untouched.
         mujoco.mj_fwdPosition(self.model, self.data)
         self._elapsed += 1
-        terms = self._reward_terms(a)
-        info = self._info(terms)
-        truncated = self.time_limit is not None and self._elapsed >= self.time_limit
-        return self._obs(), sum(terms.values()), False, truncated, info
 
     # ------------------------------------------------------------------ observation, info
     def state_vector(self) -> np.ndarray:

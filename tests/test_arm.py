@@ -312,6 +312,34 @@ def test_intervened_state_replays_exactly(multi, intervention: str) -> None:
     assert all(a.tobytes() == b.tobytes() for a, b in zip(first, second, strict=True))
 
 
+def test_advance_moves_exactly_as_step(push) -> None:
+    """advance (a step without observation, reward or info) leaves the same state as step,
+    through a push (contacts) and with out-of-range actions (clipped alike)."""
+    u = push.unwrapped
+    start = _aimed_state(push)
+    gt = u.ground_truth()
+    box = gt["object_pos"][0][:2].copy()
+    toward = box - gt["ee_pos"][:2]
+    push_in = np.append(np.clip(toward / np.linalg.norm(toward) * 2, -1, 1), 0.0)
+    acts = [push_in] * 10 + list(np.random.default_rng(1).uniform(-1.5, 1.5, (10, 3)))
+    u.set_state(start)
+    for a in acts:
+        push.step(a)
+    stepped = u.get_state()
+    u.set_state(start)
+    for a in acts:
+        u.advance(a)
+    advanced = u.get_state()
+    assert np.linalg.norm(stepped.physics - start.physics) > 0.01, "nothing moved"
+    moved = np.linalg.norm(u.ground_truth()["object_pos"][0][:2] - box)
+    assert moved > 0.02, "the box should have been pushed"
+    assert advanced.physics.tobytes() == stepped.physics.tobytes()
+    assert advanced.target.tobytes() == stepped.target.tobytes()
+    assert advanced.elapsed_steps == stepped.elapsed_steps == len(acts)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        u.advance([0.0, float("nan"), 0.0])
+
+
 def test_time_limit_is_part_of_the_state() -> None:
     env = gym.make("latentplay/Reach-v0")
     try:
