@@ -374,7 +374,7 @@ class ArmEnv(MujocoCameraEnv):
 
     def advance(self, action: Any) -> None:
         """:meth:`step`'s motion alone: the same controller and physics, without the
-        observation, reward and info a step also computes (two thirds of its time). For
+        observation, reward and info a step also computes (half its time or more). For
         callers that roll the simulator out and read the state only at the end (a planner
         with MuJoCo as its model)."""
         self._advance(validate_action(action, (3,)))
