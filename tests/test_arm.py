@@ -330,7 +330,6 @@ def test_advance_moves_exactly_as_step(push) -> None:
     for a in acts:
         u.advance(a)
     advanced = u.get_state()
-    assert np.linalg.norm(stepped.physics - start.physics) > 0.01, "nothing moved"
     moved = np.linalg.norm(u.ground_truth()["object_pos"][0][:2] - box)
     assert moved > 0.02, "the box should have been pushed"
     assert advanced.physics.tobytes() == stepped.physics.tobytes()
