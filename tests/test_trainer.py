@@ -169,6 +169,31 @@ def test_bf16_autocast_trains_in_bf16_resumes_exactly_and_keeps_fp32_weights(
         )
 
 
+def test_bf16_on_a_cpu_without_native_bf16_warns(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emulated bf16 runs many times slower than fp32: asking for it there is warned about;
+    where the CPU has it, or where fp32 runs, nothing is."""
+    import warnings
+
+    from latentplay.world_models import train as trainer
+
+    data = ClipDataset(toy, clip_length=4, cache=True)
+    objective = YodaObjective(YodaSchedule(clip_length=4))
+    monkeypatch.setattr(trainer, "_cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.warns(RuntimeWarning, match="trainer.precision=bf16 on a CPU without native"):
+        train(_model(), objective, data, tmp_path / "a", _settings(max_steps=1, precision="bf16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for precision in ("auto", "fp32"):  # auto means fp32 on this CPU: no warning
+            trainer.warn_if_emulated_bf16(
+                trainer.uses_bf16(precision, torch.device("cpu")), torch.device("cpu")
+            )
+        monkeypatch.setattr(trainer, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+        trainer.warn_if_emulated_bf16(True, torch.device("cpu"))
+        trainer.warn_if_emulated_bf16(True, torch.device("cuda"))  # never a CPU's warning
+
+
 def test_resuming_a_finished_run_leaves_its_checkpoint_as_it_is(toy: Path, tmp_path: Path) -> None:
     """A run re-started with resume=auto after it met its budget takes no step and does not
     rewrite last.pt (a latent model records its autoencoder checkpoint's sha256: a rewrite

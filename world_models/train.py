@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,6 +101,9 @@ class TrainingRun:
     before_checkpoint: Callable[[nn.Module], None] | None = None
 
 
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # CPU flags of native bf16 math
+
+
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether ``trainer.precision`` means bf16 autocast on ``device`` (``auto``: where the
     hardware computes bf16 natively)."""
@@ -107,7 +111,20 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return device.type == "cpu" and bool(_cpu_flags() & NATIVE_BF16_FLAGS)
+
+
+def warn_if_emulated_bf16(bf16: bool, device: torch.device) -> None:
+    """A RuntimeWarning when bf16 autocast is asked for on a CPU without native bf16 math:
+    torch then emulates it, many times slower than fp32 (``auto`` picks fp32 there)."""
+    if bf16 and device.type == "cpu" and not _cpu_flags() & NATIVE_BF16_FLAGS:
+        warnings.warn(
+            "trainer.precision=bf16 on a CPU without native bf16 (neither avx512_bf16 nor "
+            "amx_bf16 among its flags): autocast emulates it, many times slower than fp32; "
+            "trainer.precision=auto picks fp32 on this CPU",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of train()
+        )
 
 
 def _trained_in(ckpt: dict, device: torch.device) -> str:
@@ -326,6 +343,7 @@ def _train(
     torch.manual_seed(_rank_seed(settings.seed, ctx.rank))
     model.to(device)
     bf16 = uses_bf16(settings.precision, device)
+    warn_if_emulated_bf16(bf16, device)
     autocast = "bf16" if bf16 else "fp32"  # what "auto" resolves to on this device
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
