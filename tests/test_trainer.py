@@ -189,9 +189,9 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(
             trainer.warn_if_emulated_bf16(
                 trainer.uses_bf16(precision, torch.device("cpu")), torch.device("cpu")
             )
+        trainer.warn_if_emulated_bf16(True, torch.device("cuda"))  # never a CPU's warning
         monkeypatch.setattr(trainer, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
         trainer.warn_if_emulated_bf16(True, torch.device("cpu"))
-        trainer.warn_if_emulated_bf16(True, torch.device("cuda"))  # never a CPU's warning
 
 
 def test_resuming_a_finished_run_leaves_its_checkpoint_as_it_is(toy: Path, tmp_path: Path) -> None:

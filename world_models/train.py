@@ -109,6 +109,11 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     hardware computes bf16 natively)."""
     if precision != "auto":
         return precision == "bf16"
+    return native_bf16(device)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (CUDA with bf16; a CPU with its flags)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and bool(_cpu_flags() & NATIVE_BF16_FLAGS)
@@ -117,7 +122,7 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 def warn_if_emulated_bf16(bf16: bool, device: torch.device) -> None:
     """A RuntimeWarning when bf16 autocast is asked for on a CPU without native bf16 math:
     torch then emulates it, many times slower than fp32 (``auto`` picks fp32 there)."""
-    if bf16 and device.type == "cpu" and not _cpu_flags() & NATIVE_BF16_FLAGS:
+    if bf16 and device.type == "cpu" and not native_bf16(device):
         warnings.warn(
             "trainer.precision=bf16 on a CPU without native bf16 (neither avx512_bf16 nor "
             "amx_bf16 among its flags): autocast emulates it, many times slower than fp32; "
