@@ -139,6 +139,7 @@ def bench_yoda(
             model = Yoda(
                 size=size, image_size=image_size, solver=solver, sample_steps=steps, **space
             ).eval()
+            model.to(memory_format=torch.channels_last)  # as load_model gives it
             times = step_times(model, "cpu", repeats)
             evals = steps if solver == "euler" else 2 * steps - 1
             sec = statistics.median(times)

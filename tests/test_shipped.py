@@ -53,3 +53,25 @@ def test_a_shipped_grounding_belongs_to_its_shipped_model() -> None:
         model, _ = load_model(name)
         g = load_state_grounding(name, model)  # refused if fit through other weights
         assert g.labels == card(name)["grounding"]["labels"], name
+
+
+@pytest.mark.parametrize("name", ["glass_push", "yoda_latent_pushmulti"])
+def test_a_model_loads_in_channels_last_and_predicts_as_in_the_default_layout(name: str) -> None:
+    import torch
+
+    fast, _ = load_model(name)
+    plain, _ = load_model(name, channels_last=False)
+    convs = [p for p in fast.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert all(p.is_contiguous() for p in plain.parameters())
+    frames = torch.rand(
+        2, 2, 3, fast.image_size, fast.image_size, generator=torch.Generator().manual_seed(0)
+    )
+    acts = fast.random_actions(2, 1, torch.Generator().manual_seed(1)).at(0)
+    out = []
+    for model in (fast, plain):
+        torch.manual_seed(2)  # a generator's sampling noise, the same for both
+        with torch.no_grad():
+            out.append(model.decode(model.step(model.encode(frames), acts)))
+    assert out[0].shape == (2, 3, fast.image_size, fast.image_size)
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=1e-4)

@@ -58,13 +58,19 @@ def build_model(name: str, args: dict[str, Any]) -> nn.Module:
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu", average: bool = True
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    average: bool = True,
+    channels_last: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from the checkpoint alone; returns (model in eval mode, checkpoint).
     ``path``: a checkpoint file, or the name of a shipped model (``models/<name>/``).
 
     ``average``: a checkpoint trained with ``trainer.ema_decay`` gives its moving average of
     the weights (buffers as trained); False, or a checkpoint without one: the trained weights.
+    ``channels_last``: convolution weights in the layout training uses by default
+    (``trainer.channels_last``); on a CPU it also takes small batch-1 convolutions off
+    PyTorch's slow fallback path. The same figures up to float rounding.
     """
     path = resolve_checkpoint(path)
     ckpt = read_checkpoint(path, device)
@@ -77,7 +83,10 @@ def load_model(
             f"{path}: its weights do not fit {ckpt['model_name']}({ckpt['model_args']}) as "
             f"this code builds it: {e}"
         ) from e
-    return model.to(device).eval(), ckpt
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model.eval(), ckpt
 
 
 SHORT_RUN_MINUTES = 10.0  # a run this short demonstrates training; its figures are not a model's
