@@ -123,9 +123,10 @@ def warn_if_emulated_bf16(bf16: bool, device: torch.device) -> None:
     """A RuntimeWarning when bf16 autocast is asked for on a CPU without native bf16 math:
     torch then emulates it, many times slower than fp32 (``auto`` picks fp32 there)."""
     if bf16 and device.type == "cpu" and not native_bf16(device):
+        flags = " nor ".join(sorted(NATIVE_BF16_FLAGS))
         warnings.warn(
-            "trainer.precision=bf16 on a CPU without native bf16 (neither avx512_bf16 nor "
-            "amx_bf16 among its flags): autocast emulates it, many times slower than fp32; "
+            f"trainer.precision=bf16 on a CPU without native bf16 (neither {flags} among its "
+            "flags): autocast emulates it, many times slower than fp32; "
             "trainer.precision=auto picks fp32 on this CPU",
             RuntimeWarning,
             stacklevel=4,  # the caller of train()
